@@ -1,0 +1,41 @@
+"""Where classification happens: one async ``Backend`` interface, two implementations.
+
+``LocalBackend`` (the default) runs the classifier in worker processes on this machine;
+``GolemBackend`` runs it on providers of the Golem Network. The bot only sees this package.
+"""
+
+from golem_backend.base import (
+    Backend,
+    BackendBusy,
+    BackendError,
+    BackendStatus,
+    BackendTimeout,
+    BackendUnavailable,
+    InstanceInfo,
+    Outcome,
+    ProgressCallback,
+    TrainReport,
+)
+from provider.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
+from provider.results import UNKNOWN, LabelScore, Prediction
+
+__all__ = [
+    "UNKNOWN",
+    "Backend",
+    "BackendBusy",
+    "BackendError",
+    "BackendStatus",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "CorruptImage",
+    "EmptyImage",
+    "ImageError",
+    "ImageTooLarge",
+    "InstanceInfo",
+    "LabelScore",
+    "NotAnImage",
+    "Outcome",
+    "Prediction",
+    "ProgressCallback",
+    "TrainReport",
+]

@@ -1,0 +1,114 @@
+"""The async interface every backend implements, and its typed errors."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provider.errors import ImageError
+from provider.results import Prediction
+
+#: One entry per input image: a prediction, or the typed reason that image was rejected.
+Outcome = Prediction | ImageError
+
+#: ``progress(stage, done, total)``: stage is a short human-readable phrase
+#: ("extracting features", "cross-validating", "fitting"); done/total count work units.
+ProgressCallback = Callable[[str, int, int], Awaitable[None] | None]
+
+
+class BackendError(Exception):
+    """Base of backend failures; ``str(error)`` is the message a user may see."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot serve at all (not started, yagna down, no model, ...)."""
+
+
+class BackendBusy(BackendError):
+    """The request queue is full; try again in a moment."""
+
+
+class BackendTimeout(BackendError):
+    """The request did not finish within its deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    model_id: str
+    labels: tuple[str, ...]
+    n_images: int
+    accuracy: float | None  # cross-validated accuracy in [0, 1], None when not measured
+    accuracy_std: float | None
+    duration_s: float
+    skipped: tuple[str, ...] = ()  # files that could not be read, "path: reason"
+    warnings: tuple[str, ...] = ()  # e.g. labels with too few images
+    confusion_png: bytes | None = None  # confusion-matrix image, when available
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    name: str  # provider name (Golem) or worker name (local)
+    state: str  # e.g. "starting", "running", "failed"
+    provider_id: str = ""
+    requests_served: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    kind: str  # "local" | "golem"
+    ready: bool
+    model_id: str | None
+    labels: tuple[str, ...]
+    accuracy: float | None
+    queue_depth: int
+    requests_served: int
+    errors: int
+    instances: tuple[InstanceInfo, ...] = ()
+    glm_spent: float | None = None  # Golem only
+    detail: str = ""
+
+
+class Backend(abc.ABC):
+    """Classifies images somewhere. All methods are coroutines; none blocks the event loop."""
+
+    kind: str = "abstract"
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Make the backend ready to classify. Raises :class:`BackendUnavailable`."""
+
+    @abc.abstractmethod
+    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+        """Classify encoded images (JPEG/PNG/... bytes); one outcome per image, in order.
+
+        Raises :class:`BackendBusy`, :class:`BackendTimeout` or :class:`BackendUnavailable`
+        for failures of the whole request; a bad image is an :class:`ImageError` *in* the list.
+        """
+
+    @abc.abstractmethod
+    async def retrain(
+        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+    ) -> TrainReport:
+        """Train a new model (from ``dataset`` or the default one) and swap it in."""
+
+    @abc.abstractmethod
+    async def status(self) -> BackendStatus:
+        """A snapshot for ``/status``."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Release everything (workers, Golem instances). Safe to call twice."""
+
+    async def __aenter__(self) -> Backend:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
