@@ -1,0 +1,133 @@
+"""EfficientNet-Lite0 ImageNet features, run by OpenCV's ``cv2.dnn`` (no torch at run time).
+
+The network file is ``provider/models/efficientnet_lite0.onnx`` (made by
+``tools/convert_efficientnet.py``); its sha256 is recorded in ``efficientnet_lite0.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from provider.errors import ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+ONNX_PATH = MODELS_DIR / "efficientnet_lite0.onnx"
+MANIFEST_PATH = MODELS_DIR / "efficientnet_lite0.json"
+
+INPUT_SIZE = 224  # network input, pixels
+RESIZE_SHORTER = 256  # shorter side before the centre crop, pixels
+HEAD_DIM = 1280  # pooled head activations
+STAGE_DIMS = (80, 112, 192, 320)  # pooled outputs of blocks 7, 10, 14, 15
+EMBEDDING_DIM = HEAD_DIM + sum(STAGE_DIMS)  # 1984
+IMAGENET_CLASSES = 1000
+
+
+def preprocess(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224."""
+    h, w = rgb.shape[:2]
+    scale = RESIZE_SHORTER / min(h, w)
+    new_w, new_h = max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+    top, left = (new_h - INPUT_SIZE) // 2, (new_w - INPUT_SIZE) // 2
+    return resized[top : top + INPUT_SIZE, left : left + INPUT_SIZE]
+
+
+def to_blob(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack (224, 224, 3) uint8 crops into the network input: float32 NCHW, (x - 127) / 128."""
+    batch = np.stack(crops).astype(np.float32)
+    batch -= 127.0
+    batch *= 1.0 / 128.0
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+@cache
+def _verified_onnx_bytes() -> bytes:
+    try:
+        data = ONNX_PATH.read_bytes()
+        expected = json.loads(MANIFEST_PATH.read_text())["sha256"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"The network weights are missing or unreadable ({ONNX_PATH}).") from exc
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ModelError(f"The network weights {ONNX_PATH.name} are corrupted (sha256 mismatch).")
+    return data
+
+
+def _signed_sqrt_l2(x: np.ndarray) -> np.ndarray:
+    """Row-wise signed square root, then unit L2 norm (power normalisation)."""
+    x = np.sign(x) * np.sqrt(np.abs(x))
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def embed(head: np.ndarray, stages: np.ndarray) -> np.ndarray:
+    """Network outputs -> the (N, 1984) float32 embedding: each block power-normalised.
+
+    Normalising the head and each stage separately keeps the 1280-d head from drowning
+    the smaller stage vectors; measured +1.0 point of CV accuracy on FLOWERS17.
+    """
+    parts = [_signed_sqrt_l2(head)]
+    start = 0
+    for width in STAGE_DIMS:
+        parts.append(_signed_sqrt_l2(stages[:, start : start + width]))
+        start += width
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+class EfficientNetLite0:
+    """Callable network: batches of RGB images -> (embedding (N, 1984), logits (N, 1000)).
+
+    One instance per process; ``cv2.dnn.Net`` is not thread-safe, so calls are serialised.
+    """
+
+    def __init__(self) -> None:
+        data = np.frombuffer(_verified_onnx_bytes(), dtype=np.uint8)
+        self._net = cv2.dnn.readNetFromONNX(data, engine=cv2.dnn.ENGINE_NEW)
+        self._lock = threading.Lock()
+
+    def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run a prepared NCHW float32 blob; returns float32 (head, logits, stages)."""
+        with self._lock:
+            self._net.setInput(blob)
+            head, logits, stages = self._net.forward(["features", "logits", "stages"])
+        return (
+            np.asarray(head, np.float32),
+            np.asarray(logits, np.float32),
+            np.asarray(stages, np.float32),
+        )
+
+    def __call__(
+        self, images: Sequence[np.ndarray], batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """RGB uint8 images of any size -> (embedding (N, 1984), logits (N, 1000)), float32."""
+        if not images:
+            return np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros(
+                (0, IMAGENET_CLASSES), np.float32
+            )
+        embeddings, logits = [], []
+        for start in range(0, len(images), batch_size):
+            crops = [preprocess(im) for im in images[start : start + batch_size]]
+            head, lg, stages = self.forward_blob(to_blob(crops))
+            embeddings.append(embed(head, stages))
+            logits.append(lg)
+        return np.concatenate(embeddings), np.concatenate(logits)
+
+
+_NETWORK: EfficientNetLite0 | None = None
+_NETWORK_LOCK = threading.Lock()
+
+
+def network() -> EfficientNetLite0:
+    """The process-wide network, loaded on first use."""
+    global _NETWORK
+    with _NETWORK_LOCK:
+        if _NETWORK is None:
+            _NETWORK = EfficientNetLite0()
+        return _NETWORK

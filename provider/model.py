@@ -1,0 +1,94 @@
+"""A loaded model: classify images (bytes or paths), batched through the network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from provider.artifact import ModelArtifact, load_model
+from provider.errors import ImageError
+from provider.extraction import decode_many
+from provider.features import FeatureExtractor, get_extractor
+from provider.imageio import DEFAULT_MAX_PIXELS
+from provider.results import UNKNOWN, LabelScore, Prediction
+
+Source = bytes | bytearray | memoryview | os.PathLike[str] | str
+BATCH_SIZE = 16
+
+
+class Classifier:
+    """A verified model artifact plus its feature extractor. Thread-compatible, not -safe."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self._artifact = artifact
+        self.metadata: dict[str, Any] = artifact.metadata
+        self.labels: tuple[str, ...] = artifact.labels
+        self.model_id: str = artifact.model_id
+        self.extractor: FeatureExtractor = get_extractor(artifact.metadata["extractor"]["name"])
+
+    @classmethod
+    def load(cls, path: Path | str) -> Classifier:
+        """Load and verify; raises :class:`provider.errors.ModelError`."""
+        return cls(load_model(Path(path)))
+
+    @property
+    def accuracy(self) -> float | None:
+        value = (self.metadata.get("metrics") or {}).get("cv_accuracy")
+        return float(value) if value is not None else None
+
+    def predict_features(self, features: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        """(N, dim) features -> predictions; ``top_k`` is clamped to [1, number of labels]."""
+        if len(features) == 0:
+            return []
+        k = max(1, min(int(top_k), len(self.labels)))
+        proba = self._artifact.pipeline.predict_proba(features)
+        classes = [str(c) for c in self._artifact.pipeline.classes_]
+        ood = self._artifact.ood
+        scores = ood.score(features)
+        unknown = ood.is_unknown(scores)
+        out = []
+        for row, score, is_unknown in zip(proba, scores, unknown, strict=True):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = tuple(LabelScore(classes[i], float(row[i])) for i in order)
+            out.append(
+                Prediction(
+                    label=UNKNOWN if is_unknown else top[0].label,
+                    confidence=top[0].confidence,
+                    top=top,
+                    model_id=self.model_id,
+                    ood_score=float(score),
+                )
+            )
+        return out
+
+    def predict(self, images: Sequence[np.ndarray], top_k: int = 3) -> list[Prediction]:
+        """Decoded RGB uint8 images -> one prediction each."""
+        preds: list[Prediction] = []
+        for start in range(0, len(images), BATCH_SIZE):
+            feats, _ = self.extractor.extract(list(images[start : start + BATCH_SIZE]))
+            preds.extend(self.predict_features(feats, top_k))
+        return preds
+
+    def classify_sources(
+        self,
+        sources: Sequence[Source],
+        top_k: int = 3,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> list[Prediction | ImageError]:
+        """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order."""
+        srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
+        decoded = list(decode_many(srcs, max_pixels))  # type: ignore[arg-type]
+        good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
+        results: list[Prediction | ImageError] = [
+            d
+            for d in decoded  # placeholders for images, errors stay
+        ]  # type: ignore[misc]
+        preds = self.predict([decoded[i] for i in good], top_k)  # type: ignore[misc]
+        for i, pred in zip(good, preds, strict=True):
+            results[i] = pred
+        return results

@@ -1,0 +1,52 @@
+"""Confusion-matrix image, drawn with OpenCV (no plotting library needed at run time)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+CELL = 28  # pixels per matrix cell
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def confusion_png(matrix: np.ndarray, labels: Sequence[str], title: str = "") -> bytes:
+    """Render an (L, L) count matrix (rows true, columns predicted) as PNG bytes."""
+    matrix = np.asarray(matrix)
+    n = len(labels)
+    if matrix.shape != (n, n):
+        raise ValueError(f"matrix shape {matrix.shape} does not match {n} labels")
+    names = [str(lb)[:18] for lb in labels]
+    margin = 12 + max((cv2.getTextSize(s, FONT, 0.45, 1)[0][0] for s in names), default=40)
+    top = margin + (30 if title else 8)
+    size = n * CELL
+    img = np.full((top + size + 40, margin + size + 20, 3), 255, np.uint8)
+    rows = matrix.sum(axis=1, keepdims=True).astype(np.float64)
+    frac = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    for i in range(n):
+        for j in range(n):
+            shade = int(255 - 200 * frac[i, j])
+            colour = (255, shade, shade) if i != j else (shade, 255, shade)
+            x0, y0 = margin + j * CELL, top + i * CELL
+            cv2.rectangle(img, (x0, y0), (x0 + CELL, y0 + CELL), colour, -1)
+            cv2.rectangle(img, (x0, y0), (x0 + CELL, y0 + CELL), (200, 200, 200), 1)
+            if matrix[i, j]:
+                text = str(int(matrix[i, j]))
+                (tw, th), _ = cv2.getTextSize(text, FONT, 0.35, 1)
+                org = (x0 + (CELL - tw) // 2, y0 + (CELL + th) // 2)
+                cv2.putText(img, text, org, FONT, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    for k, name in enumerate(names):
+        y = top + k * CELL + CELL // 2 + 4
+        cv2.putText(img, name, (6, y), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        canvas = np.full((CELL, margin, 3), 255, np.uint8)  # column label, drawn then rotated
+        cv2.putText(canvas, name, (4, CELL // 2 + 4), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        img[top - margin : top, margin + k * CELL : margin + (k + 1) * CELL] = np.rot90(canvas, 1)
+    if title:
+        cv2.putText(img, title, (6, 20), FONT, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    foot = "rows: true label, columns: predicted"
+    cv2.putText(img, foot, (6, img.shape[0] - 14), FONT, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
