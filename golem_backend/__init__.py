@@ -16,7 +16,9 @@ from golem_backend.base import (
     ProgressCallback,
     TrainReport,
 )
+from golem_backend.factory import create_backend, default_dataset
 from provider.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
+from provider.imageio import sniff_format
 from provider.results import UNKNOWN, LabelScore, Prediction
 
 __all__ = [
@@ -38,4 +40,7 @@ __all__ = [
     "Prediction",
     "ProgressCallback",
     "TrainReport",
+    "create_backend",
+    "default_dataset",
+    "sniff_format",
 ]

@@ -32,22 +32,27 @@ class ExtractedDataset:
     n_cached: int  # rows that came from the cache
 
 
-def _decode_or_error(src: bytes | Path, max_pixels: int) -> np.ndarray | ImageError:
+def _decode_or_error(
+    src: bytes | Path, max_pixels: int, min_side: int | None
+) -> np.ndarray | ImageError:
     try:
-        return decode_image(src, max_pixels=max_pixels)
+        return decode_image(src, max_pixels=max_pixels, min_side=min_side)
     except ImageError as exc:
         return exc
 
 
 def decode_many(
-    sources: Sequence[bytes | Path], max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2
+    sources: Sequence[bytes | Path],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int | None = None,
+    workers: int = 2,
 ) -> Iterator[np.ndarray | ImageError]:
     """Decode in background threads (Pillow releases the GIL), yielding results in order."""
     if len(sources) <= 1:
-        yield from (_decode_or_error(s, max_pixels) for s in sources)
+        yield from (_decode_or_error(s, max_pixels, min_side) for s in sources)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        yield from pool.map(lambda s: _decode_or_error(s, max_pixels), sources)
+        yield from pool.map(lambda s: _decode_or_error(s, max_pixels, min_side), sources)
 
 
 def extract_items(
@@ -81,7 +86,7 @@ def extract_items(
     n_cached = len(rows)
     if progress:
         progress("extracting features", n_cached, total)
-    decoded = decode_many([items[i].path for i in todo], max_pixels)
+    decoded = decode_many([items[i].path for i in todo], max_pixels, extractor.decode_min_side)
     new_digests: list[str] = []
     new_rows: list[np.ndarray] = []
     done = n_cached

@@ -82,7 +82,7 @@ class Classifier:
     ) -> list[Prediction | ImageError]:
         """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order."""
         srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
-        decoded = list(decode_many(srcs, max_pixels))  # type: ignore[arg-type]
+        decoded = list(decode_many(srcs, max_pixels, self.extractor.decode_min_side))  # type: ignore[arg-type]
         good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
         results: list[Prediction | ImageError] = [
             d

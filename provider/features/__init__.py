@@ -25,6 +25,7 @@ class FeatureExtractor:
     dim: int
     description: str
     extract: Extract
+    decode_min_side: int | None = None  # JPEGs may be DCT-downscaled to this shorter side
 
     @property
     def cache_key(self) -> str:
@@ -53,7 +54,7 @@ def _cnn_color(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([emb, hist.astype(np.float32)], axis=1), logits
 
 
-_CNN_VERSION = "lite0-ms1"
+_CNN_VERSION = "lite0-ms1-draft256"
 
 EXTRACTORS: dict[str, FeatureExtractor] = {
     "cnn": FeatureExtractor(
@@ -62,6 +63,7 @@ EXTRACTORS: dict[str, FeatureExtractor] = {
         cnn.EMBEDDING_DIM,
         "EfficientNet-Lite0 ImageNet features: pooled head + 4 pooled stages (1984-d)",
         _cnn,
+        cnn.RESIZE_SHORTER,
     ),
     "global": FeatureExtractor(
         "global",
@@ -76,6 +78,7 @@ EXTRACTORS: dict[str, FeatureExtractor] = {
         cnn.EMBEDDING_DIM + 512,
         "cnn plus an 8x8x8 HSV histogram of the centre crop",
         _cnn_color,
+        cnn.RESIZE_SHORTER,
     ),
 }
 

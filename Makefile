@@ -1,0 +1,55 @@
+# Quick start:   make run    (set up and start the bot; needs DISCORD_TOKEN in .env)
+#                make test   (set up and run the linters and the whole test-suite)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: setup run test lint bench bench-classifier bench-local bench-golem bench-bot image clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	@test -f .env || { cp .env.example .env; echo "created .env from .env.example: put your DISCORD_TOKEN in it"; }
+	$(BIN)/python -m bot
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup
+	PYTHON=$(BIN)/python bash .ci/yagna.sh install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+bench: bench-classifier bench-local bench-golem bench-bot
+
+bench-classifier: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_classifier.py
+
+bench-local: setup
+	$(BIN)/python bench/bench_local_backend.py
+
+bench-golem: setup
+	$(BIN)/python bench/bench_golem_harness.py
+
+bench-bot: setup
+	$(BIN)/python bench/bench_bot.py
+
+# Build the provider VM image and push it to the Golem image repository (needs a Docker
+# engine and `pip install gvmkit-build`); put the printed hash in GOLEM_IMAGE_HASH.
+IMAGE ?= golem-image-classifier:latest
+image:
+	docker build -f provider/Dockerfile -t $(IMAGE) .
+	gvmkit-build $(IMAGE) --push
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

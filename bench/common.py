@@ -1,0 +1,45 @@
+"""Shared helpers for the benchmarks: dataset location, timing, tables."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FLOWERS = REPO.parent / "shared" / "datasets" / "flowers17"
+SHARED_ANIMALS = REPO.parent / "shared" / "datasets" / "animals4"
+OUT = REPO / "bench" / "out"
+
+
+def flowers_dir() -> Path:
+    """The full FLOWERS17 set when ../shared is present, else the compact shipped copy."""
+    if SHARED_FLOWERS.is_dir():
+        return SHARED_FLOWERS
+    from provider.train import default_dataset
+
+    print(f"note: {SHARED_FLOWERS} not found, using the compact copy")
+    return default_dataset()
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    """Wall-clock seconds of ``runs`` calls."""
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), "-|-".join("-" * w for w in widths)]
+    lines += [fmt.format(*map(str, r)) for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""``python -m bot`` / ``classifier-bot``: load settings, run the bot, exit with a clear code.
+
+Exit codes:
+  0  stopped cleanly (SIGINT/SIGTERM)
+  1  unexpected error (logged with its traceback)
+  2  invalid configuration (the message names the setting)
+  3  DISCORD_TOKEN missing, or rejected by Discord
+  4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
+  5  the classifier backend could not start
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import aiohttp
+import discord
+from pydantic import ValidationError
+
+from bot.client import BackendStartFailed, ClassifierBot, configure_endpoints
+from bot.logconfig import setup_logging
+from bot.settings import Settings
+
+log = logging.getLogger("bot")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKEN, EXIT_INTENT, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+
+
+def load_settings() -> Settings | int:
+    """The settings, or an exit code after printing what is wrong (no traceback)."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
+    except ValidationError as exc:
+        problems = []
+        token_only = True
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            token_only &= field == "discord_token"
+            if err["type"] == "missing":
+                problems.append(f"  {field.upper()}: required but not set")
+            else:
+                problems.append(f"  {field.upper()}: {err['msg']}")
+        print("Invalid configuration (environment or .env):", *problems, sep="\n", file=sys.stderr)
+        if token_only:
+            print(
+                "Set DISCORD_TOKEN to your bot's token (Developer Portal > Bot > Reset Token).",
+                file=sys.stderr,
+            )
+            return EXIT_TOKEN
+        return EXIT_CONFIG
+
+
+async def run(settings: Settings) -> int:
+    """Run until a signal or a fatal error; return the exit code."""
+    configure_endpoints(settings)
+    bot = ClassifierBot(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    async with bot:
+        runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not runner.done():
+            log.info("signal received, stopping")
+            stopper.cancel()
+            await bot.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await runner
+            return EXIT_OK
+        stopper.cancel()
+        await bot.close()
+        return exit_code_for(runner.exception())
+
+
+def exit_code_for(exc: BaseException | None) -> int:
+    if exc is None:
+        return EXIT_OK
+    if isinstance(exc, discord.LoginFailure):
+        log.error(
+            "Discord rejected DISCORD_TOKEN (401 Unauthorized). Copy a fresh token from "
+            "the Developer Portal > your application > Bot > Reset Token."
+        )
+        return EXIT_TOKEN
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        log.error(
+            "MESSAGE_CONTENT_INTENT=true, but the Message Content intent is not enabled "
+            "for this application. Enable it in the Developer Portal > Bot > Privileged "
+            "Gateway Intents, or set MESSAGE_CONTENT_INTENT=false."
+        )
+        return EXIT_INTENT
+    if isinstance(exc, BackendStartFailed):
+        log.error("The classifier backend could not start: %s", exc)
+        return EXIT_BACKEND
+    if isinstance(exc, aiohttp.ClientConnectionError | discord.GatewayNotFound):
+        log.error(
+            "Could not reach Discord (%s: %s). Check the network and DISCORD_API_BASE / "
+            "DISCORD_GATEWAY_URL.",
+            type(exc).__name__,
+            exc,
+        )
+        return EXIT_ERROR
+    log.error("The bot stopped on an unexpected error", exc_info=exc)
+    return EXIT_ERROR
+
+
+def main() -> int:
+    loaded = load_settings()
+    if isinstance(loaded, int):
+        return loaded
+    settings = loaded
+    secrets = [settings.discord_token.get_secret_value()]
+    if settings.yagna_appkey is not None:
+        secrets.append(settings.yagna_appkey.get_secret_value())
+    setup_logging(settings.log_level, secrets)
+    try:
+        return asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The one path every image takes: checks, download, backend, and per-image answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.download import check_url, download, too_large_message
+from bot.errors import DownloadError, explain
+from golem_backend import ImageError, ImageTooLarge, Prediction
+
+if TYPE_CHECKING:
+    from bot.client import ClassifierBot
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAnswer:
+    attachment: discord.Attachment
+    prediction: Prediction | None = None
+    error: str | None = None  # what to tell the user when there is no prediction
+
+
+def precheck(bot: ClassifierBot, attachment: discord.Attachment) -> None:
+    """Reject from metadata alone (before deferring): too big, or not on Discord's CDN."""
+    limit = bot.settings.max_image_bytes
+    if attachment.size > limit:
+        raise ImageTooLarge(too_large_message(limit))
+    check_url(attachment.url, bot.settings.attachment_hosts)
+
+
+async def fetch(bot: ClassifierBot, attachment: discord.Attachment) -> bytes:
+    precheck(bot, attachment)
+    s = bot.settings
+    return await download(
+        bot.http_session,
+        attachment.url,
+        allowed_hosts=s.attachment_hosts,
+        max_bytes=s.max_image_bytes,
+        timeout_s=s.download_timeout_s,
+    )
+
+
+async def classify_attachments(
+    bot: ClassifierBot, attachments: Sequence[discord.Attachment], top_k: int
+) -> list[ImageAnswer]:
+    """Download every attachment concurrently and classify the good ones in one request.
+
+    Per-image problems (download, not an image, corrupt...) become that image's ``error``;
+    whole-request failures (backend busy/down/timeout) propagate.
+    """
+
+    async def get(att: discord.Attachment) -> bytes | Exception:
+        try:
+            return await fetch(bot, att)
+        except (DownloadError, ImageError) as exc:
+            return exc
+
+    fetched = await asyncio.gather(*(get(a) for a in attachments))
+    good = [i for i, data in enumerate(fetched) if isinstance(data, bytes)]
+    outcomes = (
+        await bot.backend.classify([fetched[i] for i in good], top_k)  # type: ignore[misc]
+        if good
+        else []
+    )
+    results: dict[int, Prediction | Exception] = dict(zip(good, outcomes, strict=True))
+    answers = []
+    for i, att in enumerate(attachments):
+        outcome = results.get(i, fetched[i])
+        if isinstance(outcome, Prediction):
+            answers.append(ImageAnswer(att, prediction=outcome))
+        else:
+            assert isinstance(outcome, Exception)
+            answers.append(ImageAnswer(att, error=explain(outcome) or str(outcome)))
+    return answers

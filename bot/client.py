@@ -1,0 +1,148 @@
+"""The bot: owns the backend, the HTTP session for downloads, the state store and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.errors import ClassifierTree
+from bot.limits import Cooldowns, WorkGate
+from bot.settings import Settings
+from bot.store import BotStore
+from golem_backend import Backend, BackendError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.cogs.classify", "bot.cogs.autoclassify", "bot.cogs.admin")
+
+
+class BackendStartFailed(Exception):
+    """The backend could not start; the bot cannot serve."""
+
+
+def configure_endpoints(settings: Settings) -> None:
+    """Point discord.py at ``DISCORD_API_BASE`` / ``DISCORD_GATEWAY_URL``.
+
+    discord.py keeps both as class attributes (REST, interaction callbacks and webhooks
+    all use ``Route.BASE``), so they apply to every client in this process.
+    """
+    discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def make_intents(settings: Settings) -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True  # auto-replies in watched channels
+    intents.message_content = settings.message_content_intent  # privileged
+    return intents
+
+
+def create_default_backend(settings: Settings) -> Backend:
+    from golem_backend import create_backend
+
+    return create_backend(settings)
+
+
+class ClassifierBot(commands.Bot):
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=make_intents(settings),
+            tree_cls=ClassifierTree,
+            help_command=None,
+            max_messages=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.backend = backend if backend is not None else create_default_backend(settings)
+        self.store = BotStore(settings.state_path)
+        self.cooldowns = Cooldowns(settings.cooldown_uses, settings.cooldown_window_s)
+        self.gate = WorkGate(settings.max_concurrent_requests)
+        self.retrain_lock = asyncio.Lock()
+        self.started_at = time.monotonic()
+        self._http_session: aiohttp.ClientSession | None = None
+        self._closing = False
+        self.extension_failures: dict[str, str] = {}
+
+    @property
+    def http_session(self) -> aiohttp.ClientSession:
+        """The one session used for attachment downloads (created in ``setup_hook``)."""
+        assert self._http_session is not None, "setup_hook has not run"
+        return self._http_session
+
+    def watched_channels(self) -> set[int]:
+        return self.store.watched | set(self.settings.autoclassify_channel_ids)
+
+    async def setup_hook(self) -> None:
+        self._http_session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": "golem-image-classifier-bot"},
+        )
+        self.store.load()
+        try:
+            await self.backend.start()
+        except BackendError as exc:
+            raise BackendStartFailed(str(exc)) from exc
+        for name in EXTENSIONS:
+            try:
+                await self.load_extension(name)
+            except Exception as exc:
+                self.extension_failures[name] = repr(exc)
+                log.exception("failed to load extension %s", name)
+        if self.settings.sync_commands:
+            await self.sync_commands()
+        if self.settings.autoclassify_channel_ids and not self.settings.message_content_intent:
+            log.warning(
+                "AUTOCLASSIFY_CHANNEL_IDS is set but MESSAGE_CONTENT_INTENT is off: "
+                "auto-replies need the message content intent"
+            )
+
+    async def sync_commands(self) -> None:
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands (may take up to an hour to appear)", len(synced))
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info(
+            "connected as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds)
+        )
+
+    async def close(self) -> None:
+        """Graceful stop: refuse new work, let in-flight work finish (or fail it with a
+        message), then stop the backend and close the sessions. Safe to call twice."""
+        if self._closing:
+            await super().close()
+            return
+        self._closing = True
+        log.info("shutting down")
+        try:
+            await self.gate.drain(self.settings.shutdown_grace_s)
+        finally:
+            # discord.py dispatches "ready" from a task that fails if the client closed
+            # before it fired (within guild_ready_timeout of connecting): cancel it.
+            ready_task = getattr(self._connection, "_ready_task", None)
+            if ready_task is not None:
+                ready_task.cancel()
+            await super().close()
+            try:
+                await self.backend.stop()
+            except Exception:
+                log.exception("stopping the backend failed")
+            else:
+                log.info("backend stopped")
+            if self._http_session is not None:
+                await self._http_session.close()

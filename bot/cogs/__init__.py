@@ -1,0 +1,1 @@
+"""The bot's extensions: ``classify`` (everyone), ``autoclassify`` and ``admin``."""

@@ -1,0 +1,103 @@
+"""Automatic replies to images posted in watched channels, and /autoclassify on|off."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import admin_only
+from bot.classifying import classify_attachments
+from bot.client import ClassifierBot
+from bot.cogs.classify import answer_embeds
+from bot.download import looks_like_image
+from bot.errors import UserError, explain
+from golem_backend import BackendError, ImageError
+
+log = logging.getLogger(__name__)
+
+
+class AutoClassifyCog(commands.Cog):
+    def __init__(self, bot: ClassifierBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(
+        name="autoclassify", description="Reply automatically to images posted in this channel"
+    )
+    @app_commands.describe(mode="on: reply to every image posted here; off: stop")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(administrator=True)
+    @admin_only()
+    async def autoclassify(
+        self, interaction: discord.Interaction, mode: Literal["on", "off"]
+    ) -> None:
+        bot = self.bot
+        channel = interaction.channel
+        assert channel is not None
+        on = mode == "on"
+        if not on and channel.id in bot.settings.autoclassify_channel_ids:
+            raise UserError(
+                "This channel is watched by configuration (AUTOCLASSIFY_CHANNEL_IDS); "
+                "remove it there to stop auto-replies."
+            )
+        changed = await bot.store.set_watched(channel.id, on)
+        if on:
+            text = (
+                "I'll reply to images posted in this channel."
+                if changed
+                else ("I'm already watching this channel.")
+            )
+            if not bot.settings.message_content_intent:
+                text += (
+                    "\n⚠️ The message content intent is off (MESSAGE_CONTENT_INTENT=false), so "
+                    "Discord doesn't show me attachments: auto-replies won't work until it's on."
+                )
+            elif not interaction.app_permissions.send_messages:
+                text += "\n⚠️ I don't have permission to send messages here."
+        else:
+            text = (
+                "I stopped watching this channel."
+                if changed
+                else ("I wasn't watching this channel.")
+            )
+        log.info("autoclassify %s in channel %s by %s", mode, channel.id, interaction.user.id)
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        bot = self.bot
+        if message.author.bot or message.guild is None or bot.gate.closing:
+            return
+        if message.channel.id not in bot.watched_channels():
+            return
+        images = [a for a in message.attachments if looks_like_image(a)]
+        if not images:
+            return
+        cap = bot.settings.max_images_per_message
+        note = None
+        if len(images) > cap:
+            note = f"Only the first {cap} of {len(images)} images were classified."
+        try:
+            async with bot.gate.slot():
+                bot.cooldowns.hit(message.author.id)
+                answers = await classify_attachments(bot, images[:cap], bot.settings.top_k)
+                await message.reply(
+                    content=note, embeds=answer_embeds(bot, answers), mention_author=False
+                )
+        except (UserError, BackendError, ImageError) as exc:
+            await self._reply_quietly(message, explain(exc) or str(exc))
+        except discord.Forbidden:
+            log.warning("no permission to reply in channel %s", message.channel.id)
+
+    async def _reply_quietly(self, message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(text, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+
+
+async def setup(bot: ClassifierBot) -> None:
+    await bot.add_cog(AutoClassifyCog(bot))

@@ -1,0 +1,115 @@
+"""/classify, the "Classify image" message context menu, and /labels."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.classifying import ImageAnswer, classify_attachments, precheck
+from bot.client import ClassifierBot
+from bot.download import looks_like_image
+from bot.embeds import error_embed, labels_embed, prediction_embed
+from bot.errors import NoImages, UserError
+
+log = logging.getLogger(__name__)
+
+
+async def defer_public(interaction: discord.Interaction) -> None:
+    """Show "thinking..." publicly (the answer will replace it)."""
+    await interaction.response.defer(thinking=True)
+    interaction.extras["public_defer"] = True
+
+
+def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discord.Embed]:
+    embeds = []
+    for a in answers:
+        if a.prediction is not None:
+            embeds.append(
+                prediction_embed(
+                    a.prediction,
+                    filename=a.attachment.filename,
+                    thumbnail_url=a.attachment.url,
+                    low_confidence=bot.settings.low_confidence,
+                )
+            )
+        else:
+            embeds.append(error_embed(a.attachment.filename, a.error or "Not classified."))
+    return embeds
+
+
+def select_images(
+    attachments: list[discord.Attachment], cap: int
+) -> tuple[list[discord.Attachment], str | None]:
+    """The image attachments to classify (at most ``cap``) and a note about the rest."""
+    if not attachments:
+        raise NoImages("That message has no attachments.")
+    images = [a for a in attachments if looks_like_image(a)]
+    if not images:
+        raise NoImages("That message has no image attachments.")
+    note = None
+    if len(images) > cap:
+        note = f"Only the first {cap} of {len(images)} images were classified."
+    return images[:cap], note
+
+
+class ClassifyCog(commands.Cog):
+    def __init__(self, bot: ClassifierBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Classify image", callback=self.classify_message)
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="classify", description="Classify an image")
+    @app_commands.describe(
+        image="The image to classify (JPEG, PNG, GIF, WebP...)",
+        top_k="How many labels to show (1-10)",
+    )
+    async def classify(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        top_k: app_commands.Range[int, 1, 10] | None = None,
+    ) -> None:
+        bot = self.bot
+        async with bot.gate.slot():
+            bot.cooldowns.hit(interaction.user.id)
+            precheck(bot, image)
+            await defer_public(interaction)
+            [answer] = await classify_attachments(bot, [image], top_k or bot.settings.top_k)
+            if answer.error is not None:
+                raise UserError(answer.error)
+            await interaction.followup.send(embeds=answer_embeds(bot, [answer]))
+            interaction.extras["answered"] = True
+
+    async def classify_message(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        bot = self.bot
+        images, note = select_images(message.attachments, bot.settings.max_images_per_message)
+        async with bot.gate.slot():
+            bot.cooldowns.hit(interaction.user.id)
+            await defer_public(interaction)
+            answers = await classify_attachments(bot, images, bot.settings.top_k)
+            if all(a.prediction is None for a in answers):
+                if len(answers) == 1:
+                    raise UserError(answers[0].error or "That image could not be classified.")
+                reasons = "\n".join(f"- {a.attachment.filename}: {a.error}" for a in answers)
+                raise UserError(f"None of the images could be classified:\n{reasons}")
+            await interaction.followup.send(content=note, embeds=answer_embeds(bot, answers))
+            interaction.extras["answered"] = True
+
+    @app_commands.command(name="labels", description="List the labels the model knows")
+    async def labels(self, interaction: discord.Interaction) -> None:
+        status = await self.bot.backend.status()
+        await interaction.response.send_message(
+            embed=labels_embed(status.labels, status.model_id), ephemeral=True
+        )
+
+
+async def setup(bot: ClassifierBot) -> None:
+    await bot.add_cog(ClassifyCog(bot))

@@ -1,0 +1,101 @@
+"""The bot's settings: one typed object read from the environment and ``.env``.
+
+``Settings`` extends the backend's settings, so a single object configures the whole
+product. Every field is documented in ``.env.example`` and the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from golem_backend.settings import BackendSettings
+
+#: Hosts Discord serves attachments from; ``DISCORD_CDN_HOSTS`` adds more.
+DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+
+
+def _split_csv(value: object) -> object:
+    """Accept ``"a, b,c"`` (and a single int) as well as real lists."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BackendSettings):
+    # --- Discord connection -----------------------------------------------------------
+    discord_token: SecretStr
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_cdn_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    message_content_intent: bool = False
+    dev_guild_id: int | None = None
+    sync_commands: bool = True
+
+    # --- who may do what --------------------------------------------------------------
+    admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    autoclassify_channel_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    # --- limits -----------------------------------------------------------------------
+    cooldown_uses: int = Field(5, ge=1, le=1000)
+    cooldown_window_s: float = Field(30.0, gt=0, le=3600)
+    max_concurrent_requests: int = Field(16, ge=1, le=256)
+    max_images_per_message: int = Field(4, ge=1, le=10)
+    download_timeout_s: float = Field(15.0, gt=0, le=300)
+    low_confidence: float = Field(0.5, ge=0, le=1)
+    shutdown_grace_s: float = Field(10.0, ge=0, le=300)
+    progress_interval_s: float = Field(2.0, ge=0.1, le=60)
+
+    # --- logging ----------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator(
+        "discord_cdn_hosts", "admin_user_ids", "autoclassify_channel_ids", mode="before"
+    )
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("discord_cdn_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        hosts = []
+        for host in value:
+            host = host.strip().lower().rstrip(".")
+            if not host or "/" in host or ":" in host or " " in host:
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+            hosts.append(host)
+        return hosts
+
+    @field_validator("discord_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip().removeprefix("Bot ")
+        if not token or any(c.isspace() for c in token):
+            raise ValueError("DISCORD_TOKEN is empty or contains whitespace")
+        return SecretStr(token)
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"{value!r} is not an http(s)/ws(s) URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def attachment_hosts(self) -> frozenset[str]:
+        return frozenset((*DISCORD_CDN_HOSTS, *self.discord_cdn_hosts))
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "bot-state.json"

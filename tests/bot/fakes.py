@@ -1,0 +1,100 @@
+"""A Backend double for failure paths that the real LocalBackend cannot produce on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from golem_backend import (
+    Backend,
+    BackendError,
+    BackendStatus,
+    LabelScore,
+    Outcome,
+    Prediction,
+    ProgressCallback,
+    TrainReport,
+)
+
+
+class ScriptedBackend(Backend):
+    """Answers every image with a fixed prediction, or raises ``fail_with`` for the request.
+
+    ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
+    """
+
+    kind = "scripted"
+
+    def __init__(self) -> None:
+        self.fail_with: BackendError | None = None
+        self.fail_start: BackendError | None = None
+        self.gate: asyncio.Event | None = None
+        self.started = self.stopped = False
+        self.calls: list[int] = []
+        self.entered = asyncio.Event()  # set when a classification starts
+        self.cancelled = 0
+        self.prediction = Prediction(
+            "daisy", 0.9, (LabelScore("daisy", 0.9), LabelScore("tulip", 0.1)), "scripted-1"
+        )
+
+    async def start(self) -> None:
+        if self.fail_start is not None:
+            raise self.fail_start
+        self.started = True
+
+    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+        self.calls.append(len(images))
+        self.entered.set()
+        if self.gate is not None:
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [self.prediction for _ in images]
+
+    async def retrain(
+        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+    ) -> TrainReport:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return TrainReport("scripted-2", ("daisy",), 1, None, None, 0.0)
+
+    async def status(self) -> BackendStatus:
+        return BackendStatus("scripted", True, "scripted-1", ("daisy", "tulip"), None, 0, 0, 0)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class DecodingBackend(ScriptedBackend):
+    """DEV ONLY until provider.train lands: decodes with the real decoder, fixed answer."""
+
+    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+        from provider.errors import ImageError
+        from provider.imageio import decode_image
+
+        out: list[Outcome] = []
+        for data in images:
+            try:
+                decode_image(data, max_bytes=10 << 20, max_pixels=40_000_000)
+                out.append(
+                    Prediction(
+                        "daisy",
+                        0.9,
+                        (
+                            LabelScore("daisy", 0.9),
+                            LabelScore("sunflower", 0.07),
+                            LabelScore("tulip", 0.03),
+                        )[:top_k],
+                        "dev-1",
+                    )
+                )
+            except ImageError as exc:
+                out.append(exc)
+        return out
+
+    async def status(self) -> BackendStatus:
+        return BackendStatus("dev", True, "dev-1", ("daisy", "sunflower", "tulip"), 0.9, 0, 0, 0)

@@ -1,0 +1,168 @@
+"""Admin commands (/status, /teach, /retrain, /autoclassify) and who may use them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bot.harness import NEW_LABEL_SOURCE, TINY_LABELS, RunningBot, flower_bytes
+from tests.bot.images import TEXT_AS_PNG, truncated_jpeg
+from tests.discord_sim import CommandRejected, Message
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ADMIN_COMMANDS = ("status", "retrain", "teach", "autoclassify")
+DENIED = "This command is only for server administrators and the bot's owners."
+
+
+def state(bot: RunningBot) -> dict:
+    path = bot.settings.data_dir / "bot-state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+async def test_admin_commands_are_synced_with_administrator_default_permission(
+    main_bot: RunningBot,
+):
+    cmds = main_bot.app.guild_commands[main_bot.world.guild.id]
+    for name in ADMIN_COMMANDS:
+        assert cmds[(name, 1)].data["default_member_permissions"] == "8", name
+    for name, ctype in (("classify", 1), ("labels", 1), ("Classify image", 3)):
+        assert cmds[(name, ctype)].data.get("default_member_permissions") is None
+
+
+async def test_non_admins_do_not_see_admin_commands(main_bot: RunningBot):
+    w = main_bot.world
+    for name in ("status", "retrain"):
+        with pytest.raises(CommandRejected, match="hidden"):
+            await main_bot.slash(w.alice, name)
+
+
+async def test_explicit_check_refuses_non_admins_when_the_server_opens_commands(
+    main_bot: RunningBot,
+):
+    """Server admins can open admin commands to everyone; the bot still refuses."""
+    w = main_bot.world
+    w.guild.commands_open_to_everyone = True
+    try:
+        att = w.sim.upload(flower_bytes("daisy"), "d.jpg")
+        calls = [
+            ("status", {}),
+            ("retrain", {}),
+            ("teach", {"label": "daisy", "image": att}),
+            ("autoclassify", {"mode": "on"}),
+        ]
+        for name, options in calls:
+            ix = await main_bot.slash(w.alice, name, **options)
+            msg = await main_bot.reply(ix)
+            assert msg.ephemeral and msg.content == DENIED, (name, msg.text)
+        # ADMIN_USER_IDS: carol is a plain member but one of the bot's owners
+        ix = await main_bot.slash(w.carol, "status")
+        msg = await main_bot.reply(ix)
+        assert msg.ephemeral and msg.embeds[0]["title"] == "Classifier status"
+    finally:
+        w.guild.commands_open_to_everyone = False
+    assert not state(main_bot).get("taught")
+
+
+async def test_status_for_an_admin(main_bot: RunningBot):
+    w = main_bot.world
+    ix = await main_bot.slash(w.admin, "status")
+    msg = await main_bot.reply(ix)
+    assert msg.ephemeral
+    fields = {f["name"]: f["value"] for f in msg.embeds[0]["fields"]}
+    assert fields["Backend"].startswith(main_bot.bot.backend.kind)
+    assert fields["Model"] != "none"
+    labels_field = next(k for k in fields if k.startswith("Labels"))
+    for label in TINY_LABELS:
+        assert label in fields[labels_field]
+    for name in ("Accuracy", "Queue", "Served", "Uptime", "Watched channels"):
+        assert name in fields
+
+
+@pytest.mark.parametrize(
+    "label", ["../etc", "a/b", "..", "x" * 33, "naïve", "dot.name", "-start", "unknown"]
+)
+async def test_teach_rejects_bad_labels(main_bot: RunningBot, label: str):
+    w = main_bot.world
+    att = w.sim.upload(flower_bytes("daisy"), "d.jpg")
+    try:
+        ix = await main_bot.slash(w.admin, "teach", label=label, image=att)
+    except CommandRejected:
+        assert len(label) > 32  # the client enforces the synced max_length
+        return
+    msg = await main_bot.reply(ix)
+    assert msg.ephemeral
+    assert "not a valid label" in msg.content or "reserved" in msg.content, msg.content
+    taught = main_bot.settings.data_dir / "taught"
+    assert not taught.exists() or all(p.parent.parent == taught for p in taught.rglob("*.*"))
+
+
+async def test_teach_rejects_files_that_are_not_images(main_bot: RunningBot):
+    w = main_bot.world
+    for name, data, expected in (
+        ("fake.png", TEXT_AS_PNG, "not an image"),
+        ("cut.jpg", truncated_jpeg(), "damaged"),
+    ):
+        att = w.sim.upload(data, name)
+        ix = await main_bot.slash(w.admin, "teach", label="daisy", image=att)
+        msg = await main_bot.reply(ix)
+        assert msg.ephemeral and expected in msg.content, msg.content
+    assert not (main_bot.settings.data_dir / "taught" / "daisy").exists()
+
+
+async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
+    w = main_bot.world
+    data_dir = main_bot.settings.data_dir
+    new_label = "bluebell"
+    w.guild.commands_open_to_everyone = True  # so that carol (ADMIN_USER_IDS) sees /teach
+    try:
+        for i in range(5):
+            att = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, i), f"b{i}.jpg")
+            user = w.admin if i % 2 else w.carol
+            ix = await main_bot.slash(user, "teach", label=" BlueBell ", image=att)
+            msg = await main_bot.reply(ix)
+            assert msg.ephemeral and f"Learned **{new_label}**" in msg.content, msg.content
+    finally:
+        w.guild.commands_open_to_everyone = False
+    # again: already known
+    att = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, 0), "again.jpg")
+    msg = await main_bot.reply(await main_bot.slash(w.admin, "teach", label=new_label, image=att))
+    assert "already had this image" in msg.content
+
+    files = sorted((data_dir / "taught" / new_label).iterdir())
+    assert len(files) == 5 and all(f.suffix == ".jpg" and len(f.stem) == 64 for f in files)
+    records = state(main_bot)["taught"]
+    assert len(records) == 5
+    assert {r["user_id"] for r in records} == {w.admin.id, w.carol.id}
+    assert all(r["label"] == new_label and r["added_at"].endswith("+00:00") for r in records)
+
+    before = (await main_bot.bot.backend.status()).model_id
+    ix = await main_bot.slash(w.admin, "retrain")
+    second = await main_bot.slash(w.owner, "retrain")
+    busy = await main_bot.reply(second)
+    assert busy.ephemeral and "already running" in busy.content
+
+    def finished(m: Message) -> bool:
+        return bool(m.embeds) and m.embeds[0].get("title") == "Retraining finished"
+
+    msg = await main_bot.reply(ix, predicate=finished, timeout_s=240)
+    assert not msg.ephemeral and ix.response_type == 4
+    progress = [content for _, content, _, _ in msg.history if content.startswith("Retraining")]
+    assert len(progress) >= 2, "progress is shown by editing the message"
+    assert len(ix.messages) == 1, "one message, edited in place"
+    fields = {f["name"]: f["value"] for f in msg.embeds[0]["fields"]}
+    assert (
+        fields["Accuracy (cross-validated)"].endswith(("%", ")"))
+        or "%" in fields["Accuracy (cross-validated)"]
+    )
+    assert fields["Images"].startswith(f"{len(TINY_LABELS) * 8 + 5} ")
+    png = next(a for a in msg.attachments if a.filename == "confusion.png")
+    assert png.data is not None and png.data.startswith(b"\x89PNG")
+    assert msg.embeds[0]["image"]["url"] == png.url
+
+    status = await main_bot.bot.backend.status()
+    assert status.model_id != before
+    assert new_label in status.labels
+    ix = await main_bot.slash(w.alice, "labels")
+    assert new_label in (await main_bot.reply(ix)).embeds[0]["description"]

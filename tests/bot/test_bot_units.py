@@ -1,0 +1,155 @@
+"""Unit tests of the bot's pure parts: settings parsing, labels, the training view, embeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.download import check_url, sniff_image
+from bot.embeds import bar, is_unsure, prediction_embed
+from bot.errors import DownloadError, UserError
+from bot.logconfig import REDACTED, RedactingFormatter
+from bot.store import write_atomic
+from bot.teaching import build_training_dataset, normalize_label, save_taught_image
+from golem_backend import UNKNOWN, LabelScore, Prediction
+from tests.bot.harness import settings_from_env
+
+
+def test_settings_parse_comma_separated_lists():
+    s = settings_from_env(
+        {
+            "DISCORD_TOKEN": "a.b.c",
+            "ADMIN_USER_IDS": "1, 2;3",
+            "DISCORD_CDN_HOSTS": "Files.Example.org, cdn.local.",
+            "AUTOCLASSIFY_CHANNEL_IDS": "42",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert s.admin_user_ids == [1, 2, 3]
+    assert s.autoclassify_channel_ids == [42]
+    assert s.discord_cdn_hosts == ["files.example.org", "cdn.local"]
+    assert {"cdn.discordapp.com", "media.discordapp.net", "cdn.local"} <= s.attachment_hosts
+    assert s.log_level == "DEBUG"
+    assert "a.b.c" not in repr(s) and "a.b.c" not in str(s.model_dump())
+
+
+def test_settings_defaults():
+    s = settings_from_env({"DISCORD_TOKEN": "Bot a.b.c"})
+    assert s.discord_token.get_secret_value() == "a.b.c"
+    assert s.discord_api_base == "https://discord.com/api/v10"
+    assert s.discord_gateway_url == "wss://gateway.discord.gg/"
+    assert not s.message_content_intent and s.admin_user_ids == [] and s.dev_guild_id is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DISCORD_CDN_HOSTS": "https://x.org"},
+        {"ADMIN_USER_IDS": "bob"},
+        {"DISCORD_API_BASE": "discord.com"},
+        {"MAX_IMAGES_PER_MESSAGE": "11"},
+        {"DISCORD_TOKEN": "has space"},
+    ],
+)
+def test_settings_reject_bad_values(env):
+    with pytest.raises(ValidationError):
+        settings_from_env({"DISCORD_TOKEN": "a.b.c", **env})
+
+
+def test_url_check_accepts_only_cdn_hosts():
+    hosts = {"cdn.discordapp.com"}
+    assert check_url("https://cdn.discordapp.com/attachments/1/2/a.png?ex=1", hosts).host
+    for url in (
+        "https://evil.com/a.png",
+        "ftp://cdn.discordapp.com/a",
+        "file:///etc/passwd",
+        "https://cdn.discordapp.com.evil.com/a.png",
+        "https://user@evil.com/x",
+    ):
+        with pytest.raises(DownloadError):
+            check_url(url, hosts)
+
+
+def test_sniff_image():
+    assert sniff_image(b"\xff\xd8\xff\xe0\x00\x10JFIF") == "jpeg"
+    assert sniff_image(b"\x89PNG\r\n\x1a\n\x00\x00") == "png"
+    assert sniff_image(b"RIFF\x00\x00\x00\x00WEBP") == "webp"
+    assert sniff_image(b"GIF89a") == "gif"
+    assert sniff_image(b"<html>") is None and sniff_image(b"") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("Daisy", "daisy"), (" blue bell ", "blue_bell"), ("lily-2", "lily-2")],
+)
+def test_label_normalisation(raw, expected):
+    assert normalize_label(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "..", "../x", "a/b", "a\\b", "x" * 33, "é", "_x", "a\x00b", UNKNOWN, "a.b"]
+)
+def test_label_validation(raw):
+    with pytest.raises(UserError):
+        normalize_label(raw)
+
+
+def test_training_view_merges_taught_images(tmp_path: Path):
+    base = tmp_path / "base"
+    for label in ("daisy", "tulip"):
+        (base / label).mkdir(parents=True)
+        (base / label / "1.jpg").write_bytes(b"\xff\xd8\xff" + label.encode())
+    (base / "README.md").write_text("not a label")
+    s = settings_from_env(
+        {"DISCORD_TOKEN": "a.b.c", "DATA_DIR": str(tmp_path / "data"), "DATASET_DIR": str(base)}
+    )
+    assert build_training_dataset(s) == base  # nothing taught yet
+    jpeg = b"\xff\xd8\xff\xe0taught"
+    rec = save_taught_image(s, "Rose", jpeg, user_id=7, user_name="u", guild_id=None)
+    save_taught_image(s, "daisy", jpeg + b"2", user_id=7, user_name="u", guild_id=1)
+    assert rec.label == "rose" and rec.path == f"taught/rose/{rec.sha256}.jpg"
+    view = build_training_dataset(s)
+    files = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file())
+    assert len(files) == 4 and "daisy/1.jpg" in files
+    assert (view / "rose" / f"taught-{rec.sha256}.jpg").read_bytes() == jpeg
+    again = build_training_dataset(s)  # rebuilt in place, no leftovers
+    assert again == view
+    assert [p.name for p in (tmp_path / "data").iterdir() if "training-view" in p.name] == [
+        "training-view"
+    ]
+    with pytest.raises(UserError):
+        save_taught_image(s, "daisy", b"not an image", user_id=7, user_name="u", guild_id=1)
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path: Path):
+    target = tmp_path / "d" / "state.json"
+    write_atomic(target, "one")
+    write_atomic(target, "two")
+    assert target.read_text() == "two" and os.listdir(target.parent) == ["state.json"]
+
+
+def test_prediction_embed_is_honest_about_low_confidence():
+    top = (LabelScore("daisy", 0.41), LabelScore("tulip", 0.39))
+    unsure = Prediction("daisy", 0.41, top, "m1")
+    unknown = Prediction(UNKNOWN, 0.41, top, "m1", ood_score=9.0)
+    sure = Prediction("daisy", 0.93, top, "m1")
+    assert is_unsure(unsure, 0.5) and is_unsure(unknown, 0.1) and not is_unsure(sure, 0.5)
+    e = prediction_embed(unknown, filename="f.png", thumbnail_url=None, low_confidence=0.5)
+    assert e.title == "Not sure: closest is daisy (41%)"
+    assert "doesn't look like anything" in (e.description or "")
+    e = prediction_embed(
+        sure, filename="f.png", thumbnail_url="https://x/y.png", low_confidence=0.5
+    )
+    assert e.title == "daisy (93%)" and e.thumbnail.url == "https://x/y.png"
+    assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.34) == "███" + "░" * 7
+
+
+def test_redacting_formatter():
+    import logging
+
+    fmt = RedactingFormatter("%(message)s", ["s3cr3t"])
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "token=%s", ("s3cr3t",), None)
+    assert fmt.format(record) == f"token={REDACTED}"

@@ -1,0 +1,429 @@
+"""The test-facing simulator: start it, create guilds/channels/users, act as users, await replies.
+
+Every wait is event-driven (an :class:`asyncio.Condition` notified on each state change)
+and bounded by a timeout; nothing sleeps and polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.discord_sim.commands import build_options, visible_command
+from tests.discord_sim.gateway import SIM_KEY, GatewaySession, gateway_handler
+from tests.discord_sim.model import (
+    DEFAULT_EVERYONE,
+    INTENT_GUILD_MESSAGES,
+    Application,
+    Attachment,
+    Channel,
+    Command,
+    Guild,
+    Message,
+    Role,
+    StoredFile,
+    User,
+    snowflake,
+)
+from tests.discord_sim.server import ATTACHMENT_LIMIT, RestApi, sign_path
+
+CDN_HOST = "localhost"  # resolves to 127.0.0.1; the bot must list it in DISCORD_CDN_HOSTS
+OTHER_HOST = "127.0.0.1"  # same server, a host the bot must refuse
+
+
+@dataclass
+class Interaction:
+    id: int
+    token: str
+    app: Application
+    guild_id: int | None
+    channel_id: int
+    user: User
+    name: str
+    payload: dict[str, Any]
+    created: float = field(default_factory=time.monotonic)
+    responded_at: float | None = None
+    response_type: int | None = None
+    original: Message | None = None
+    followups: list[Message] = field(default_factory=list)
+    late: bool = False  # the bot answered after the deadline and got 10062
+
+    @property
+    def messages(self) -> list[Message]:
+        """Visible (not deleted) messages of this interaction, original first."""
+        msgs = [self.original] if self.original is not None else []
+        return [m for m in msgs + self.followups if not m.deleted]
+
+    @property
+    def final(self) -> list[Message]:
+        return [m for m in self.messages if not m.loading]
+
+
+class DiscordSimulator:
+    def __init__(self, *, response_deadline_s: float = 3.0) -> None:
+        self.response_deadline_s = response_deadline_s
+        self.port = 0
+        self.apps_by_token: dict[str, Application] = {}
+        self.users: dict[int, User] = {}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self.messages: dict[int, Message] = {}
+        self.interactions: dict[int, Interaction] = {}
+        self.interactions_by_token: dict[str, Interaction] = {}
+        self.sessions: list[GatewaySession] = []
+        self.closed_sessions: list[GatewaySession] = []
+        self.cdn_files: dict[int, StoredFile] = {}
+        self.redirects: dict[str, str] = {}
+        self.requests: list[tuple[str, str, str]] = []
+        self.cdn_requests: list[tuple[str, str]] = []
+        self.cdn_aborted = 0
+        self.rejected: list[tuple[str, str, int, dict[str, Any]]] = []
+        self.rate_limited: list[tuple[str, str]] = []
+        self._rate_limits: list[list[Any]] = []
+        self._changed: asyncio.Condition | None = None
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._changed = asyncio.Condition()
+        rest = RestApi(self)
+        app = web.Application(middlewares=[rest.middleware], client_max_size=64 * 1024 * 1024)
+        app[SIM_KEY] = self
+        app.add_routes([web.get("/gateway", gateway_handler), *rest.routes()])
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for s in list(self.sessions):
+            await s.close(1001, "simulator stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def bot_env(self, app: Application) -> dict[str, str]:
+        """Environment variables pointing a bot at this simulator."""
+        return {
+            "DISCORD_TOKEN": app.token,
+            "DISCORD_API_BASE": self.api_base,
+            "DISCORD_GATEWAY_URL": self.gateway_url,
+            "DISCORD_CDN_HOSTS": CDN_HOST,
+        }
+
+    # --- change notification & waiting ----------------------------------------------------
+    def notify(self) -> None:
+        cond = self._changed
+        if cond is None:
+            return
+
+        async def _wake() -> None:
+            async with cond:
+                cond.notify_all()
+
+        asyncio.get_running_loop().create_task(_wake())
+
+    async def wait_until(self, predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every change); return it."""
+        assert self._changed is not None
+        result: Any = None
+
+        def check() -> bool:
+            nonlocal result
+            result = predicate()
+            return bool(result)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(check), timeout_s)
+        return result
+
+    # --- world building ----------------------------------------------------------------
+    def create_application(
+        self,
+        name: str = "Classifier",
+        *,
+        token: str | None = None,
+        message_content_allowed: bool = True,
+    ) -> Application:
+        token = token or ".".join(secrets.token_urlsafe(n) for n in (18, 6, 27))
+        user = self.create_user(name, bot=True)
+        app = Application(snowflake(), token, user, message_content_allowed)
+        self.apps_by_token[token] = app
+        for guild in self.guilds.values():
+            guild.members.setdefault(user.id, [])
+        return app
+
+    def create_user(self, name: str, *, bot: bool = False) -> User:
+        user = User(snowflake(), name, bot)
+        self.users[user.id] = user
+        return user
+
+    def create_guild(self, name: str, owner: User) -> Guild:
+        gid = snowflake()
+        guild = Guild(gid, name, owner.id, everyone=Role(gid, "@everyone", DEFAULT_EVERYONE))
+        guild.members[owner.id] = []
+        for app in self.apps_by_token.values():
+            guild.members[app.user.id] = []
+        self.guilds[gid] = guild
+        return guild
+
+    def create_channel(
+        self, guild: Guild, name: str, overwrites: dict[int, tuple[int, int]] | None = None
+    ) -> Channel:
+        channel = Channel(snowflake(), guild.id, name, dict(overwrites or {}))
+        guild.channels[channel.id] = channel
+        self.channels[channel.id] = channel
+        return channel
+
+    def add_member(self, guild: Guild, user: User, permissions: int = 0) -> None:
+        """Make ``user`` a member; ``permissions`` > 0 gives them a role with those bits."""
+        roles: list[int] = []
+        if permissions:
+            role = Role(snowflake(), f"role-{user.name}", permissions)
+            guild.roles[role.id] = role
+            roles.append(role.id)
+        guild.members[user.id] = roles
+
+    def upload(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        content_type: str | None = None,
+        host: str = CDN_HOST,
+        declared_size: int | None = None,
+        chunked: bool = False,
+        redirect_to_host: str | None = None,
+        expires_in_s: float = 3600,
+        channel_id: int = 0,
+    ) -> Attachment:
+        """Store ``data`` on the CDN and return the attachment a user's message would carry.
+
+        ``host`` puts the URL on another host; ``redirect_to_host`` makes the URL a redirect
+        (on the CDN host) to the file on that host; ``declared_size`` lies about the size.
+        """
+        aid = snowflake()
+        self.cdn_files[aid] = StoredFile(data, filename, content_type, chunked)
+        path = f"/attachments/{channel_id}/{aid}/{filename}"
+        url = f"http://{host}:{self.port}{path}?{sign_path(path, int(time.time() + expires_in_s))}&"
+        if redirect_to_host is not None:
+            target = url.replace(f"//{host}:", f"//{redirect_to_host}:")
+            self.redirects[str(aid)] = target
+            url = f"http://{CDN_HOST}:{self.port}/redirect/{aid}"
+        size = len(data) if declared_size is None else declared_size
+        return Attachment(aid, filename, size, url, content_type)
+
+    def store_upload(self, channel_id: int, filename: str, data: bytes) -> Attachment:
+        """A file the bot uploaded (served by the CDN too)."""
+        att = self.upload(data, filename, channel_id=channel_id)
+        att.data = data
+        return att
+
+    def rate_limit_next(
+        self,
+        method: str,
+        path_contains: str,
+        *,
+        retry_after: float = 0.2,
+        times: int = 1,
+        via: bool = True,
+    ) -> None:
+        """Answer the next ``times`` matching requests with 429 (with a ``Via`` header)."""
+        self._rate_limits.append([method.upper(), path_contains, retry_after, times, via])
+
+    def take_rate_limit(self, method: str, path: str) -> tuple[float, bool] | None:
+        for rule in self._rate_limits:
+            if rule[0] == method and rule[1] in path and rule[3] > 0:
+                rule[3] -= 1
+                return rule[2], rule[4]
+        return None
+
+    # --- sessions ----------------------------------------------------------------------
+    def session_for(self, app: Application) -> GatewaySession | None:
+        return next((s for s in self.sessions if s.app is app and s.ready), None)
+
+    async def wait_connected(
+        self, app: Application, timeout_s: float = 30.0, synced: bool = True
+    ) -> GatewaySession:
+        """Wait until ``app`` is connected (READY + GUILD_CREATEs sent) and, by default,
+        has synced its commands."""
+        return await self.wait_until(
+            lambda: (not synced or app.command_syncs > 0) and self.session_for(app), timeout_s
+        )
+
+    # --- acting as a user --------------------------------------------------------------
+    async def post_message(
+        self,
+        channel: Channel,
+        author: User,
+        content: str = "",
+        attachments: Iterable[Attachment] = (),
+    ) -> Message:
+        msg = Message(
+            snowflake(),
+            channel.id,
+            channel.guild_id,
+            author,
+            content,
+            attachments=list(attachments),
+        )
+        msg.snapshot()
+        await self.publish_message(msg)
+        return msg
+
+    async def publish_message(self, msg: Message) -> None:
+        """Store and dispatch MESSAGE_CREATE; content/attachments are stripped for sessions
+        without the MESSAGE_CONTENT intent (unless the message is the bot's own)."""
+        self.messages[msg.id] = msg
+        for session in list(self.sessions):
+            if not session.ready or session.app is None:
+                continue
+            if not session.intents & INTENT_GUILD_MESSAGES:
+                continue
+            own = msg.author.id == session.app.user.id
+            strip = not (session.message_content or own)
+            await session.dispatch(
+                "MESSAGE_CREATE",
+                {
+                    **msg.payload(strip_content=strip),
+                    "member": {
+                        "roles": [],
+                        "joined_at": None,
+                        "deaf": False,
+                        "mute": False,
+                        "flags": 0,
+                    },
+                },
+            )
+        self.notify()
+
+    def bot_messages(self, channel: Channel | None = None) -> list[Message]:
+        bots = {a.user.id for a in self.apps_by_token.values()}
+        return [
+            m
+            for m in self.messages.values()
+            if m.author.id in bots
+            and not m.deleted
+            and (channel is None or m.channel_id == channel.id)
+        ]
+
+    async def wait_bot_message(
+        self, predicate: Callable[[Message], bool], timeout_s: float = 10.0
+    ) -> Message:
+        return await self.wait_until(
+            lambda: next((m for m in self.bot_messages() if predicate(m)), None), timeout_s
+        )
+
+    async def slash(
+        self,
+        app: Application,
+        channel: Channel,
+        user: User,
+        name: str,
+        options: dict[str, Any] | None = None,
+    ) -> Interaction:
+        """Invoke ``/name`` as ``user`` in ``channel`` the way the Discord client would."""
+        guild = self.guilds[channel.guild_id]
+        cmd = visible_command(app, guild, channel, user, name, 1)
+        opts, resolved = build_options(cmd, options or {})
+        data: dict[str, Any] = {"id": str(cmd.id), "name": name, "type": 1, "options": opts}
+        if resolved:
+            data["resolved"] = {"attachments": resolved}
+        return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
+
+    async def message_command(
+        self, app: Application, channel: Channel, user: User, name: str, target: Message
+    ) -> Interaction:
+        """Use the message context-menu command ``name`` on ``target``."""
+        guild = self.guilds[channel.guild_id]
+        cmd = visible_command(app, guild, channel, user, name, 3)
+        data = {
+            "id": str(cmd.id),
+            "name": name,
+            "type": 3,
+            "target_id": str(target.id),
+            "resolved": {"messages": {str(target.id): target.payload()}},
+        }
+        return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
+
+    async def wait_response(
+        self,
+        ix: Interaction,
+        *,
+        count: int = 1,
+        predicate: Callable[[Message], bool] | None = None,
+        timeout_s: float = 15.0,
+    ) -> Message:
+        """The ``count``-th final (not "thinking") visible message of ``ix`` matching
+        ``predicate``."""
+
+        def find() -> Message | None:
+            msgs = [m for m in ix.final if predicate is None or predicate(m)]
+            return msgs[count - 1] if len(msgs) >= count else None
+
+        try:
+            return await self.wait_until(find, timeout_s)
+        except TimeoutError:
+            raise AssertionError(
+                f"no response to /{ix.name} within {timeout_s} s (late={ix.late}, "
+                f"messages={[m.text for m in ix.messages]}, rejected={self.rejected[-3:]})"
+            ) from None
+
+    # --- internals ---------------------------------------------------------------------
+    async def _dispatch_interaction(
+        self,
+        app: Application,
+        guild: Guild,
+        channel: Channel,
+        user: User,
+        cmd: Command,
+        data: dict[str, Any],
+    ) -> Interaction:
+        if cmd.guild_id is not None:
+            data["guild_id"] = str(cmd.guild_id)
+        ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
+        payload = {
+            "id": str(ix_id),
+            "application_id": str(app.id),
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "guild_id": str(guild.id),
+            "channel_id": str(channel.id),
+            "channel": {
+                **channel.payload(),
+                "permissions": str(guild.channel_permissions(user.id, channel)),
+            },
+            "member": guild.member_payload(user, channel),
+            "app_permissions": str(guild.channel_permissions(app.user.id, channel)),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "attachment_size_limit": ATTACHMENT_LIMIT,
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0,
+            "data": data,
+        }
+        ix = Interaction(ix_id, token, app, guild.id, channel.id, user, cmd.name, payload)
+        self.interactions[ix_id] = ix
+        self.interactions_by_token[token] = ix
+        session = self.session_for(app)
+        if session is None:
+            raise RuntimeError(f"{app.user.name} is not connected")
+        ix.created = time.monotonic()
+        await session.dispatch("INTERACTION_CREATE", payload)
+        return ix
