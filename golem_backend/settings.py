@@ -30,6 +30,12 @@ class BackendSettings(BaseSettings):
     # --- local backend ------------------------------------------------------------------
     local_workers: int = Field(2, ge=1, le=64)
     queue_size: int = Field(64, ge=1, le=10_000)
+    # Images per forward pass through the CNN; concurrent requests share one batch.
+    local_batch_size: int = Field(8, ge=1, le=256)
+    # How long an idle worker waits for more images before running a small batch.
+    local_batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    # Native (OpenCV/BLAS) threads per worker; 0 = the usable cores divided among the workers.
+    local_worker_threads: int = Field(0, ge=0, le=64)
 
     # --- golem backend ------------------------------------------------------------------
     yagna_appkey: SecretStr | None = None
@@ -47,6 +53,11 @@ class BackendSettings(BaseSettings):
     golem_expiration_min: float = Field(180.0, ge=5)
     golem_replace_before_min: float = Field(20.0, ge=1)
     golem_start_timeout_s: float = Field(60.0, gt=0)
+    golem_script_timeout_s: float = Field(20.0, gt=0, le=600)  # one batch on a provider
+    golem_queue_size: int = Field(64, ge=1, le=10_000)  # waiting requests before BackendBusy
+    golem_min_mem_gib: float = Field(2.0, gt=0)  # provider requirements of the VM image
+    golem_min_storage_gib: float = Field(4.0, gt=0)
+    golem_min_cpu_threads: int = Field(1, ge=1, le=64)
 
     @property
     def model_path(self) -> Path:

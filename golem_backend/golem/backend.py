@@ -1,0 +1,292 @@
+"""``GolemBackend``: the classifier runs on providers of the Golem Network.
+
+* ``start()`` connects to yagna (bounded by ``GOLEM_START_TIMEOUT_S``, typed errors that
+  say what to do), makes sure a model exists on this machine (trains the default one when
+  there is none), and opens ``GOLEM_INSTANCES`` ClassifierService instances. It returns
+  without waiting for providers: until one runs, requests wait (and time out clearly).
+* The requestor holds the model artifact and uploads it to every instance, so Golem serves
+  exactly the model the local backend would, and a retrain needs no new VM image.
+* ``retrain()`` trains here, in a child process (the local backend's ``TrainingRun``),
+  swaps the artifact in, and uploads it to the running instances; new instances get it
+  at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from golem_backend import local_worker
+from golem_backend.base import (
+    Backend,
+    BackendBusy,
+    BackendStatus,
+    BackendUnavailable,
+    InstanceInfo,
+    Outcome,
+    ProgressCallback,
+    TrainReport,
+)
+from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
+from golem_backend.golem.runtime import GolemRuntime, Runtime
+from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
+from golem_backend.local_pool import worker_context
+from golem_backend.local_training import TrainingFailed, TrainingRun, default_dataset_dir
+from golem_backend.settings import BackendSettings
+from provider.errors import EmptyImage, ImageTooLarge, ModelError
+
+logger = logging.getLogger(__name__)
+
+_SHUTTING_DOWN = "The Golem backend is shutting down."
+
+
+def dispatcher_config(settings: BackendSettings) -> DispatcherConfig:
+    """The dispatcher's knobs, from settings."""
+    expiration_s = settings.golem_expiration_min * 60
+    replace_before_s = min(settings.golem_replace_before_min * 60, expiration_s / 2)
+    return DispatcherConfig(
+        num_instances=settings.golem_instances,
+        batch_size=settings.golem_batch_size,
+        batch_wait_s=settings.golem_batch_wait_ms / 1000,
+        max_retries=settings.golem_max_retries,
+        queue_size=settings.golem_queue_size,
+        expiration_s=expiration_s,
+        replace_before_s=replace_before_s,
+    )
+
+
+class GolemBackend(Backend):
+    """Classifies on Golem providers; see the module docstring.
+
+    ``runtime`` defaults to :class:`GolemRuntime` (yagna through yapapi); tests pass the
+    local exe-unit harness. ``config`` overrides the dispatcher settings (e.g. a short
+    expiration in tests). ``progress`` receives training progress when ``start()`` trains.
+    """
+
+    kind = "golem"
+
+    def __init__(
+        self,
+        settings: BackendSettings,
+        *,
+        runtime: Runtime | None = None,
+        config: DispatcherConfig | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self._settings = settings
+        self._runtime: Runtime = runtime or GolemRuntime(settings)
+        self._config = config or dispatcher_config(settings)
+        self._progress = progress
+        self._dispatcher: Dispatcher | None = None
+        self._store: ModelStore | None = None
+        self._accuracy: float | None = None
+        self._training: TrainingRun | None = None
+        self._state = "new"  # new | starting | ready | stopped
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state == "stopped":
+            raise BackendUnavailable("The Golem backend was stopped; create a new backend.")
+        if self._state != "new":
+            return
+        self._state = "starting"
+        try:
+            await self._runtime.start()
+            self._store = ModelStore(await self._load_model())
+            dispatcher = Dispatcher(self._runtime.open_cluster, self._instance_params, self._config)
+            self._dispatcher = dispatcher
+            try:
+                await asyncio.wait_for(dispatcher.start(), self._settings.golem_start_timeout_s)
+            except BackendUnavailable:
+                raise
+            except Exception as exc:
+                raise BackendUnavailable(f"Could not start Golem instances: {exc}") from None
+        except BaseException:
+            await self.stop()
+            raise
+        self._state = "ready"
+        logger.info(
+            "golem backend ready: model %s, %d instance(s) requested",
+            self._store.current.model_id,
+            self._config.num_instances,
+        )
+
+    async def stop(self) -> None:
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        if self._training is not None:
+            await self._training.kill()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        await self._runtime.close()
+        logger.info("golem backend stopped")
+
+    def _instance_params(self) -> dict[str, Any]:
+        assert self._store is not None
+        return {
+            "config": ServiceConfig(
+                store=self._store,
+                script_timeout_s=self._settings.golem_script_timeout_s,
+                max_pixels=self._settings.max_image_pixels,
+            )
+        }
+
+    # --- model ------------------------------------------------------------------------
+
+    async def _load_model(self) -> ModelArtifact:
+        """The model at ``settings.model_path``; trains the default one if missing/unusable."""
+        path = self._settings.model_path
+        if path.exists():
+            try:
+                info = await _describe(path)
+            except ModelError as exc:
+                logger.error("the model file %s is unusable (%s); training a new one", path, exc)
+            else:
+                self._accuracy = info["accuracy"]
+                return await _artifact(path, info)
+        else:
+            logger.info("no model at %s; training the default model first", path)
+        summary = await self._train(None, self._progress, serving=False)
+        return await _artifact(path, summary)
+
+    async def _train(
+        self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
+    ) -> dict[str, Any]:
+        source = Path(dataset) if dataset else default_dataset_dir(self._settings)
+        self._training = TrainingRun(
+            worker_context(),
+            source,
+            self._settings.model_path,
+            self._settings.cache_path,
+            threads=None,  # the classifier runs on providers: training may use every core
+            niceness=5 if serving else 0,
+        )
+        try:
+            summary = await self._training.run(progress)
+        except TrainingFailed as exc:
+            if self._state == "stopped":
+                raise BackendUnavailable(_SHUTTING_DOWN) from None
+            if serving:
+                raise BackendUnavailable(
+                    f"Retraining failed: {exc}. The current model is still in use."
+                ) from None
+            raise BackendUnavailable(f"Could not train the first model: {exc}.") from None
+        finally:
+            self._training = None
+        summary["dataset"] = source
+        self._accuracy = summary["accuracy"]
+        return summary
+
+    async def retrain(
+        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+    ) -> TrainReport:
+        dispatcher, store = self._ready()
+        if self._training is not None:
+            raise BackendBusy("A retrain is already running; wait for it to finish.")
+        previous = store.current.model_id
+        summary = await self._train(dataset, progress, serving=True)
+        store.current = await _artifact(self._settings.model_path, summary)
+        updated = await dispatcher.sync_model(2 * self._settings.golem_script_timeout_s)
+        logger.info(
+            "model %s replaced by %s on %d instance(s)", previous, summary["model_id"], updated
+        )
+        return TrainReport(
+            model_id=summary["model_id"],
+            labels=tuple(summary["labels"]),
+            n_images=summary["n_images"],
+            accuracy=summary["accuracy"],
+            accuracy_std=summary["accuracy_std"],
+            duration_s=summary["duration_s"],
+            skipped=tuple(summary["skipped"]),
+            warnings=tuple(summary["warnings"]),
+            confusion_png=summary["confusion_png"],
+            extra={
+                "dataset": str(summary["dataset"]),
+                "previous_model_id": previous,
+                "instances_updated": updated,
+            },
+        )
+
+    # --- serving ----------------------------------------------------------------------
+
+    def _ready(self) -> tuple[Dispatcher, ModelStore]:
+        if self._state != "ready" or self._dispatcher is None or self._store is None:
+            if self._state == "stopped":
+                raise BackendUnavailable(_SHUTTING_DOWN)
+            raise BackendUnavailable("The Golem backend is not started yet.")
+        return self._dispatcher, self._store
+
+    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+        dispatcher, _ = self._ready()
+        limit = self._settings.max_image_bytes
+        outcomes: list[Outcome | None] = [None] * len(images)
+        send: list[int] = []
+        for i, data in enumerate(images):
+            if not data:
+                outcomes[i] = EmptyImage("The file is empty.")
+            elif len(data) > limit:
+                outcomes[i] = ImageTooLarge(
+                    f"The image is too large ({len(data) / 2**20:.1f} MB; "
+                    f"the limit is {limit / 2**20:.1f} MB)."
+                )
+            else:
+                send.append(i)
+        if send:
+            results = await dispatcher.submit(
+                [images[i] for i in send], max(1, top_k), self._settings.request_timeout_s
+            )
+            for i, outcome in zip(send, results, strict=True):
+                outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
+
+    async def status(self) -> BackendStatus:
+        s, store, dispatcher = self._settings, self._store, self._dispatcher
+        instances = dispatcher.instances() if dispatcher else []
+        running = sum(1 for _, state, _ in instances if state == "running")
+        detail = (
+            f"{running}/{self._config.num_instances} instance(s) running; subnet {s.golem_subnet}; "
+            f"payments {s.golem_payment_driver}/{s.golem_payment_network}, "
+            f"budget {s.golem_budget_glm:g} GLM"
+        )
+        if dispatcher and dispatcher.instance_failures:
+            detail += f"; {dispatcher.instance_failures} instance failure(s) so far"
+        if self._training is not None:
+            detail += "; retraining"
+        return BackendStatus(
+            kind=self.kind,
+            ready=self._state == "ready" and dispatcher is not None and dispatcher.ready,
+            model_id=store.current.model_id if store else None,
+            labels=store.current.labels if store else (),
+            accuracy=self._accuracy,
+            queue_depth=dispatcher.queue_depth if dispatcher else 0,
+            requests_served=dispatcher.requests_served if dispatcher else 0,
+            errors=dispatcher.errors if dispatcher else 0,
+            instances=tuple(
+                InstanceInfo(
+                    name=svc.name, state=state, provider_id=svc.provider_id or "", requests_served=n
+                )
+                for svc, state, n in instances
+            ),
+            glm_spent=self._runtime.glm_spent,
+            detail=detail,
+        )
+
+
+async def _describe(path: Path) -> dict[str, Any]:
+    """Model id, labels and accuracy, read in a throw-away process (keeps the bot light)."""
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
+    try:
+        return await loop.run_in_executor(pool, local_worker.describe, str(path))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _artifact(path: Path, info: dict[str, Any]) -> ModelArtifact:
+    data = await asyncio.to_thread(path.read_bytes)
+    return ModelArtifact(data=data, model_id=str(info["model_id"]), labels=tuple(info["labels"]))

@@ -1,0 +1,256 @@
+"""The dispatcher: requests -> micro-batches -> instances (the instances live in ``pool``).
+
+* A bounded request queue (``BackendBusy`` when full); retried requests jump the queue and
+  are never refused.
+* Micro-batching: a free instance gets up to ``batch_size`` images at once, or whatever has
+  waited ``batch_wait_s``; batches go to the running, least-busy instance, with at most
+  ``max_batches_per_instance`` outstanding each (so batches grow while all are busy).
+* Every request ends with outcomes or a typed error: a batch whose instance fails is
+  re-sent to another one, ``max_retries`` times at most (then ``BackendUnavailable``); a
+  per-request timeout gives ``BackendTimeout``; shutdown fails queued requests with
+  ``BackendUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable, Outcome
+from golem_backend.golem.pool import (
+    ClusterLike,
+    DispatcherConfig,
+    InstancePool,
+    OpenCluster,
+    Worker,
+)
+from golem_backend.golem.service import ClassifierService, ClassifyBatch
+from provider.results import Prediction
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
+
+_SHUTTING_DOWN = "The Golem backend is shutting down."
+
+
+@dataclasses.dataclass(eq=False)
+class _Request:
+    images: list[bytes]
+    top_k: int
+    future: asyncio.Future[list[Outcome]]
+    enqueued_at: float
+    attempts: int = 0
+
+
+class Dispatcher:
+    """Routes requests to instances; see the module docstring."""
+
+    def __init__(
+        self,
+        open_cluster: OpenCluster,
+        instance_params: Callable[[], dict[str, Any]],
+        config: DispatcherConfig,
+    ) -> None:
+        self.config = config
+        self._wakeup = asyncio.Event()
+        self.pool = InstancePool(open_cluster, instance_params, config, self._wakeup.set)
+        self._queue: deque[_Request] = deque()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.requests_served = 0
+        self.errors = 0
+
+    # --- public -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self._loop_task = asyncio.create_task(self._dispatch_loop())
+
+    async def submit(self, images: list[bytes], top_k: int, timeout_s: float) -> list[Outcome]:
+        """Classify ``images``; one outcome per image, or a typed error for the request."""
+        if self._closing:
+            raise BackendUnavailable(_SHUTTING_DOWN)
+        waiting = self.queue_depth
+        if waiting >= self.config.queue_size:
+            raise BackendBusy(
+                f"The Golem backend already has {waiting} requests waiting; try again in a moment."
+            )
+        loop = asyncio.get_running_loop()
+        req = _Request(list(images), top_k, loop.create_future(), time.monotonic())
+        self._queue.append(req)
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(req.future), timeout_s)
+        except TimeoutError:
+            self.errors += 1
+            raise BackendTimeout(self._timeout_message(timeout_s)) from None
+        except BackendUnavailable:
+            self.errors += 1
+            raise
+        finally:
+            if not req.future.done():
+                req.future.cancel()  # dropped from the queue, or its late result ignored
+
+    async def sync_model(self, timeout_s: float) -> int:
+        """Bring every serving instance to the current model; returns how many confirmed."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for worker in self.pool.serving():
+            batch = ClassifyBatch(_batch_id(), [], 1, loop.create_future())
+            self._send(worker, batch, [])
+            futures.append(batch.future)
+        if not futures:
+            return 0
+        done, _ = await asyncio.wait(futures, timeout=timeout_s)
+        return sum(1 for f in done if not f.cancelled() and f.exception() is None)
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(1 for r in self._queue if not r.future.done())
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.pool.serving())
+
+    @property
+    def instance_failures(self) -> int:
+        return self.pool.failures
+
+    def instances(self) -> list[tuple[ClassifierService, str, int]]:
+        """(service, state label, requests served) of every live instance."""
+        return [(w.service, w.label, w.served) for w in self.pool.workers]
+
+    async def stop(self) -> None:
+        """Fail queued requests, give in-flight batches a short grace, stop the pool."""
+        if self._closing:
+            return
+        self._closing = True
+        while self._queue:
+            req = self._queue.popleft()
+            if not req.future.done():
+                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+        pending = [b.future for w in self.pool.workers for b in w.in_flight.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.stop_grace_s)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self.pool.stop()  # fails what is still in flight
+        if self._watchers:  # they fail those requests with BackendUnavailable
+            await asyncio.wait(set(self._watchers), timeout=5)
+
+    # --- dispatching ------------------------------------------------------------------
+
+    def _pick_worker(self) -> Worker | None:
+        limit = self.config.max_batches_per_instance
+        free = [w for w in self.pool.serving() if len(w.in_flight) < limit]
+        return min(free, key=lambda w: (w.busy_images, w.retiring), default=None)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wakeup.clear()
+            while self._queue and self._queue[0].future.done():
+                self._queue.popleft()
+            timeout = None
+            worker = self._pick_worker() if self._queue else None
+            if worker is not None:
+                queued = sum(len(r.images) for r in self._queue if not r.future.done())
+                wait = self._queue[0].enqueued_at + self.config.batch_wait_s - time.monotonic()
+                if queued >= self.config.batch_size or wait <= 0:
+                    self._send_requests(worker, self._take_batch())
+                    continue
+                timeout = wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _take_batch(self) -> list[_Request]:
+        taken: list[_Request] = []
+        size = 0
+        while self._queue:
+            req = self._queue[0]
+            if req.future.done():
+                self._queue.popleft()
+                continue
+            if taken and size + len(req.images) > self.config.batch_size:
+                break
+            taken.append(self._queue.popleft())
+            size += len(req.images)
+        return taken
+
+    def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
+        images = [img for r in reqs for img in r.images]
+        top_k = max(r.top_k for r in reqs)
+        future = asyncio.get_running_loop().create_future()
+        self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future), reqs)
+
+    def _send(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
+        worker.in_flight[batch.batch_id] = batch
+        worker.service.send_message_nowait(batch)
+        task = asyncio.create_task(self._watch(worker, batch, reqs))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
+        try:
+            outcomes = await batch.future
+        except Exception as exc:  # InstanceFailed, or anything unexpected
+            for req in reqs:
+                self._retry(req, str(exc) or type(exc).__name__)
+        else:
+            offset = 0
+            for req in reqs:
+                part = outcomes[offset : offset + len(req.images)]
+                offset += len(req.images)
+                if not req.future.done():
+                    req.future.set_result([_trim(o, req.top_k) for o in part])
+                    self.requests_served += 1
+                    worker.served += 1
+        finally:
+            worker.in_flight.pop(batch.batch_id, None)
+            self._wakeup.set()
+
+    def _retry(self, req: _Request, reason: str) -> None:
+        if req.future.done():
+            return
+        req.attempts += 1
+        if self._closing:
+            req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+        elif req.attempts > self.config.max_retries:
+            logger.warning("request failed on %d instances, giving up: %s", req.attempts, reason)
+            req.future.set_exception(
+                BackendUnavailable(
+                    f"The classification failed on {req.attempts} Golem providers; try again later."
+                )
+            )
+        else:
+            logger.info("re-sending a request (attempt %d): %s", req.attempts + 1, reason)
+            self._queue.appendleft(req)
+            self._wakeup.set()
+
+    def _timeout_message(self, timeout_s: float) -> str:
+        if self.ready:
+            return f"The Golem backend did not answer within {timeout_s:.0f} s; try again."
+        return (
+            f"No Golem provider is running the classifier yet (waited {timeout_s:.0f} s); "
+            "try again in a minute."
+        )
+
+
+def _batch_id() -> str:
+    return f"batch-{uuid.uuid4().hex[:12]}"
+
+
+def _trim(outcome: Outcome, top_k: int) -> Outcome:
+    """A batch asks for the largest ``top_k`` of its requests; give each request its own."""
+    if isinstance(outcome, Prediction) and len(outcome.top) > top_k:
+        return dataclasses.replace(outcome, top=outcome.top[:top_k])
+    return outcome

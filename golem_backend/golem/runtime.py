@@ -1,0 +1,244 @@
+"""The connection to yagna: start yapapi's ``Golem`` with clear errors, open clusters.
+
+``GolemRuntime`` is what the backend uses in production; the local exe-unit harness
+(``tests/golem_backend/harness``) provides a runtime with the same methods that runs the
+service's real scripts on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import aiohttp
+from yapapi import Golem, events
+from yapapi.config import ApiConfig
+from yapapi.engine import NoPaymentAccountError
+from yapapi.payload import Payload, vm
+
+from golem_backend.base import BackendUnavailable
+from golem_backend.golem.pool import ClusterLike
+from golem_backend.golem.service import ClassifierService
+from golem_backend.settings import BackendSettings
+
+logger = logging.getLogger(__name__)
+
+PayloadFactory = Callable[[BackendSettings], Awaitable[Payload]]
+
+
+class Runtime(Protocol):
+    """What :class:`~golem_backend.golem.backend.GolemBackend` needs from a Golem connection."""
+
+    async def start(self) -> None: ...
+
+    async def open_cluster(
+        self, num_instances: int, instance_params: list[dict[str, Any]], expiration: datetime
+    ) -> ClusterLike: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def glm_spent(self) -> float | None: ...
+
+
+async def build_payload(settings: BackendSettings) -> Payload:
+    """The VM image from settings (looked up over the network: never called by tests)."""
+    return await vm.repo(
+        image_hash=settings.golem_image_hash,
+        image_url=settings.golem_image_url,
+        min_mem_gib=settings.golem_min_mem_gib,
+        min_storage_gib=settings.golem_min_storage_gib,
+        min_cpu_threads=settings.golem_min_cpu_threads,
+    )
+
+
+class GolemRuntime:
+    """yapapi's :class:`~yapapi.Golem` with bounded start-up and GLM accounting."""
+
+    def __init__(
+        self, settings: BackendSettings, payload_factory: PayloadFactory = build_payload
+    ) -> None:
+        self._settings = settings
+        self._payload_factory = payload_factory
+        self._golem: Golem | None = None
+        self._payload: Payload | None = None
+        self._spent: dict[str, Decimal] = {}  # agreement id -> accepted amount (GLM)
+
+    @property
+    def glm_spent(self) -> float | None:
+        return float(sum(self._spent.values(), Decimal(0))) if self._golem else None
+
+    async def start(self) -> None:
+        s = self._settings
+        if s.yagna_appkey is None or not s.yagna_appkey.get_secret_value():
+            raise BackendUnavailable(
+                "YAGNA_APPKEY is not set: create a requestor key with "
+                "`yagna app-key create requestor` and put it in .env."
+            )
+        if not (s.golem_image_hash or s.golem_image_url):
+            raise BackendUnavailable(
+                "GOLEM_IMAGE_HASH is not set: build and push the classifier image "
+                "(`make image`, see the README) and put its hash in .env."
+            )
+        if s.golem_image_url and not s.golem_image_hash:
+            raise BackendUnavailable(
+                "GOLEM_IMAGE_URL also needs GOLEM_IMAGE_HASH (the sha3-224 of the .gvmi file), "
+                "which providers use to verify the download."
+            )
+        try:
+            async with asyncio.timeout(s.golem_start_timeout_s):
+                await self._probe_yagna()
+                await self._start_golem()
+                self._payload = await self._resolve_payload()
+        except TimeoutError:
+            await self.close()
+            raise BackendUnavailable(
+                f"yagna at {s.yagna_api_url} did not get Golem ready within "
+                f"{s.golem_start_timeout_s:.0f} s; check the `yagna service run` log."
+            ) from None
+        except BackendUnavailable:
+            await self.close()
+            raise
+
+    async def _probe_yagna(self) -> None:
+        s = self._settings
+        assert s.yagna_appkey is not None
+        headers = {"Authorization": f"Bearer {s.yagna_appkey.get_secret_value()}"}
+        url = f"{s.yagna_api_url.rstrip('/')}/me"
+        try:
+            timeout = aiohttp.ClientTimeout(total=min(10.0, s.golem_start_timeout_s))
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers=headers) as resp,
+            ):
+                status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            hint = (
+                "start it with `yagna service run`"
+                if shutil.which("yagna")
+                else "install it (`pip install golem-node` provides `yagna`), "
+                "start it with `yagna service run`"
+            )
+            raise BackendUnavailable(
+                f"yagna is not reachable at {s.yagna_api_url} ({type(exc).__name__}): {hint} "
+                "and set YAGNA_API_URL and YAGNA_APPKEY."
+            ) from None
+        if status in (401, 403):
+            raise BackendUnavailable(
+                f"yagna at {s.yagna_api_url} rejected YAGNA_APPKEY: create one with "
+                "`yagna app-key create requestor` and set YAGNA_APPKEY."
+            )
+        if status != 200:
+            raise BackendUnavailable(f"yagna at {s.yagna_api_url} answered HTTP {status} to /me.")
+
+    async def _start_golem(self) -> None:
+        s = self._settings
+        assert s.yagna_appkey is not None
+        golem = Golem(
+            budget=s.golem_budget_glm,
+            subnet_tag=s.golem_subnet,
+            payment_driver=s.golem_payment_driver,
+            payment_network=s.golem_payment_network,
+            event_consumer=self._on_event,
+            api_config=ApiConfig(
+                app_key=s.yagna_appkey.get_secret_value(), api_url=s.yagna_api_url.rstrip("/")
+            ),
+        )
+        self._golem = golem
+        platform = f"{s.golem_payment_driver}/{s.golem_payment_network}"
+        try:
+            await golem.start()
+        except NoPaymentAccountError:
+            raise BackendUnavailable(
+                f"yagna has no payment account for {platform}: run "
+                f"`yagna payment init --sender --network {s.golem_payment_network}`."
+            ) from None
+        except FileNotFoundError:
+            raise BackendUnavailable(
+                "`gftp` (yagna's file transfer tool) is not on PATH: install the full yagna "
+                "requestor package, which ships `gftp` next to `yagna`."
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise BackendUnavailable(
+                f"lost the connection to yagna at {s.yagna_api_url} during start-up: {exc}"
+            ) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("ya_payment"):
+                raise BackendUnavailable(
+                    f"payment allocation on {platform} failed ({_api_detail(exc)}): check "
+                    f"`yagna payment status --network {s.golem_payment_network}`, fund the node "
+                    f"(`yagna payment fund --network {s.golem_payment_network}` gives test GLM "
+                    f"on hoodi), and make sure yagna can reach the "
+                    f"{s.golem_payment_network} network."
+                ) from None
+            raise BackendUnavailable(f"Golem could not start: {_api_detail(exc)}") from None
+        logger.info("connected to yagna at %s (%s)", s.yagna_api_url, platform)
+
+    async def _resolve_payload(self) -> Payload:
+        s = self._settings
+        try:
+            return await self._payload_factory(s)
+        except Exception as exc:
+            image = s.golem_image_hash or s.golem_image_url
+            raise BackendUnavailable(
+                f"the VM image {image} could not be resolved ({exc}): push it with "
+                "`gvmkit-build --push` and check GOLEM_IMAGE_HASH / GOLEM_IMAGE_URL."
+            ) from None
+
+    async def open_cluster(
+        self, num_instances: int, instance_params: list[dict[str, Any]], expiration: datetime
+    ) -> ClusterLike:
+        if self._golem is None or self._payload is None:
+            raise BackendUnavailable("The Golem backend is not started.")
+        return await self._golem.run_service(
+            ClassifierService,
+            num_instances=num_instances,
+            instance_params=instance_params,
+            payload=self._payload,
+            expiration=expiration,
+        )
+
+    async def close(self) -> None:
+        golem, self._golem = self._golem, None
+        if golem is None:
+            return
+        with contextlib.suppress(Exception):  # best effort: yagna may be gone already
+            await asyncio.wait_for(golem.stop(), 90)
+
+    def _on_event(self, event: events.Event) -> None:
+        """Track accepted invoices and debit notes (GLM spent per agreement)."""
+        if isinstance(event, events.InvoiceAccepted | events.DebitNoteAccepted):
+            try:
+                amount = Decimal(str(event.amount))
+            except ArithmeticError:
+                return
+            key = event.agreement.id
+            self._spent[key] = max(self._spent.get(key, Decimal(0)), amount)
+            logger.info("accepted %s GLM for agreement %s", amount, key[:8])
+        elif isinstance(event, events.AgreementConfirmed):
+            name = event.agreement.details.provider_node_info.name
+            logger.info("agreement confirmed with provider %s", name)
+
+
+def _api_detail(exc: Exception) -> str:
+    """A short, human-readable cause out of a yagna API exception (no secrets, no paths)."""
+    body = getattr(exc, "body", None)
+    text = ""
+    if body:
+        try:
+            obj = json.loads(body)
+            text = str(obj.get("internalError") or obj.get("message") or obj.get("detail") or "")
+        except (ValueError, AttributeError):
+            text = str(body)
+    text = text or str(exc) or type(exc).__name__
+    text = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", text)  # drop Rust source locations
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= 240 else text[:237] + "..."

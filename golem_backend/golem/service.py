@@ -1,0 +1,286 @@
+"""``ClassifierService``: the yapapi Service whose handlers only build exe-unit scripts.
+
+Lifecycle of one instance on a provider (all paths from :mod:`golem_backend.golem.layout`):
+
+* ``start()``: deploy + start the VM; upload the requestor's model artifact to
+  ``/golem/work/model.bin``; launch the provider-side daemon in the background
+  (``/bin/sh -c "python3 -m provider.serve daemon ... &"``); poll it until it answers
+  (``provider.serve ping --wait``) and check that it serves the uploaded model.
+* ``run()``: take :class:`ClassifyBatch` messages from the dispatcher (``send_message``),
+  and for each build ONE script: upload the images to ``/golem/input/<batch>-<i>``, run the
+  stdlib-only client (``provider.serve client``), download ``/golem/output/<batch>.json``
+  (size-limited), validate it (:mod:`.protocol`) and resolve the batch's future. When the
+  model was retrained, the same script first uploads the new artifact and reloads it.
+* ``shutdown()``: terminate the activity.
+
+A batch that fails (command error, timeout, malformed reply) fails its future with
+:class:`InstanceFailed` and ends this instance: the dispatcher re-sends the batch elsewhere
+and replaces the instance. Scheduling, retries and replacement all live in the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from yapapi.rest.activity import BatchError, BatchTimeoutError, CommandExecutionError
+from yapapi.script import Script
+from yapapi.services import Service
+
+from golem_backend.base import Outcome
+from golem_backend.golem import layout
+from golem_backend.golem.protocol import (
+    ProtocolError,
+    check_model,
+    load_reply,
+    parse_classify_reply,
+    reply_limit,
+)
+
+logger = logging.getLogger(__name__)
+
+ScriptGen = AsyncGenerator[Script, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArtifact:
+    """A trained model file held by the requestor: its bytes, id and labels."""
+
+    data: bytes
+    model_id: str
+    labels: tuple[str, ...]
+
+
+class ModelStore:
+    """The model every instance should serve; swapped by retrain, read by each instance."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.current = artifact
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """What an instance needs; passed through ``instance_params`` (Golem passes no env)."""
+
+    store: ModelStore
+    script_timeout_s: float = 20.0  # one classification batch, transfers included
+    deploy_timeout_s: float = 900.0  # image download + VM boot on the provider
+    prepare_timeout_s: float = 120.0  # model upload + daemon start + readiness
+    max_pixels: int = 40_000_000
+    python: str = layout.PYTHON
+
+
+class InstanceFailed(Exception):
+    """A batch could not be served by this instance (retryable on another one)."""
+
+
+@dataclass(eq=False)
+class ClassifyBatch:
+    """One micro-batch: the dispatcher awaits ``future`` (outcomes in image order).
+
+    An empty ``images`` list only brings the instance's model up to date.
+    """
+
+    batch_id: str
+    images: list[bytes]
+    top_k: int
+    future: asyncio.Future[list[Outcome]] = field(repr=False)
+
+
+class _Sink:
+    """Receives a downloaded file (the callback must never raise inside yapapi)."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+    async def store(self, data: bytes) -> None:
+        self.data = data
+
+
+class ClassifierService(Service):
+    """One classifier instance on one provider (see the module docstring)."""
+
+    def __init__(self, config: ServiceConfig, _id: str | None = None) -> None:
+        super().__init__(_id)
+        self.config = config
+        self.model_id: str | None = None  # the model the daemon serves, once verified
+        self.failure: str | None = None  # why this instance stopped serving, if it failed
+        self.batches_served = 0
+        self.images_served = 0
+
+    @property
+    def restart_condition(self) -> bool:
+        """Never restart in place: the dispatcher replaces failed instances itself.
+
+        yapapi's default restarts an instance that failed before ``running`` by reusing this
+        object. For a long-lived service the dispatcher must see every failure (to re-send
+        batches, count replacements, back off, and respect the cluster's expiration), so it
+        spawns a fresh instance instead.
+        """
+        return False
+
+    def _script(self, timeout_s: float) -> Script:
+        assert self._ctx is not None, "handlers run only with a work context"
+        return self._ctx.new_script(timeout=timedelta(seconds=timeout_s))
+
+    def _serve(self, command: str, *args: str) -> tuple[str, ...]:
+        return (self.config.python, "-m", layout.SERVE_MODULE, command, *args)
+
+    # --- start ------------------------------------------------------------------------
+
+    async def start(self) -> ScriptGen:
+        cfg = self.config
+        script = self._script(cfg.deploy_timeout_s)
+        script.deploy(**self.get_deploy_args())
+        script.start()
+        try:
+            yield script
+        except BatchError as exc:
+            self.failure = f"deploy failed: {_describe(exc, cfg.deploy_timeout_s)}"
+            raise
+
+        artifact = cfg.store.current
+        script = self._script(cfg.prepare_timeout_s)
+        script.upload_bytes(artifact.data, layout.MODEL_PATH)
+        daemon = shlex.join(
+            self._serve("daemon", "--model", layout.MODEL_PATH, "--socket", layout.SOCKET_PATH)
+        )
+        script.run("/bin/sh", "-c", f"{daemon} > {layout.DAEMON_LOG} 2>&1 < /dev/null &")
+        wait_s = str(max(1, int(cfg.prepare_timeout_s) - 5))
+        script.run(
+            *self._serve("ping", "--socket", layout.SOCKET_PATH, "--wait", wait_s),
+            "--out",
+            layout.READY_PATH,
+        )
+        ready = _Sink()
+        script.download_bytes(layout.READY_PATH, ready.store, limit=reply_limit(0))
+        try:
+            yield script
+        except BatchError as exc:
+            self.failure = (
+                f"classifier daemon did not start: {_describe(exc, cfg.prepare_timeout_s)}"
+            )
+            raise
+        try:
+            check_model(load_reply(ready.data, reply_limit(0)), artifact.model_id, artifact.labels)
+        except ProtocolError as exc:
+            self.failure = f"classifier daemon is not serving the uploaded model: {exc}"
+            raise
+        self.model_id = artifact.model_id
+        logger.info("%s serves model %s", self.name, artifact.model_id)
+
+    # --- run --------------------------------------------------------------------------
+
+    async def run(self) -> ScriptGen:
+        while True:
+            signal = await self._listen()
+            batch = signal.message
+            if not isinstance(batch, ClassifyBatch):
+                logger.warning("%s ignores an unexpected message %r", self.name, batch)
+                continue
+            if batch.future.done():  # timed out or cancelled while queued
+                continue
+            if not batch.images and self.model_id == self.config.store.current.model_id:
+                batch.future.set_result([])  # a model sync with nothing to do
+                continue
+            try:
+                script, parse = self._batch_script(batch)
+                await (yield script)
+                outcomes = parse()
+            except Exception as exc:  # BatchError, ProtocolError, or a bug: never lose the batch
+                self.failure = _describe(exc, self.config.script_timeout_s)
+                logger.warning("%s failed batch %s: %s", self.name, batch.batch_id, self.failure)
+                if not batch.future.done():
+                    batch.future.set_exception(InstanceFailed(self.failure))
+                return  # -> stopping: the dispatcher replaces this instance
+            self.batches_served += 1
+            self.images_served += len(batch.images)
+            if not batch.future.done():
+                batch.future.set_result(outcomes)
+
+    def _batch_script(self, batch: ClassifyBatch) -> tuple[Script, Any]:
+        """One script: [model update] + uploads + client run + reply download."""
+        cfg = self.config
+        script = self._script(cfg.script_timeout_s)
+        artifact = cfg.store.current
+        reload_sink: _Sink | None = None
+        if artifact.model_id != self.model_id:
+            path = layout.model_update_path(artifact.model_id)
+            script.upload_bytes(artifact.data, path)
+            script.run(
+                *self._serve("reload", "--socket", layout.SOCKET_PATH, "--model", path),
+                "--out",
+                layout.RELOAD_PATH,
+            )
+            reload_sink = _Sink()
+            script.download_bytes(layout.RELOAD_PATH, reload_sink.store, limit=reply_limit(0))
+
+        sink = _Sink()
+        if batch.images:
+            files = [f"{layout.INPUT_DIR}/{batch.batch_id}-{i}" for i in range(len(batch.images))]
+            for data, dst in zip(batch.images, files, strict=True):
+                script.upload_bytes(data, dst)
+            out = f"{layout.OUTPUT_DIR}/{batch.batch_id}.json"
+            script.run(
+                *self._serve("client", "--socket", layout.SOCKET_PATH),
+                *("--top-k", str(batch.top_k), "--max-pixels", str(cfg.max_pixels)),
+                *("--timeout", str(int(cfg.script_timeout_s) + 1), "--cleanup", "--out", out),
+                *files,
+            )
+            script.download_bytes(out, sink.store, limit=reply_limit(len(batch.images)))
+
+        def parse() -> list[Outcome]:
+            if reload_sink is not None:
+                check_model(
+                    load_reply(reload_sink.data, reply_limit(0)), artifact.model_id, artifact.labels
+                )
+                self.model_id = artifact.model_id
+                logger.info("%s now serves model %s", self.name, artifact.model_id)
+            if not batch.images:
+                return []
+            return parse_classify_reply(
+                sink.data,
+                n_images=len(batch.images),
+                top_k=batch.top_k,
+                model_id=artifact.model_id,
+                labels=artifact.labels,
+            )
+
+        return script, parse
+
+    # --- shutdown ---------------------------------------------------------------------
+
+    async def shutdown(self) -> ScriptGen:
+        script = self._script(10.0)
+        script.terminate()
+        try:
+            yield script
+        except BatchError as exc:  # the activity may already be gone
+            logger.debug("%s: terminate failed: %s", self.name, exc)
+
+    @property
+    def name(self) -> str:
+        """Provider name when known, else a short instance id (for logs and /status)."""
+        return self.provider_name or f"instance-{self.id[:8]}"
+
+
+def _describe(exc: Exception, timeout_s: float) -> str:
+    """A one-line reason for logs and /status (provider output is untrusted: truncated)."""
+    if isinstance(exc, BatchTimeoutError):
+        return f"the script timed out after {timeout_s:g} s"
+    if isinstance(exc, CommandExecutionError):
+        found = re.search(r"provider\.serve'?,? '?(\w+)", exc.command)
+        what = f"`provider.serve {found.group(1)}`" if found else "a command"
+        stderr = " ".join((exc.stderr or "").split())[-200:]
+        return f"{what} failed on the provider ({exc.message or 'no message'})" + (
+            f": {stderr}" if stderr else ""
+        )
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,401 @@
+"""The local backend: the classifier runs in warm worker processes on this machine.
+
+* **Workers** (:mod:`golem_backend.local_pool`): ``settings.local_workers`` processes
+  (forkserver/spawn, never fork), each loading the model once and capping its native
+  threads so N workers on N cores do not oversubscribe.
+* **Micro-batching.** ``classify`` puts one job per image on a bounded queue (counted in
+  images) and waits; a dispatcher task hands queued jobs to idle workers in batches of up
+  to ``local_batch_size`` (holding a small batch open at most ``local_batch_wait_ms``), so
+  concurrent callers share one forward pass through the CNN. While all workers are busy the
+  queue grows, so batches grow with the load.
+* **Swap.** ``retrain`` trains in its own process (:mod:`golem_backend.local_training`),
+  ``os.replace`` s the validated artifact and switches the current model id. Each batch
+  carries the model id it was dispatched with and a worker reloads when it changes, so
+  batches already running finish on the old model and every later one uses the new model.
+* **Crashes.** A worker that dies (``BrokenExecutor``) is replaced by a fresh process and its
+  images are retried once, each alone (a poison image cannot take others down twice); a
+  second crash fails that request with ``BackendUnavailable``. Every request has a deadline,
+  and a worker still busy with a batch after every caller's deadline is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import BrokenExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from golem_backend.base import (
+    Backend,
+    BackendBusy,
+    BackendStatus,
+    BackendTimeout,
+    BackendUnavailable,
+    InstanceInfo,
+    Outcome,
+    ProgressCallback,
+    TrainReport,
+)
+from golem_backend.local_pool import Worker, worker_context, worker_threads
+from golem_backend.local_queue import Job, RequestQueue
+from golem_backend.local_training import TrainingFailed, TrainingRun, default_dataset_dir
+from golem_backend.settings import BackendSettings
+from provider.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 2  # an image whose worker crashes is retried once
+_STUCK_GRACE_S = 1.0  # a batch running this long past the request timeout means a stuck worker
+_CRASHED = "The classifier worker crashed; try again."
+_SHUTTING_DOWN = "The classifier is shutting down."
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    model_id: str
+    labels: tuple[str, ...]
+    accuracy: float | None
+
+
+class LocalBackend(Backend):
+    """Classifies in worker processes on this machine; see the module docstring.
+
+    ``progress`` receives the training progress when ``start()`` has to train a model.
+    """
+
+    kind = "local"
+
+    def __init__(self, settings: BackendSettings, progress: ProgressCallback | None = None) -> None:
+        self._settings = settings
+        self._progress = progress
+        self._ctx = worker_context()
+        self._threads = worker_threads(settings.local_workers, settings.local_worker_threads)
+        self._workers = [
+            Worker(f"worker-{i + 1}", self._ctx, settings.model_path, self._threads)
+            for i in range(settings.local_workers)
+        ]
+        self._queue = RequestQueue(
+            settings.queue_size, settings.local_batch_size, settings.max_image_bytes
+        )
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._model: _Model | None = None
+        self._state = "new"  # new | starting | ready | stopped
+        self._training: TrainingRun | None = None
+        self._batches = 0
+        self._crashes_for_tests = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state == "stopped":
+            raise BackendUnavailable("The classifier was stopped; create a new backend.")
+        if self._state != "new":
+            return
+        self._state = "starting"
+        path = self._settings.model_path
+        try:
+            if not path.exists():
+                log.info("no model at %s; training the default model first", path)
+                await self._train(None, self._progress, serving=False)
+            info = await self._boot_all(None)
+            if isinstance(info, ModelError):
+                log.error("the model file %s is unusable (%s); training a new one", path, info)
+                summary = await self._train(None, self._progress, serving=False)
+                info = await self._boot_all(summary["model_id"])
+                if isinstance(info, ModelError):
+                    raise BackendUnavailable(f"The newly trained model is unusable: {info}")
+        except BaseException:
+            await self.stop()
+            raise
+        self._model = _Model(info["model_id"], tuple(info["labels"]), info["accuracy"])
+        self._spawn(self._dispatch_loop())
+        self._state = "ready"
+        workers, model_id = len(self._workers), self._model.model_id
+        log.info("ready: model %s, %d worker(s) x %d thread(s)", model_id, workers, self._threads)
+
+    async def _boot_all(self, model_id: str | None) -> dict[str, Any] | ModelError:
+        """Start every worker on ``model_id``; the first worker's info, or the model's error."""
+        results = await asyncio.gather(
+            *(w.boot(model_id) for w in self._workers), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, ModelError):
+                return result
+            if isinstance(result, BaseException):
+                raise BackendUnavailable(
+                    f"The classifier workers could not start: {result or type(result).__name__}"
+                ) from result
+        return results[0]  # type: ignore[return-value]
+
+    async def stop(self) -> None:
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        self._queue.fail_all(_SHUTTING_DOWN)
+        for job in (job for worker in self._workers for job in worker.batch):
+            self._queue.fail(job.request, BackendUnavailable(_SHUTTING_DOWN))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._training is not None:
+            await self._training.kill()
+        await asyncio.gather(*(w.shutdown() for w in self._workers))
+        log.info("local backend stopped")
+
+    # --- serving ------------------------------------------------------------------------------
+
+    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+        self._check_serving()
+        if not images:
+            return []
+        request = self._queue.submit(images, top_k)
+        self._wakeup.set()
+        timeout = self._settings.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.future
+        except TimeoutError:
+            self._queue.drop(request)
+            self._queue.errors += 1
+            raise BackendTimeout(
+                f"The classifier did not answer within {timeout:g} s; try again."
+            ) from None
+        except asyncio.CancelledError:
+            self._queue.drop(request)
+            raise
+
+    def _check_serving(self) -> None:
+        if self._state == "ready":
+            if not any(w.state != "failed" for w in self._workers):
+                raise BackendUnavailable("The classifier workers are down; try again later.")
+            return
+        raise BackendUnavailable(
+            {
+                "new": "The classifier is not started.",
+                "starting": "The classifier is starting; try again in a moment.",
+            }.get(self._state, _SHUTTING_DOWN)
+        )
+
+    async def _dispatch_loop(self) -> None:
+        wait_s = self._settings.local_batch_wait_ms / 1000
+        while True:
+            self._wakeup.clear()
+            delay = None
+            try:
+                delay = self._dispatch(wait_s)
+            except Exception:  # never let the dispatcher die silently
+                log.exception("dispatcher error")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
+
+    def _dispatch(self, wait_s: float) -> float | None:
+        """Send batches to idle workers; returns how long to hold a small batch open, if so."""
+        assert self._model is not None
+        current = self._model.model_id
+        idle = sorted(
+            (w for w in self._workers if w.state == "idle"), key=lambda w: w.model_id != current
+        )  # workers that have the current model loaded first
+        while self._queue and idle:
+            hold = self._queue.hold_for(wait_s)
+            if hold > 0:
+                return hold
+            worker = idle.pop(0)
+            worker.state, worker.batch = "busy", self._queue.take_batch(len(idle) + 1)
+            self._batches += 1
+            self._spawn(self._run_batch(worker, worker.batch, current))
+        for worker in idle:  # nothing queued: load a swapped-in model ahead of the next batch
+            if worker.model_id != current and worker.refreshed != current:
+                worker.refreshed = current
+                self._spawn(self._refresh(worker, current))
+        return None
+
+    async def _run_batch(self, worker: Worker, batch: list[Job], model_id: str) -> None:
+        # Past this, every caller of the batch has timed out: the worker is stuck, kill it.
+        stuck_after = self._settings.request_timeout_s + _STUCK_GRACE_S
+        try:
+            if self._crashes_for_tests > 0:
+                self._crashes_for_tests -= 1
+                await worker.exit_for_tests()
+            async with asyncio.timeout(stuck_after):
+                outcomes = await worker.classify(
+                    model_id,
+                    [job.data for job in batch],
+                    max(job.request.top_k for job in batch),
+                    self._settings.max_image_pixels,
+                )
+        except TimeoutError:
+            log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)
+            worker.kill()
+            self._on_crash(worker, batch)
+            return
+        except BrokenExecutor:
+            self._on_crash(worker, batch)
+            return
+        except Exception:
+            log.exception("%s failed on a batch of %d image(s)", worker.name, len(batch))
+            for job in batch:
+                self._queue.fail(
+                    job.request, BackendUnavailable("The classifier failed; try again.")
+                )
+        else:
+            for job, outcome in zip(batch, outcomes, strict=True):
+                self._queue.deliver(job, outcome)
+        finally:
+            worker.batch = []
+            self._wakeup.set()
+        worker.state = "idle"
+
+    # --- worker failures ----------------------------------------------------------------------
+
+    def _on_crash(self, worker: Worker, batch: list[Job]) -> None:
+        name, pid = worker.name, worker.pid
+        log.warning("%s (pid %s) died, %d image(s) in flight; replacing it", name, pid, len(batch))
+        worker.state = "restarting"
+        for job in batch:
+            job.attempts += 1
+            if job.attempts >= _MAX_ATTEMPTS:
+                self._queue.fail(job.request, BackendUnavailable(_CRASHED))
+        self._queue.retry_first(job for job in batch if job.attempts < _MAX_ATTEMPTS)
+        self._spawn(self._replace(worker))
+
+    async def _replace(self, worker: Worker) -> None:
+        """Start a fresh process for ``worker``; retry with back-off while that fails."""
+        attempt = 0
+        while True:
+            await worker.shutdown(state="restarting")
+            assert self._model is not None
+            try:
+                await worker.boot(self._model.model_id)
+                break
+            except Exception as exc:
+                worker.state = "failed"
+                delay = min(30.0, 2.0**attempt)
+                attempt += 1
+                log.error("%s could not restart (%r); retrying in %.0f s", worker.name, exc, delay)
+                if all(w.state == "failed" for w in self._workers):
+                    self._queue.fail_all(_CRASHED)
+                await asyncio.sleep(delay)
+        self._wakeup.set()
+
+    async def _refresh(self, worker: Worker, model_id: str) -> None:
+        try:
+            await worker.refresh(model_id)
+        except BrokenExecutor:
+            self._on_crash(worker, [])
+            return
+        except Exception:
+            log.exception("%s could not load model %s", worker.name, model_id)
+            worker.state = "idle"
+        finally:
+            self._wakeup.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- training -----------------------------------------------------------------------------
+
+    async def retrain(
+        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+    ) -> TrainReport:
+        self._check_serving()
+        if self._training is not None:
+            raise BackendBusy("A retrain is already running; wait for it to finish.")
+        previous = self._model.model_id if self._model else None
+        summary = await self._train(dataset, progress, serving=True)
+        self._wakeup.set()  # idle workers load the new model now
+        log.info("model %s replaced by %s", previous, summary["model_id"])
+        return TrainReport(
+            model_id=summary["model_id"],
+            labels=tuple(summary["labels"]),
+            n_images=summary["n_images"],
+            accuracy=summary["accuracy"],
+            accuracy_std=summary["accuracy_std"],
+            duration_s=summary["duration_s"],
+            skipped=tuple(summary["skipped"]),
+            warnings=tuple(summary["warnings"]),
+            confusion_png=summary["confusion_png"],
+            extra={"dataset": str(summary["dataset"]), "previous_model_id": previous},
+        )
+
+    async def _train(
+        self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
+    ) -> dict[str, Any]:
+        """Train in a child process, replace the model file, make it the current model."""
+        source = Path(dataset) if dataset else default_dataset_dir(self._settings)
+        self._training = TrainingRun(
+            self._ctx,
+            source,
+            self._settings.model_path,
+            self._settings.cache_path,
+            # While serving, train on one thread at a lower priority so requests stay fast.
+            threads=1 if serving else None,
+            niceness=5 if serving else 0,
+        )
+        try:
+            summary = await self._training.run(progress)
+        except TrainingFailed as exc:
+            if self._state == "stopped":
+                raise BackendUnavailable(_SHUTTING_DOWN) from None
+            reason = str(exc).rstrip(".")
+            if serving:
+                raise BackendUnavailable(
+                    f"Retraining failed: {reason}. The current model is still in use."
+                ) from None
+            raise BackendUnavailable(f"Could not train the first model: {reason}.") from None
+        finally:
+            self._training = None
+        # The file was replaced just now, without an await since: from here every batch
+        # dispatched carries the new id, and batches already running finish on the old model.
+        summary["dataset"] = source
+        self._model = _Model(summary["model_id"], tuple(summary["labels"]), summary["accuracy"])
+        return summary
+
+    # --- status and test hooks ----------------------------------------------------------------
+
+    async def status(self) -> BackendStatus:
+        model = self._model
+        in_flight = sum(len(w.batch) for w in self._workers)
+        return BackendStatus(
+            kind=self.kind,
+            ready=self._state == "ready" and any(w.state != "failed" for w in self._workers),
+            model_id=model.model_id if model else None,
+            labels=model.labels if model else (),
+            accuracy=model.accuracy if model else None,
+            queue_depth=len(self._queue),
+            requests_served=self._queue.served,
+            errors=self._queue.errors,
+            instances=tuple(
+                InstanceInfo(name=w.name, state=w.state, requests_served=w.served)
+                for w in self._workers
+            ),
+            detail=(
+                f"{len(self._workers)} worker(s) x {self._threads} thread(s); "
+                f"{in_flight} image(s) in flight; {self._batches} batch(es) run; "
+                f"{self._queue.refused} request(s) refused as busy"
+                + ("; retraining" if self._training is not None else "")
+            ),
+        )
+
+    @property
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the running workers (for operators and tests)."""
+        serving = ("idle", "busy", "loading")
+        return tuple(w.pid for w in self._workers if w.pid is not None and w.state in serving)
+
+    @property
+    def batches_dispatched(self) -> int:
+        """Batches sent to workers so far (fewer than requests when batching pays off)."""
+        return self._batches
+
+    def _inject_worker_crashes_for_tests(self, batches: int) -> None:
+        """Test hook: the worker running each of the next ``batches`` batches exits abruptly."""
+        self._crashes_for_tests = batches

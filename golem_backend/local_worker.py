@@ -1,0 +1,196 @@
+"""Code that runs inside the local backend's child processes (never in the bot's process).
+
+Two kinds of child process use this module:
+
+* classifier workers (one ``ProcessPoolExecutor(max_workers=1)`` each): ``init_worker``
+  limits native threads and loads the model once; ``describe`` and ``classify_batch`` run
+  on the warm model, reloading it first when the requested model id differs from the one
+  in memory (that is how a swapped-in model is detected);
+* the training process: ``train_in_process`` trains a model and streams progress and the
+  result back through a pipe as plain tuples and dicts.
+
+Heavy imports (numpy, OpenCV, scikit-learn, ``provider.model``) happen inside functions,
+after the thread limits are set through the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from golem_backend.base import Outcome
+
+log = logging.getLogger(__name__)
+
+_THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    model: Any = None  # provider.model.Classifier, imported lazily
+    key: tuple[str, str] | None = None  # (model path, model id) of ``model``
+    load_error: Exception | None = None
+
+
+_STATE = _WorkerState()
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap the native thread pools of this process (OpenCV, BLAS, OpenMP); None = leave as is."""
+    if threads is None:
+        return
+    for name in _THREAD_ENV_VARS:
+        os.environ[name] = str(threads)
+    import cv2  # after the environment, so OpenMP/BLAS read it when they initialise
+
+    cv2.setNumThreads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return
+    threadpool_limits(threads)
+
+
+def init_worker(model_path: str, threads: int | None) -> None:
+    """``ProcessPoolExecutor`` initializer: set thread limits, load the model once.
+
+    A load failure is kept (not raised: an initializer exception would break the pool) and
+    raised by the first task, so the parent learns *why* the model is unusable.
+    """
+    limit_threads(threads)
+    try:
+        _load(model_path)
+    except Exception as exc:  # reported to the parent by describe()/classify_batch()
+        _STATE.model, _STATE.key, _STATE.load_error = None, None, exc
+
+
+def _load(model_path: str) -> Any:
+    from provider.model import Classifier
+
+    model = Classifier.load(Path(model_path))
+    _STATE.model, _STATE.key, _STATE.load_error = model, (model_path, model.model_id), None
+    return model
+
+
+def _ensure_model(model_path: str, model_id: str | None) -> Any:
+    """The warm model, reloaded from ``model_path`` when ``model_id`` says it was swapped."""
+    state = _STATE
+    if state.model is not None and (model_id is None or state.key == (model_path, model_id)):
+        return state.model
+    if state.model is None and state.load_error is not None and model_id is None:
+        raise state.load_error
+    model = _load(model_path)
+    if model_id is not None and model.model_id != model_id:
+        log.warning("expected model %s at %s, found %s", model_id, model_path, model.model_id)
+    return model
+
+
+def describe(model_path: str, model_id: str | None = None) -> dict[str, Any]:
+    """Warm-up/health task: load the model if needed and say what this worker serves."""
+    model = _ensure_model(model_path, model_id)
+    return {
+        "pid": os.getpid(),
+        "model_id": model.model_id,
+        "labels": tuple(model.labels),
+        "accuracy": model.accuracy,  # cross-validated, from the model's metadata
+    }
+
+
+def classify_batch(
+    model_path: str,
+    model_id: str,
+    sources: Sequence[bytes],
+    top_k: int,
+    max_pixels: int,
+) -> tuple[int, str, list[Outcome]]:
+    """Classify encoded images in one forward pass; returns (pid, model id, outcomes)."""
+    model = _ensure_model(model_path, model_id)
+    outcomes = model.classify_sources(list(sources), top_k=top_k, max_pixels=max_pixels)
+    return os.getpid(), model.model_id, list(outcomes)
+
+
+def exit_for_tests(code: int) -> None:
+    """Test hook: end this worker abruptly, as a segfault or the OOM killer would."""
+    os._exit(code)
+
+
+# --- training process ----------------------------------------------------------------------
+
+
+def train_in_process(
+    conn: Connection,
+    dataset: str,
+    out: str,
+    cache: str | None,
+    threads: int | None,
+    niceness: int,
+) -> None:
+    """Target of the training process: train, validate, report through ``conn``.
+
+    Messages: ``("progress", stage, done, total)`` any number of times, then exactly one of
+    ``("done", summary_dict)`` or ``("error", code, message)``.
+    """
+    if niceness:
+        with contextlib.suppress(OSError):  # lower priority is a courtesy, not a must
+            os.nice(niceness)
+    limit_threads(threads)
+    send_lock = threading.Lock()  # progress may be reported from several training threads
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            conn.send(message)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        send(("progress", str(stage), int(done), int(total)))
+
+    try:
+        send(("done", _train(dataset, out, cache, progress)))
+    except Exception as exc:
+        from provider.errors import ClassifierError
+
+        if isinstance(exc, ClassifierError):
+            send(("error", exc.code, exc.message))
+        else:
+            traceback.print_exc()
+            send(("error", "internal", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _train(dataset: str, out: str, cache: str | None, progress: Any) -> dict[str, Any]:
+    from provider.model import Classifier
+    from provider.report import confusion_png
+    from provider.train import train_model
+
+    result = train_model(
+        Path(dataset), Path(out), cache=Path(cache) if cache else None, progress=progress
+    )
+    model = Classifier.load(Path(result.model_path))  # never swap in an unloadable artifact
+    return {
+        "model_path": str(result.model_path),
+        "model_id": model.model_id,
+        "labels": tuple(model.labels),
+        "n_images": int(result.n_images),
+        "accuracy": model.accuracy,
+        "accuracy_std": float(result.accuracy_std) if result.accuracy_std is not None else None,
+        "duration_s": float(result.duration_s),
+        "skipped": tuple(str(s) for s in result.skipped),
+        "warnings": tuple(str(w) for w in result.warnings),
+        # Rendered here, in the training process, to keep it off the bot's event loop.
+        "confusion_png": (
+            confusion_png(result.confusion, result.labels) if result.confusion is not None else None
+        ),
+    }

@@ -1,0 +1,84 @@
+"""Helpers for the Golem backend tests and the bench: settings, a harness-backed backend."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from golem_backend.golem.backend import GolemBackend, dispatcher_config
+from golem_backend.settings import BackendSettings
+
+from .engine import LocalRuntime
+from .exeunit import FaultPlan
+
+
+def golem_settings(data_dir: Path, **overrides: object) -> BackendSettings:
+    values: dict[str, object] = {
+        "backend": "golem",
+        "data_dir": data_dir,
+        "golem_instances": 1,
+        "golem_batch_size": 8,
+        "golem_batch_wait_ms": 15.0,
+        "golem_max_retries": 2,
+        "golem_script_timeout_s": 8.0,
+        "request_timeout_s": 60.0,
+        "golem_image_hash": "0" * 56,
+    }
+    values.update(overrides)
+    return BackendSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def install_model(model: Path, settings: BackendSettings) -> None:
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, settings.model_path)
+
+
+def make_backend(
+    settings: BackendSettings, faults: FaultPlan | None = None, **config: Any
+) -> tuple[GolemBackend, LocalRuntime]:
+    """A GolemBackend whose instances run through the local exe-unit harness."""
+    runtime = LocalRuntime(faults or FaultPlan(), health_check_interval=0.5)
+    tuned = dataclasses.replace(dispatcher_config(settings), **{"backoff_base_s": 0.2, **config})
+    return GolemBackend(settings, runtime=runtime, config=tuned), runtime
+
+
+async def wait_until(condition: Callable[[], Any], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not await _maybe_await(condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) else value
+
+
+async def running_instances(backend: GolemBackend) -> int:
+    status = await backend.status()
+    return sum(1 for i in status.instances if i.state == "running")
+
+
+async def wait_running(backend: GolemBackend, count: int = 1, within_s: float = 60) -> None:
+    """Wait until ``count`` instances run (instance start = deploy + daemon + model load)."""
+
+    async def enough() -> bool:
+        return await running_instances(backend) >= count
+
+    await wait_until(enough, within_s, f"{count} running instance(s)")
+
+
+def client_runs(runtime: LocalRuntime) -> int:
+    """How many classification execs the providers ran (one per micro-batch)."""
+    return sum(
+        1
+        for activity in runtime.activities
+        for script in activity.scripts
+        for command in script
+        if "run" in command and "client" in command["run"]["args"]
+    )

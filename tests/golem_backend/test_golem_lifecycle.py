@@ -1,0 +1,142 @@
+"""GolemBackend lifecycle through the local exe-unit harness: bounded retries, no provider
+(timeout, busy, shutdown), expiration replacement, retrain, start/stop errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable
+from golem_backend.golem.backend import GolemBackend
+from provider.results import Prediction
+from tests.golem_backend.harness import FaultPlan, LocalRuntime
+from tests.golem_backend.harness.helpers import (
+    golem_settings,
+    install_model,
+    make_backend,
+    wait_running,
+    wait_until,
+)
+
+
+async def test_retries_are_bounded(tmp_path, tiny_model, sample_images):
+    settings = golem_settings(tmp_path, golem_max_retries=1, golem_instances=2)
+    install_model(tiny_model.path, settings)
+    faults = FaultPlan()
+    faults.add("fail", times=10)
+    backend, runtime = make_backend(settings, faults)
+    await backend.start()
+    try:
+        await wait_running(backend, 2)
+        with pytest.raises(BackendUnavailable, match="failed on 2 Golem providers"):
+            await backend.classify([sample_images[0]])
+        assert len(faults.fired) == 2  # the first try and one retry, on two instances
+        assert len({number for _, number, _ in faults.fired}) == 2
+        assert (await backend.status()).errors == 1
+    finally:
+        await backend.stop()
+    assert runtime.processes() == []
+
+
+async def test_without_a_provider_requests_time_out_fill_up_and_fail_on_shutdown(
+    tmp_path, tiny_model, sample_images
+):
+    settings = golem_settings(tmp_path, golem_queue_size=2, request_timeout_s=1.5)
+    install_model(tiny_model.path, settings)
+    faults = FaultPlan()
+    faults.add("fail", match="provider.serve daemon", times=1000)  # no instance ever starts
+    backend, runtime = make_backend(settings, faults)
+    await backend.start()
+    started = time.monotonic()
+    with pytest.raises(BackendTimeout, match="No Golem provider is running the classifier"):
+        await backend.classify([sample_images[0]])
+    assert 1.4 < time.monotonic() - started < 5
+
+    settings.request_timeout_s = 60.0
+    waiting = [asyncio.create_task(backend.classify([img])) for img in sample_images[:2]]
+
+    async def two_queued() -> bool:
+        return (await backend.status()).queue_depth == 2
+
+    await wait_until(two_queued, 5, "two queued requests")
+    with pytest.raises(BackendBusy, match="2 requests waiting"):
+        await backend.classify([sample_images[2]])
+    assert (await backend.status()).queue_depth == 2
+
+    stopping = time.monotonic()
+    await backend.stop()
+    assert time.monotonic() - stopping < 15
+    for task in waiting:
+        with pytest.raises(BackendUnavailable, match="shutting down"):
+            await task
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        await backend.classify([sample_images[0]])
+    assert len(runtime.activities) >= 2  # failed starts were replaced (with back-off)
+    assert runtime.processes() == []
+
+
+async def test_instances_are_replaced_before_expiration(tmp_path, tiny_model, sample_images):
+    settings = golem_settings(tmp_path)
+    install_model(tiny_model.path, settings)
+    backend, runtime = make_backend(settings, expiration_s=12.0, replace_before_s=8.0)
+    await backend.start()
+    try:
+        await wait_running(backend)
+        first = runtime.activities[0]
+        deadline = time.monotonic() + 9
+        answered = 0
+        while time.monotonic() < deadline:  # steady traffic across the replacement
+            outcomes = await backend.classify([sample_images[answered % len(sample_images)]])
+            assert isinstance(outcomes[0], Prediction)
+            answered += 1
+            await asyncio.sleep(0.1)
+        assert len(runtime.activities) >= 2
+        await wait_until(lambda: first.dead, 10, "the expiring instance to be stopped")
+        status = await backend.status()
+        assert status.errors == 0 and "failure" not in status.detail  # stopped, not failed
+        assert status.requests_served == answered
+        assert runtime.clusters[0].instances[0].state.value == "terminated"
+    finally:
+        await backend.stop()
+    assert runtime.processes() == []
+
+
+async def test_retrain_uploads_the_new_model_to_running_instances(
+    tmp_path, tiny_model, other_tiny_dataset, sample_images
+):
+    settings = golem_settings(tmp_path)
+    install_model(tiny_model.path, settings)
+    backend, runtime = make_backend(settings)
+    await backend.start()
+    try:
+        await wait_running(backend)
+        report = await backend.retrain(other_tiny_dataset)
+        assert report.model_id != tiny_model.model_id
+        assert set(report.labels) == {"cat", "dog", "monkey"}
+        assert report.extra["instances_updated"] == 1
+        outcomes = await backend.classify(list(sample_images[:3]))
+        for outcome in outcomes:
+            assert isinstance(outcome, Prediction) and outcome.model_id == report.model_id
+            assert outcome.label in report.labels or outcome.is_unknown
+        status = await backend.status()
+        assert status.model_id == report.model_id and len(runtime.activities) == 1
+        commands = [c for script in runtime.activities[0].scripts for c in script]
+        assert any("run" in c and "reload" in c["run"]["args"] for c in commands)
+    finally:
+        await backend.stop()
+    assert runtime.processes() == []
+
+
+async def test_start_errors_and_use_before_start(tmp_path):
+    settings = golem_settings(tmp_path)
+    runtime = LocalRuntime(start_error=BackendUnavailable("yagna is not reachable at X"))
+    backend = GolemBackend(settings, runtime=runtime)
+    with pytest.raises(BackendUnavailable, match="not started"):
+        await backend.classify([b"x"])
+    with pytest.raises(BackendUnavailable, match="yagna is not reachable"):
+        await backend.start()
+    with pytest.raises(BackendUnavailable, match="stopped"):
+        await backend.start()
+    await backend.stop()
