@@ -117,13 +117,16 @@ def _check_compatible(meta: dict[str, Any], name: str) -> None:
     if meta.get("format") != FORMAT_VERSION:
         raise ModelError(f"{name} uses model format {meta.get('format')}; retrain the model.")
     ext = meta.get("extractor") or {}
+    versions = meta.get("versions") or {}
+    if not isinstance(ext, dict) or not isinstance(versions, dict):
+        raise ModelError(f"{name} has a corrupted header.")
     current = EXTRACTORS.get(str(ext.get("name")))
     if current is None or current.version != ext.get("version"):
         raise ModelError(
             f"{name} was trained with feature extractor {ext.get('name')}@{ext.get('version')}, "
             "which this version does not provide; retrain the model."
         )
-    trained = str((meta.get("versions") or {}).get("scikit-learn", ""))
+    trained = str(versions.get("scikit-learn", ""))
     if trained.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise ModelError(
             f"{name} was trained with scikit-learn {trained or '?'}, this is "
@@ -146,6 +149,9 @@ def load_model(path: Path) -> ModelArtifact:
         hashlib.sha256(payload).hexdigest() != meta.get("payload_sha256")
     ):
         raise ModelError(f"{path.name} is truncated or corrupted (checksum mismatch).")
+    identity = {k: meta[k] for k in ("labels", "extractor", "classifier", "dataset") if k in meta}
+    if meta.get("model_id") != model_id_for(meta["payload_sha256"], identity):
+        raise ModelError(f"{path.name} has an altered header (model id mismatch).")
     try:
         obj = pickle.loads(payload)
         pipeline, ood = obj["pipeline"], obj["ood"]

@@ -25,6 +25,7 @@ class FeatureCache:
         self.key = key.replace("/", "_")
         self.dim = dim
         self._index: dict[str, np.ndarray] = {}
+        self._busy = False
         self._load()
 
     def _load(self) -> None:
@@ -39,6 +40,10 @@ class FeatureCache:
                 features = group["features"][...]
             if features.ndim != 2 or features.shape[1] != self.dim or len(digests) != len(features):
                 raise ValueError(f"unexpected shapes {digests.shape} {features.shape}")
+        except BlockingIOError as exc:  # HDF5 file lock: another process is writing it
+            log.warning("feature cache %s is in use (%s); extracting without it", self.path, exc)
+            self._busy = True
+            return
         except (OSError, ValueError, KeyError) as exc:
             aside = self.path.with_suffix(self.path.suffix + ".corrupt")
             log.warning("feature cache %s is unreadable (%s); moved to %s", self.path, exc, aside)
@@ -58,7 +63,7 @@ class FeatureCache:
     def add(self, digests: list[str], features: np.ndarray) -> None:
         """Append rows (digests not yet cached) and write them to the file."""
         new = [(d, row) for d, row in zip(digests, features, strict=True) if d not in self._index]
-        if not new:
+        if not new or self._busy:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = np.stack([row for _, row in new]).astype(np.float32)

@@ -179,7 +179,7 @@ def _feature_ms(args: argparse.Namespace, data: Any, extract_s: float, fresh: in
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from provider.estimators import CLASSIFIERS
-    from provider.evaluation import compare_classifiers
+    from provider.evaluation import compare_classifiers, usable_folds
     from provider.train import load_features
 
     names = args.classifiers.split(",") if args.classifiers else list(CLASSIFIERS)
@@ -191,6 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data, labels, _, y = load_features(args.dataset, args.extractor, args.cache, bar)
     finally:
         bar.close()
+    folds = usable_folds(y, args.folds)
     rows = []
     for name, cv in compare_classifiers(data.features, y, names, args.folds).items():
         rows.append(
@@ -199,6 +200,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "description": CLASSIFIERS[name][0],
                 "accuracy": cv.accuracy if cv else None,
                 "accuracy_std": cv.accuracy_std if cv else None,
+                "folds": cv.folds if cv else 0,
             }
         )
         if args.json:
@@ -206,7 +208,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"{args.extractor} features, {len(y)} images, {len(labels)} labels, "
-            f"{args.folds}-fold stratified CV (shuffle, random_state=9)"
+            f"{folds}-fold stratified CV (shuffle, random_state=9)"
         )
         print(f"{'classifier':<12}{'accuracy':>10}{'std':>8}  description")
         for r in rows:
@@ -236,12 +238,25 @@ def build_parser() -> argparse.ArgumentParser:
     from provider.estimators import CLASSIFIERS, DEFAULT_CLASSIFIER
     from provider.features import DEFAULT_EXTRACTOR, EXTRACTORS
 
+    def global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+        """On the main parser (default False) and on each subcommand (default SUPPRESS, so
+        an option given before the subcommand is not reset by the subparser)."""
+        json_help = "machine-readable output (JSON / JSON Lines)"
+        parser.add_argument("--json", action="store_true", default=default, help=json_help)
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", default=default, help="no progress bars"
+        )
+        parser.add_argument(
+            "--debug",
+            action="store_true",
+            default=default,
+            help="log debug messages and tracebacks",
+        )
+
     p = _Parser(prog="imageclassifier", description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--json", action="store_true", help="machine-readable output (JSON / JSON Lines)"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="log debug messages and tracebacks")
+    global_options(p, False)
+    shared = argparse.ArgumentParser(add_help=False)
+    global_options(shared, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser, model_default: bool = True) -> None:
@@ -250,31 +265,35 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--cache", type=Path, help="HDF5 feature cache file (created if missing)")
         sp.add_argument("--folds", type=int, default=5, help="CV folds (0 = skip; default 5)")
 
-    t = sub.add_parser("train", help="train a model from a folder-per-label dataset")
+    t = sub.add_parser(
+        "train", parents=[shared], help="train a model from a folder-per-label dataset"
+    )
     t.add_argument("dataset", type=Path, nargs="?", help="default: the shipped FLOWERS17 copy")
     t.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="output model file")
     common(t)
     t.set_defaults(func=cmd_train)
 
-    pr = sub.add_parser("predict", help="classify images with a trained model")
+    pr = sub.add_parser("predict", parents=[shared], help="classify images with a trained model")
     pr.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     pr.add_argument("--top-k", type=int, default=3, choices=range(1, 21), metavar="K")
     pr.add_argument("images", nargs="+", type=Path)
     pr.set_defaults(func=cmd_predict)
 
-    e = sub.add_parser("evaluate", help="cross-validated accuracy on a dataset")
+    e = sub.add_parser("evaluate", parents=[shared], help="cross-validated accuracy on a dataset")
     e.add_argument("dataset", type=Path)
     e.add_argument("--confusion", type=Path, help="write a confusion-matrix PNG here")
     common(e)
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("compare", help="score every classifier on the same CV folds")
+    c = sub.add_parser(
+        "compare", parents=[shared], help="score every classifier on the same CV folds"
+    )
     c.add_argument("dataset", type=Path)
     c.add_argument("--classifiers", help="comma-separated subset (default: all)")
     common(c)
     c.set_defaults(func=cmd_compare)
 
-    i = sub.add_parser("info", help="print a model file's metadata")
+    i = sub.add_parser("info", parents=[shared], help="print a model file's metadata")
     i.add_argument("model", type=Path)
     i.set_defaults(func=cmd_info)
     return p

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provider.errors import DatasetError
+from provider.results import UNKNOWN
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 MIN_IMAGES_PER_LABEL = 5  # below this, cross-validation and the classifier are unreliable
@@ -53,6 +54,9 @@ def scan_dataset(root: Path | str, min_images: int = MIN_IMAGES_PER_LABEL) -> Da
         if not label_dir.is_dir():
             continue  # files beside the label folders (README, licence) are not data
         label = label_dir.name
+        if label.lower() == UNKNOWN:
+            warnings.append(f"skipped folder {label!r}: {UNKNOWN!r} is the answer for no label")
+            continue
         if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
             warnings.append(f"skipped folder {label[:MAX_LABEL_LENGTH]!r}: not a usable label name")
             continue

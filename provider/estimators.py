@@ -43,6 +43,8 @@ CLASSIFIERS: dict[str, tuple[str, Callable[[], BaseEstimator]]] = {
         lambda: RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1),
     ),
     "nb": ("Gaussian naive Bayes", GaussianNB),
+    # probability=True (Platt scaling) also works on tiny datasets, unlike
+    # CalibratedClassifierCV; it is deprecated in scikit-learn 1.9, hence the <1.11 cap.
     "svm": (
         "support vector machine (RBF)",
         lambda: SVC(C=10.0, gamma="scale", probability=True, random_state=SEED),

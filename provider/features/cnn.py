@@ -28,10 +28,22 @@ HEAD_DIM = 1280  # pooled head activations
 STAGE_DIMS = (80, 112, 192, 320)  # pooled outputs of blocks 7, 10, 14, 15
 EMBEDDING_DIM = HEAD_DIM + sum(STAGE_DIMS)  # 1984
 IMAGENET_CLASSES = 1000
+MAX_ASPECT = 4  # longer side kept before resizing, in multiples of the shorter side
 
 
 def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224."""
+    """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224.
+
+    The crop keeps only the centre 7/8 of the shorter side along the longer one, so an
+    extreme panorama is cut to MAX_ASPECT:1 first: a 1 x 20000 image would otherwise be
+    resized to 256 x 5 120 000 pixels (4 GB) before the crop. Ordinary photos are unchanged.
+    """
+    h, w = rgb.shape[:2]
+    cap = MAX_ASPECT * min(h, w)
+    if h > cap:
+        rgb = rgb[(h - cap) // 2 : (h - cap) // 2 + cap]
+    if w > cap:
+        rgb = rgb[:, (w - cap) // 2 : (w - cap) // 2 + cap]
     h, w = rgb.shape[:2]
     scale = RESIZE_SHORTER / min(h, w)
     new_w, new_h = max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))

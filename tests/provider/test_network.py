@@ -1,0 +1,247 @@
+"""The EfficientNet-Lite0 network run by cv2.dnn: reference outputs, weight integrity,
+preprocessing, embeddings, and the extractor registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from provider.errors import ModelError
+from provider.features import EXTRACTORS, cnn, get_extractor
+from provider.imageio import decode_image
+from tests.provider.conftest import packaged_images
+
+IMAGENET_DAISY = 985  # ImageNet-1k class index of "daisy"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    with np.load(cnn.MODELS_DIR / "efficientnet_lite0_reference.npz") as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return [decode_image(p) for p in packaged_images("daisy", 0, 2)]
+
+
+# ---------------------------------------------------------------- reference outputs
+
+
+def test_reference_file_has_the_documented_shapes(reference):
+    assert reference["input"].shape == (2, 3, cnn.INPUT_SIZE, cnn.INPUT_SIZE)
+    assert reference["features"].shape == (2, cnn.HEAD_DIM)
+    assert reference["logits"].shape == (2, cnn.IMAGENET_CLASSES)
+    assert reference["stages"].shape == (2, sum(cnn.STAGE_DIMS))
+
+
+def test_cv2_dnn_reproduces_the_pytorch_reference_outputs(reference):
+    head, logits, stages = cnn.network().forward_blob(reference["input"])
+    for got, name in ((head, "features"), (logits, "logits"), (stages, "stages")):
+        want = reference[name]
+        assert got.shape == want.shape, name
+        assert got.dtype == np.float32
+        # Measured max error ~1.3e-5 for values up to ~21; a wrong op would be off by >1e-2.
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+    assert np.array_equal(
+        np.argsort(-logits, axis=1)[:, :5], np.argsort(-reference["logits"])[:, :5]
+    )
+
+
+def test_each_reference_image_runs_alone_as_in_the_batch(reference):
+    net = cnn.network()
+    batch_head, _, _ = net.forward_blob(reference["input"])
+    for i in range(2):
+        head, _, _ = net.forward_blob(reference["input"][i : i + 1])
+        np.testing.assert_allclose(head[0], batch_head[i], rtol=1e-4, atol=1e-5)
+
+
+def test_network_recognises_a_daisy_as_imagenet_daisy(photos):
+    _, logits = cnn.network()(photos)
+    assert list(logits.argmax(axis=1)) == [IMAGENET_DAISY] * len(photos)
+
+
+# ---------------------------------------------------------------- weight integrity
+
+
+@pytest.fixture
+def tmp_weights(tmp_path, monkeypatch):
+    """Point the loader at a tmp copy of the weights; the verification cache is cleared
+    before and after, so the real weights are verified again afterwards."""
+    onnx, manifest = tmp_path / cnn.ONNX_PATH.name, tmp_path / cnn.MANIFEST_PATH.name
+    shutil.copy(cnn.ONNX_PATH, onnx)
+    shutil.copy(cnn.MANIFEST_PATH, manifest)
+    monkeypatch.setattr(cnn, "ONNX_PATH", onnx)
+    monkeypatch.setattr(cnn, "MANIFEST_PATH", manifest)
+    cnn._verified_onnx_bytes.cache_clear()
+    yield onnx, manifest
+    cnn._verified_onnx_bytes.cache_clear()
+
+
+def test_manifest_sha256_matches_the_committed_weights():
+    manifest = json.loads(cnn.MANIFEST_PATH.read_text())
+    assert manifest["file"] == cnn.ONNX_PATH.name
+    assert manifest["licence"] == "Apache-2.0"
+    assert hashlib.sha256(cnn.ONNX_PATH.read_bytes()).hexdigest() == manifest["sha256"]
+
+
+def test_intact_copy_of_the_weights_is_accepted(tmp_weights):
+    onnx, _ = tmp_weights
+    assert cnn._verified_onnx_bytes() == onnx.read_bytes()
+
+
+def test_weights_with_one_flipped_byte_are_refused(tmp_weights):
+    onnx, _ = tmp_weights
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"corrupted \(sha256 mismatch\)"):
+        cnn._verified_onnx_bytes()
+    with pytest.raises(ModelError, match="corrupted"):
+        cnn.EfficientNetLite0()
+
+
+def test_missing_weights_or_manifest_are_a_model_error(tmp_weights):
+    onnx, manifest = tmp_weights
+    manifest.unlink()
+    with pytest.raises(ModelError, match="missing or unreadable"):
+        cnn._verified_onnx_bytes()
+    shutil.copy(cnn.MODELS_DIR / manifest.name, manifest)
+    onnx.unlink()
+    with pytest.raises(ModelError, match="missing or unreadable"):
+        cnn._verified_onnx_bytes()
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(480, 320), (320, 480), (224, 224), (256, 256), (3, 5), (1, 1), (1200, 1600), (500, 1000)],
+    ids=["portrait", "landscape", "exact", "short-256", "tiny", "one-pixel", "big", "2to1"],
+)
+def test_preprocess_always_gives_a_224_square(shape):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    out = cnn.preprocess(image)
+    assert out.shape == (224, 224, 3)
+    assert out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("portrait", [False, True])
+def test_preprocess_crops_the_centre(portrait):
+    """A 256x768 strip in three colour bands: the centre crop sees only the middle band."""
+    bands = np.zeros((256, 768, 3), np.uint8)
+    bands[:, :256] = (255, 0, 0)
+    bands[:, 256:512] = (0, 255, 0)
+    bands[:, 512:] = (0, 0, 255)
+    image = np.ascontiguousarray(bands.transpose(1, 0, 2)) if portrait else bands
+    out = cnn.preprocess(image)
+    assert np.array_equal(np.unique(out.reshape(-1, 3), axis=0), [[0, 255, 0]])
+
+
+def test_preprocess_downscales_to_shorter_side_256_before_cropping():
+    """A 512x512 image whose centre 448x448 is gray: scaled to 256, the 224 crop is all gray."""
+    image = np.zeros((512, 512, 3), np.uint8)
+    image[32:480, 32:480] = 128
+    out = cnn.preprocess(image)
+    assert np.all(out == 128)
+
+
+def test_preprocess_of_an_extremely_thin_image_stays_small(monkeypatch):
+    """A 4 x 1500 image (a few hundred bytes as PNG, far below the pixel cap) must not be
+    resized to 256 x 96000 pixels first: a 1 x 20000 image made this allocate 4.4 GB and
+    take 28 s, a denial of service through one Discord attachment."""
+    sizes: list[tuple[int, int]] = []
+    real_resize = cv2.resize
+
+    def recording_resize(src, dsize, *args, **kwargs):
+        sizes.append(tuple(dsize))
+        return real_resize(src, dsize, *args, **kwargs)
+
+    monkeypatch.setattr(cnn.cv2, "resize", recording_resize)
+    out = cnn.preprocess(np.full((4, 1500, 3), 200, np.uint8))
+    assert out.shape == (224, 224, 3)
+    assert sizes, "preprocess did not resize"
+    assert max(w * h for w, h in sizes) <= 2_000_000, f"resized to {sizes}"
+
+
+def test_to_blob_normalises_to_nchw_rgb():
+    crop = np.zeros((224, 224, 3), np.uint8)
+    crop[..., 0] = 255  # red
+    crop[..., 1] = 127
+    blob = cnn.to_blob([crop, crop])
+    assert blob.shape == (2, 3, 224, 224)
+    assert blob.dtype == np.float32
+    assert blob.flags["C_CONTIGUOUS"]
+    assert np.all(blob[:, 0] == (255 - 127) / 128)
+    assert np.all(blob[:, 1] == 0.0)
+    assert np.all(blob[:, 2] == -127 / 128)
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def test_embedding_shape_and_block_normalisation(photos):
+    images = [*photos, np.full((40, 90, 3), 7, np.uint8)]  # a photo-free, almost black image
+    emb, logits = cnn.network()(images)
+    assert emb.shape == (3, cnn.EMBEDDING_DIM) == (3, 1984)
+    assert logits.shape == (3, 1000)
+    assert emb.dtype == logits.dtype == np.float32
+    assert np.all(np.isfinite(emb)) and np.all(np.isfinite(logits))
+    # Head and each stage are unit-norm blocks (signed sqrt + L2).
+    start = 0
+    for width in (cnn.HEAD_DIM, *cnn.STAGE_DIMS):
+        norms = np.linalg.norm(emb[:, start : start + width], axis=1)
+        np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+        start += width
+    assert not np.allclose(emb[0], emb[2], atol=1e-2)
+
+
+def test_embedding_does_not_depend_on_batching(photos):
+    images = [*photos, photos[0][::-1].copy()]
+    net = cnn.network()
+    whole, _ = net(images)
+    in_pairs, _ = net(images, batch_size=2)
+    one_by_one = np.concatenate([net([im])[0] for im in images])
+    np.testing.assert_allclose(in_pairs, whole, atol=1e-5)
+    np.testing.assert_allclose(one_by_one, whole, atol=1e-5)
+
+
+def test_empty_batch_gives_empty_matrices():
+    emb, logits = cnn.network()([])
+    assert emb.shape == (0, 1984) and logits.shape == (0, 1000)
+
+
+def test_network_is_one_instance_per_process():
+    assert cnn.network() is cnn.network()
+
+
+# ---------------------------------------------------------------- extractor registry
+
+
+def test_unknown_extractor_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown feature extractor 'sift'") as info:
+        get_extractor("sift")
+    for name in EXTRACTORS:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn+color", "global"])
+def test_each_extractor_gives_its_declared_dimension(name, photos):
+    extractor = get_extractor(name)
+    feats, logits = extractor.extract([photos[0]])
+    assert feats.shape == (1, extractor.dim)
+    assert feats.dtype == np.float32
+    assert logits.shape == (1, 1000)
+    assert np.all(np.isfinite(feats))
+    assert extractor.cache_key == f"{name}@{extractor.version}"
+    if name == "global":
+        assert not logits.any()  # no network: zero logits
+    else:
+        assert np.array_equal(feats[:, :1984], cnn.network()([photos[0]])[0])
