@@ -42,7 +42,12 @@ from golem_backend.base import (
 )
 from golem_backend.local_pool import Worker, worker_context, worker_threads
 from golem_backend.local_queue import Job, RequestQueue
-from golem_backend.local_training import TrainingFailed, TrainingRun, default_dataset_dir
+from golem_backend.local_training import (
+    TrainingFailed,
+    TrainingRun,
+    default_dataset_dir,
+    report_from_summary,
+)
 from golem_backend.settings import BackendSettings
 from provider.errors import ModelError
 
@@ -313,18 +318,7 @@ class LocalBackend(Backend):
         summary = await self._train(dataset, progress, serving=True)
         self._wakeup.set()  # idle workers load the new model now
         log.info("model %s replaced by %s", previous, summary["model_id"])
-        return TrainReport(
-            model_id=summary["model_id"],
-            labels=tuple(summary["labels"]),
-            n_images=summary["n_images"],
-            accuracy=summary["accuracy"],
-            accuracy_std=summary["accuracy_std"],
-            duration_s=summary["duration_s"],
-            skipped=tuple(summary["skipped"]),
-            warnings=tuple(summary["warnings"]),
-            confusion_png=summary["confusion_png"],
-            extra={"dataset": str(summary["dataset"]), "previous_model_id": previous},
-        )
+        return report_from_summary(summary, previous_model_id=previous)
 
     async def _train(
         self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool

@@ -12,6 +12,7 @@ process lives in :mod:`golem_backend.local_worker`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -131,6 +132,7 @@ class Worker:
         processes = _processes(executor)
         executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(_reap, processes)
+        _unblock_feeder(executor)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         if self._executor is None:
@@ -142,6 +144,21 @@ def _processes(executor: ProcessPoolExecutor | None) -> list[BaseProcess]:
     # ``_processes`` is private but stable since Python 3.2; the executor has no public way
     # to reach its processes, and a stuck one must not outlive us.
     return list((getattr(executor, "_processes", None) or {}).values())
+
+
+def _unblock_feeder(executor: ProcessPoolExecutor) -> None:
+    """Close the parent's copy of the call queue's read end once the process is gone.
+
+    A worker that dies while a large batch (image bytes) is still in the pipe leaves the
+    executor's feeder thread blocked in ``write()`` for ever, and interpreter exit joins that
+    thread: the process hangs. CPython 3.11.4+ closes this end in ``terminate_broken``;
+    older 3.11 releases (Debian 12 ships 3.11.2) do not. With no reader left, the write
+    fails with EPIPE and the thread ends. Closing twice is harmless.
+    """
+    reader = getattr(getattr(executor, "_call_queue", None), "_reader", None)
+    if reader is not None:
+        with contextlib.suppress(OSError):
+            reader.close()
 
 
 def _reap(processes: list[BaseProcess]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_backend import local_worker
-from golem_backend.base import ProgressCallback
+from golem_backend.base import ProgressCallback, TrainReport
 from golem_backend.local_pool import WorkerContext
 from golem_backend.settings import BackendSettings
 
@@ -42,6 +42,22 @@ def default_dataset_dir(settings: BackendSettings) -> Path:
     from provider.train import default_dataset  # imports numpy & co.: only when needed
 
     return Path(default_dataset())
+
+
+def report_from_summary(summary: dict[str, Any], **extra: object) -> TrainReport:
+    """The :class:`TrainReport` for a finished run's summary, plus backend-specific extras."""
+    return TrainReport(
+        model_id=summary["model_id"],
+        labels=tuple(summary["labels"]),
+        n_images=summary["n_images"],
+        accuracy=summary["accuracy"],
+        accuracy_std=summary["accuracy_std"],
+        duration_s=summary["duration_s"],
+        skipped=tuple(summary["skipped"]),
+        warnings=tuple(summary["warnings"]),
+        confusion_png=summary["confusion_png"],
+        extra={"dataset": str(summary["dataset"]), **extra},
+    )
 
 
 class TrainingRun:

@@ -34,7 +34,12 @@ from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.local_pool import worker_context
-from golem_backend.local_training import TrainingFailed, TrainingRun, default_dataset_dir
+from golem_backend.local_training import (
+    TrainingFailed,
+    TrainingRun,
+    default_dataset_dir,
+    report_from_summary,
+)
 from golem_backend.settings import BackendSettings
 from provider.errors import EmptyImage, ImageTooLarge, ModelError
 
@@ -195,22 +200,7 @@ class GolemBackend(Backend):
         logger.info(
             "model %s replaced by %s on %d instance(s)", previous, summary["model_id"], updated
         )
-        return TrainReport(
-            model_id=summary["model_id"],
-            labels=tuple(summary["labels"]),
-            n_images=summary["n_images"],
-            accuracy=summary["accuracy"],
-            accuracy_std=summary["accuracy_std"],
-            duration_s=summary["duration_s"],
-            skipped=tuple(summary["skipped"]),
-            warnings=tuple(summary["warnings"]),
-            confusion_png=summary["confusion_png"],
-            extra={
-                "dataset": str(summary["dataset"]),
-                "previous_model_id": previous,
-                "instances_updated": updated,
-            },
-        )
+        return report_from_summary(summary, previous_model_id=previous, instances_updated=updated)
 
     # --- serving ----------------------------------------------------------------------
 
