@@ -130,9 +130,10 @@ class Worker:
         if executor is None:
             return
         processes = _processes(executor)
+        call_queue = getattr(executor, "_call_queue", None)  # shutdown() drops the reference
         executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(_reap, processes)
-        _unblock_feeder(executor)
+        _unblock_feeder(call_queue)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         if self._executor is None:
@@ -146,7 +147,7 @@ def _processes(executor: ProcessPoolExecutor | None) -> list[BaseProcess]:
     return list((getattr(executor, "_processes", None) or {}).values())
 
 
-def _unblock_feeder(executor: ProcessPoolExecutor) -> None:
+def _unblock_feeder(call_queue: Any) -> None:
     """Close the parent's copy of the call queue's read end once the process is gone.
 
     A worker that dies while a large batch (image bytes) is still in the pipe leaves the
@@ -155,7 +156,7 @@ def _unblock_feeder(executor: ProcessPoolExecutor) -> None:
     older 3.11 releases (Debian 12 ships 3.11.2) do not. With no reader left, the write
     fails with EPIPE and the thread ends. Closing twice is harmless.
     """
-    reader = getattr(getattr(executor, "_call_queue", None), "_reader", None)
+    reader = getattr(call_queue, "_reader", None)
     if reader is not None:
         with contextlib.suppress(OSError):
             reader.close()

@@ -26,8 +26,18 @@ class KnnOodScorer:
     def __init__(self, k: int = DEFAULT_K, quantile: float = DEFAULT_QUANTILE) -> None:
         self.k = k
         self.quantile = quantile
-        self.bank_: np.ndarray | None = None  # (N, D) float16, unit rows
+        self.bank_: np.ndarray | None = None  # (N, D) float16, unit rows (what is stored)
         self.threshold_: float = float("inf")
+        self._bank_t: np.ndarray | None = None  # (D, N) float32 working copy, not pickled
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_bank_t"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._bank_t = None
 
     def fit(self, features: np.ndarray) -> KnnOodScorer:
         bank = _normalise(features)
@@ -42,13 +52,16 @@ class KnnOodScorer:
         self.k = k
         self.threshold_ = float(np.quantile(loo, self.quantile))
         self.bank_ = bank.astype(np.float16)
+        self._bank_t = None
         return self
 
     def score(self, features: np.ndarray) -> np.ndarray:
         if self.bank_ is None:
             raise RuntimeError("KnnOodScorer is not fitted")
+        if self._bank_t is None:
+            self._bank_t = np.ascontiguousarray(self.bank_.T, dtype=np.float32)
         query = _normalise(features)
-        dist = 1.0 - query @ self.bank_.T.astype(np.float32)
+        dist = 1.0 - query @ self._bank_t
         return np.partition(dist, self.k - 1, axis=1)[:, self.k - 1]
 
     def is_unknown(self, scores: np.ndarray) -> np.ndarray:
