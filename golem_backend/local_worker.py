@@ -57,6 +57,9 @@ def limit_threads(threads: int | None) -> None:
     import cv2  # after the environment, so OpenMP/BLAS read it when they initialise
 
     cv2.setNumThreads(threads)
+    from provider.features import cnn
+
+    cnn.set_parallelism(1)  # one network per process: the workers are the parallelism
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl

@@ -17,7 +17,7 @@ from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.results import UNKNOWN, LabelScore, Prediction
 
 Source = bytes | bytearray | memoryview | os.PathLike[str] | str
-BATCH_SIZE = 16
+BATCH_SIZE = 64  # images handed to the extractor at once (it batches by 8 itself)
 
 
 class Classifier:

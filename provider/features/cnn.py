@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -28,15 +31,16 @@ HEAD_DIM = 1280  # pooled head activations
 STAGE_DIMS = (80, 112, 192, 320)  # pooled outputs of blocks 7, 10, 14, 15
 EMBEDDING_DIM = HEAD_DIM + sum(STAGE_DIMS)  # 1984
 IMAGENET_CLASSES = 1000
+BATCH_SIZE = 8  # images per forward pass (larger batches are slower on 2 cores)
 MAX_ASPECT = 4  # longer side kept before resizing, in multiples of the shorter side
 
 
 def preprocess(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224.
 
-    The crop keeps only the centre 7/8 of the shorter side along the longer one, so an
-    extreme panorama is cut to MAX_ASPECT:1 first: a 1 x 20000 image would otherwise be
-    resized to 256 x 5 120 000 pixels (4 GB) before the crop. Ordinary photos are unchanged.
+    An extreme panorama is first cut to ``MAX_ASPECT``:1 around its centre (the crop keeps
+    only the centre anyway): a 1 x 20000 image would otherwise be resized to
+    256 x 5 120 000 pixels (4 GB). Ordinary photos are unchanged.
     """
     h, w = rgb.shape[:2]
     cap = MAX_ASPECT * min(h, w)
@@ -94,52 +98,97 @@ def embed(head: np.ndarray, stages: np.ndarray) -> np.ndarray:
 
 
 class EfficientNetLite0:
-    """Callable network: batches of RGB images -> (embedding (N, 1984), logits (N, 1000)).
-
-    One instance per process; ``cv2.dnn.Net`` is not thread-safe, so calls are serialised.
-    """
+    """One ``cv2.dnn.Net``: prepared blobs -> (head, logits, stages). Not thread-safe."""
 
     def __init__(self) -> None:
         data = np.frombuffer(_verified_onnx_bytes(), dtype=np.uint8)
         self._net = cv2.dnn.readNetFromONNX(data, engine=cv2.dnn.ENGINE_NEW)
-        self._lock = threading.Lock()
 
     def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run a prepared NCHW float32 blob; returns float32 (head, logits, stages)."""
-        with self._lock:
-            self._net.setInput(blob)
-            head, logits, stages = self._net.forward(["features", "logits", "stages"])
+        self._net.setInput(blob)
+        head, logits, stages = self._net.forward(["features", "logits", "stages"])
         return (
             np.asarray(head, np.float32),
             np.asarray(logits, np.float32),
             np.asarray(stages, np.float32),
         )
 
+
+class NetworkPool:
+    """``n`` networks; batches of images run on them in parallel threads.
+
+    OpenCV releases the GIL, and on this project's 2-core reference machine two
+    single-threaded networks give about 15% more images per second than one network with
+    two threads, at the same single-image latency. With ``n > 1`` OpenCV's own threading
+    is set to 1; a process that runs one pool per core (the local backend's workers) uses
+    ``n = 1`` and keeps the threads it configured.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.size = max(1, n)
+        if self.size > 1:
+            cv2.setNumThreads(1)
+        self._free: queue.SimpleQueue[EfficientNetLite0] = queue.SimpleQueue()
+        for _ in range(self.size):
+            self._free.put(EfficientNetLite0())
+        self._threads = (
+            ThreadPoolExecutor(self.size, thread_name_prefix="cnn") if self.size > 1 else None
+        )
+
+    def _run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        net = self._free.get()
+        try:
+            head, logits, stages = net.forward_blob(to_blob([preprocess(im) for im in images]))
+        finally:
+            self._free.put(net)
+        return embed(head, stages), logits
+
+    def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        net = self._free.get()
+        try:
+            return net.forward_blob(blob)
+        finally:
+            self._free.put(net)
+
     def __call__(
-        self, images: Sequence[np.ndarray], batch_size: int = 16
+        self, images: Sequence[np.ndarray], batch_size: int = BATCH_SIZE
     ) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 images of any size -> (embedding (N, 1984), logits (N, 1000)), float32."""
         if not images:
-            return np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros(
-                (0, IMAGENET_CLASSES), np.float32
-            )
-        embeddings, logits = [], []
-        for start in range(0, len(images), batch_size):
-            crops = [preprocess(im) for im in images[start : start + batch_size]]
-            head, lg, stages = self.forward_blob(to_blob(crops))
-            embeddings.append(embed(head, stages))
-            logits.append(lg)
-        return np.concatenate(embeddings), np.concatenate(logits)
+            empty = np.zeros((0, EMBEDDING_DIM), np.float32)
+            return empty, np.zeros((0, IMAGENET_CLASSES), np.float32)
+        chunks = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        if self._threads is None or len(chunks) == 1:
+            parts = [self._run(c) for c in chunks]
+        else:
+            parts = list(self._threads.map(self._run, chunks))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-_NETWORK: EfficientNetLite0 | None = None
+def default_parallelism() -> int:
+    """Networks per process: ``CLASSIFIER_NETS`` if set, else min(2, usable cores)."""
+    configured = os.environ.get("CLASSIFIER_NETS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
+
+_NETWORK: NetworkPool | None = None
 _NETWORK_LOCK = threading.Lock()
+_PARALLELISM: int | None = None
 
 
-def network() -> EfficientNetLite0:
-    """The process-wide network, loaded on first use."""
+def set_parallelism(n: int) -> None:
+    """Networks per process for :func:`network` (call before first use)."""
+    global _PARALLELISM
+    _PARALLELISM = n
+
+
+def network() -> NetworkPool:
+    """The process-wide network pool, loaded on first use."""
     global _NETWORK
     with _NETWORK_LOCK:
         if _NETWORK is None:
-            _NETWORK = EfficientNetLite0()
+            _NETWORK = NetworkPool(_PARALLELISM or default_parallelism())
         return _NETWORK
