@@ -158,7 +158,9 @@ class NetworkPool:
         if not images:
             empty = np.zeros((0, EMBEDDING_DIM), np.float32)
             return empty, np.zeros((0, IMAGENET_CLASSES), np.float32)
-        chunks = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        # Spread the images over all networks (8 images on 2 networks: 4 + 4 in parallel).
+        size = min(batch_size, -(-len(images) // self.size))
+        chunks = [images[i : i + size] for i in range(0, len(images), size)]
         if self._threads is None or len(chunks) == 1:
             parts = [self._run(c) for c in chunks]
         else:
