@@ -245,3 +245,37 @@ def test_each_extractor_gives_its_declared_dimension(name, photos):
         assert not logits.any()  # no network: zero logits
     else:
         assert np.array_equal(feats[:, :1984], cnn.network()([photos[0]])[0])
+
+
+def test_concurrent_single_and_batch_calls_agree_with_sequential_ones():
+    """One-image calls take the whole pool (all threads on one network) while batch calls
+    spread over the networks: mixed concurrent callers must neither collide inside OpenCV
+    nor change any result."""
+    import threading
+
+    from provider.train import default_dataset
+
+    images = [decode_image(p) for p in sorted(default_dataset().glob("*/*.jpg"))[::85][:12]]
+    pool = cnn.network()
+    reference, _ = pool(images)
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def caller(i: int) -> None:
+        try:
+            if i % 2:
+                results[i] = np.concatenate([pool([im])[0] for im in images])
+            else:
+                results[i] = pool(images)[0]
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert sorted(results) == [0, 1, 2, 3]
+    for got in results.values():
+        np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-5)
