@@ -83,12 +83,7 @@ class Classifier:
         """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order."""
         srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
         decoded = list(decode_many(srcs, max_pixels, self.extractor.decode_min_side))  # type: ignore[arg-type]
-        good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
-        results: list[Prediction | ImageError] = [
-            d
-            for d in decoded  # placeholders for images, errors stay
-        ]  # type: ignore[misc]
-        preds = self.predict([decoded[i] for i in good], top_k)  # type: ignore[misc]
-        for i, pred in zip(good, preds, strict=True):
-            results[i] = pred
-        return results
+        images = [d for d in decoded if not isinstance(d, ImageError)]
+        preds = iter(self.predict(images, top_k))
+        # Errors keep their place; every decoded image takes the next prediction, in order.
+        return [d if isinstance(d, ImageError) else next(preds) for d in decoded]
