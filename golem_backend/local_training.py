@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_backend import local_worker
-from golem_backend.base import ProgressCallback, TrainReport
+from golem_backend.base import BackendUnavailable, ProgressCallback, TrainReport
 from golem_backend.local_pool import WorkerContext
 from golem_backend.settings import BackendSettings
 
@@ -42,6 +42,20 @@ def default_dataset_dir(settings: BackendSettings) -> Path:
     from provider.train import default_dataset  # imports numpy & co.: only when needed
 
     return Path(default_dataset())
+
+
+def training_failure(
+    exc: TrainingFailed, *, serving: bool, shutting_down: str | None
+) -> BackendUnavailable:
+    """The user-facing error for a failed run: shutting down, retrain, or first model."""
+    if shutting_down is not None:
+        return BackendUnavailable(shutting_down)
+    reason = str(exc).rstrip(".")
+    if serving:
+        return BackendUnavailable(
+            f"Retraining failed: {reason}. The current model is still in use."
+        )
+    return BackendUnavailable(f"Could not train the first model: {reason}.")
 
 
 def report_from_summary(summary: dict[str, Any], **extra: object) -> TrainReport:

@@ -39,6 +39,7 @@ from golem_backend.local_training import (
     TrainingRun,
     default_dataset_dir,
     report_from_summary,
+    training_failure,
 )
 from golem_backend.settings import BackendSettings
 from provider.errors import EmptyImage, ImageTooLarge, ModelError
@@ -174,13 +175,8 @@ class GolemBackend(Backend):
         try:
             summary = await self._training.run(progress)
         except TrainingFailed as exc:
-            if self._state == "stopped":
-                raise BackendUnavailable(_SHUTTING_DOWN) from None
-            if serving:
-                raise BackendUnavailable(
-                    f"Retraining failed: {exc}. The current model is still in use."
-                ) from None
-            raise BackendUnavailable(f"Could not train the first model: {exc}.") from None
+            stopped = _SHUTTING_DOWN if self._state == "stopped" else None
+            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
         finally:
             self._training = None
         summary["dataset"] = source
