@@ -12,7 +12,9 @@ process lives in :mod:`golem_backend.local_worker`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.process as cf_process
 import contextlib
+import inspect
 import logging
 import multiprocessing
 import os
@@ -147,15 +149,30 @@ def _processes(executor: ProcessPoolExecutor | None) -> list[BaseProcess]:
     return list((getattr(executor, "_processes", None) or {}).values())
 
 
+def _stdlib_unblocks_feeder() -> bool:
+    """Whether this Python's ProcessPoolExecutor closes the call queue's read end itself
+    when a worker dies (CPython fixed this during 3.11; Debian 12's 3.11.2 lacks it)."""
+    try:
+        source = inspect.getsource(cf_process._ExecutorManagerThread.terminate_broken)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return "_reader.close()" in source
+
+
+_FEEDER_WORKAROUND = not _stdlib_unblocks_feeder()
+
+
 def _unblock_feeder(call_queue: Any) -> None:
     """Close the parent's copy of the call queue's read end once the process is gone.
 
     A worker that dies while a large batch (image bytes) is still in the pipe leaves the
     executor's feeder thread blocked in ``write()`` for ever, and interpreter exit joins that
-    thread: the process hangs. CPython 3.11.4+ closes this end in ``terminate_broken``;
-    older 3.11 releases (Debian 12 ships 3.11.2) do not. With no reader left, the write
-    fails with EPIPE and the thread ends. Closing twice is harmless.
+    thread: the process hangs. With no reader left, the write fails with EPIPE and the thread
+    ends. Only done where the standard library does not do it already: a second closer
+    could race with it and close a descriptor number that a new pipe has reused.
     """
+    if not _FEEDER_WORKAROUND:
+        return
     reader = getattr(call_queue, "_reader", None)
     if reader is not None:
         with contextlib.suppress(OSError):
