@@ -31,7 +31,7 @@ HEAD_DIM = 1280  # pooled head activations
 STAGE_DIMS = (80, 112, 192, 320)  # pooled outputs of blocks 7, 10, 14, 15
 EMBEDDING_DIM = HEAD_DIM + sum(STAGE_DIMS)  # 1984
 IMAGENET_CLASSES = 1000
-BATCH_SIZE = 8  # images per forward pass (larger batches are slower on 2 cores)
+BATCH_SIZE = 2  # images per forward pass; small passes stay in cache (bench/bench_network.py)
 MAX_ASPECT = 4  # longer side kept before resizing, in multiples of the shorter side
 
 
@@ -119,10 +119,12 @@ class NetworkPool:
     """``n`` networks; batches of images run on them in parallel threads.
 
     OpenCV releases the GIL. On this project's 2-core reference machine two single-threaded
-    networks give 20-30% more images per second than one network with two threads, while a
-    single image is fastest on one network using every thread (12 ms instead of 20). So a
-    one-image call takes the whole pool and runs with ``n`` OpenCV threads; larger calls are
-    spread over the networks, one thread each. A process that runs one pool per core (the
+    networks, each fed ``BATCH_SIZE`` images per forward pass, give the most images per
+    second (``bench/bench_network.py``: 79-83 images/s against 62 with 8 images per pass
+    and 69 for one network with two threads), while a single image is fastest on one
+    network using every thread (12 ms instead of 20). So a one-image call takes the whole
+    pool and runs with ``n`` OpenCV threads; larger calls are spread over the networks, one
+    thread each. A process that runs one pool per core (the
     local backend's workers) uses ``n = 1`` and keeps the threads it configured.
     """
 
@@ -173,7 +175,7 @@ class NetworkPool:
         if not images:
             empty = np.zeros((0, EMBEDDING_DIM), np.float32)
             return empty, np.zeros((0, IMAGENET_CLASSES), np.float32)
-        # Spread the images over all networks (8 images on 2 networks: 4 + 4 in parallel).
+        # Small forward passes, shared out over the networks as each one becomes free.
         size = min(batch_size, -(-len(images) // self.size))
         chunks = [images[i : i + size] for i in range(0, len(images), size)]
         if self._threads is not None and len(images) == 1:
