@@ -169,14 +169,17 @@ class NetworkPool:
             self._free.put(net)
 
     def __call__(
-        self, images: Sequence[np.ndarray], batch_size: int = BATCH_SIZE
+        self, images: Sequence[np.ndarray], batch_size: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """RGB uint8 images of any size -> (embedding (N, 1984), logits (N, 1000)), float32."""
+        """RGB uint8 images of any size -> (embedding (N, 1984), logits (N, 1000)), float32.
+
+        ``batch_size``: images per forward pass, default ``BATCH_SIZE`` (read at call time).
+        """
         if not images:
             empty = np.zeros((0, EMBEDDING_DIM), np.float32)
             return empty, np.zeros((0, IMAGENET_CLASSES), np.float32)
         # Small forward passes, shared out over the networks as each one becomes free.
-        size = min(batch_size, -(-len(images) // self.size))
+        size = min(batch_size or BATCH_SIZE, -(-len(images) // self.size))
         chunks = [images[i : i + size] for i in range(0, len(images), size)]
         if self._threads is not None and len(images) == 1:
             return self._solo(images)
