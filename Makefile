@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-classifier bench-local bench-golem bench-bot image clean
+.PHONY: setup run test lint bench bench-classifier bench-network bench-local bench-golem bench-bot image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,20 +29,23 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-bench: bench-classifier bench-local bench-golem bench-bot
+bench: bench-classifier bench-network bench-local bench-golem bench-bot
 
 bench-classifier: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/bench_classifier.py
+	$(BIN)/python -m bench.bench_classifier
+
+bench-network: setup
+	$(BIN)/python -m bench.bench_network
 
 bench-local: setup
-	$(BIN)/python bench/bench_local_backend.py
+	$(BIN)/python -m bench.bench_local_backend
 
 bench-golem: setup
-	$(BIN)/python bench/bench_golem_harness.py
+	$(BIN)/python -m bench.bench_golem_harness
 
 bench-bot: setup
-	$(BIN)/python bench/bench_bot.py
+	$(BIN)/python -m bench.bench_bot
 
 # Build the provider VM image and push it to the Golem image repository (needs a Docker
 # engine and `pip install gvmkit-build`); put the printed hash in GOLEM_IMAGE_HASH.

@@ -1,6 +1,6 @@
 """Benchmark the bot end to end: simulated Discord -> real bot -> real local backend.
 
-    python bench/bench_bot.py [--model PATH] [--runs 40] [--burst 100]
+    python -m bench.bench_bot [--model PATH] [--runs 40] [--burst 100]
 
 Measures, for one image per /classify: the time from the gateway event (INTERACTION_CREATE
 sent) to the bot's acknowledgement and to its answer (p50/p95); then sends ``--burst``

@@ -1,6 +1,6 @@
 """Classifier benchmarks (issue #2 targets), on this machine, medians of several runs.
 
-    python bench/bench_classifier.py [--quick] [--skip-global] [--runs N]
+    python -m bench.bench_classifier [--only accuracy|train|predict|unknown] [--runs N]
 
 1. Accuracy: stratified 5-fold CV (shuffle, random_state=9) on FLOWERS17, same folds for
    the original pipeline (global features + MinMaxScaler + RandomForest(100)), plain

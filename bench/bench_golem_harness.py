@@ -10,7 +10,7 @@ the reply download) with the real daemon on this machine, one instance:
 * ``--requests`` single-image requests submitted at once: how many exec batches (client
   runs) the dispatcher needed, scaled to 100 images.
 
-Usage: python bench/bench_golem_harness.py [--model M] [--runs 7] [--requests 100]
+Usage: python -m bench.bench_golem_harness [--model M] [--runs 7] [--requests 100]
 Without --model it uses var/models/current.model, else trains a small model first.
 """
 

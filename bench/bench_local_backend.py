@@ -1,6 +1,6 @@
 """Benchmark: the local backend under 200 concurrent one-image requests vs the raw classifier.
 
-    python bench/bench_local_backend.py [--model M] [--workers 2] [--threads 0] [--runs 5]
+    python -m bench.bench_local_backend [--model M] [--workers 2] [--threads 0] [--runs 5]
 
 Reports (medians over ``--runs``): the classifier's raw batch throughput measured in this
 process (``Classifier.classify_sources`` on batches of ``--batch-size``), the backend's

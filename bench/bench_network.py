@@ -1,6 +1,6 @@
 """How to run EfficientNet-Lite0 on this machine's cores: layouts and batch sizes, one run.
 
-    python bench/bench_network.py [--rounds 6] [--images 64]
+    python -m bench.bench_network [--rounds 6] [--images 64]
 
 Compares, interleaved round by round so that the VM's changing speed hits every row alike:
 two single-threaded networks in parallel threads (what ``cnn.NetworkPool`` does with
