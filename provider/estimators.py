@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sklearn.base import BaseEstimator
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
@@ -24,9 +28,43 @@ SEED = 9
 
 
 def _signed_sqrt(x):  # noqa: ANN001, ANN202 - numpy in, numpy out (picklable top-level fn)
-    import numpy as np
-
     return np.sign(x) * np.sqrt(np.abs(x))
+
+
+class PlattSVC(ClassifierMixin, BaseEstimator):
+    """RBF SVM with Platt-scaled probabilities, for datasets of any size.
+
+    What ``SVC(probability=True)`` did (deprecated in scikit-learn 1.9, gone in 1.11):
+    sigmoid calibration of the decision values on internal cross-validation folds, then
+    one SVM fitted on everything. The folds adapt to the data (at most 5, at least 2
+    images of every label per fold split); a label with a single image leaves no held-out
+    decision value to calibrate on, so then the sigmoid is fitted on the training
+    decision values.
+    """
+
+    def __init__(self, C: float = 10.0, random_state: int = SEED) -> None:
+        self.C = C
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> PlattSVC:
+        svc = SVC(C=self.C, gamma="scale", random_state=self.random_state)
+        folds = min(5, int(np.unique(y, return_counts=True)[1].min()))
+        if folds >= 2:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+            model = CalibratedClassifierCV(svc, method="sigmoid", cv=cv, ensemble=False)
+        else:  # one split whose test part is everything: the training decision values
+            everything = np.arange(len(y))
+            frozen = FrozenEstimator(svc.fit(X, y))
+            model = CalibratedClassifierCV(frozen, method="sigmoid", cv=[(everything, everything)])
+        self.model_ = model.fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)
 
 
 def _lr() -> BaseEstimator:
@@ -35,7 +73,12 @@ def _lr() -> BaseEstimator:
 
 CLASSIFIERS: dict[str, tuple[str, Callable[[], BaseEstimator]]] = {
     "lr": ("logistic regression", _lr),
-    "lda": ("linear discriminant analysis", lambda: LinearDiscriminantAnalysis(solver="svd")),
+    # Shrinkage (Ledoit-Wolf): with more features than images per label the plain
+    # covariance is singular; FLOWERS17 5-fold CV 24.4% -> 96.6% on cnn features.
+    "lda": (
+        "linear discriminant analysis (Ledoit-Wolf shrinkage)",
+        lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
+    ),
     "knn": ("k nearest neighbours (k=5)", lambda: KNeighborsClassifier(n_neighbors=5)),
     "cart": ("decision tree", lambda: DecisionTreeClassifier(random_state=SEED)),
     "rf": (
@@ -43,12 +86,7 @@ CLASSIFIERS: dict[str, tuple[str, Callable[[], BaseEstimator]]] = {
         lambda: RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1),
     ),
     "nb": ("Gaussian naive Bayes", GaussianNB),
-    # probability=True (Platt scaling) also works on tiny datasets, unlike
-    # CalibratedClassifierCV; it is deprecated in scikit-learn 1.9, hence the <1.11 cap.
-    "svm": (
-        "support vector machine (RBF)",
-        lambda: SVC(C=10.0, gamma="scale", probability=True, random_state=SEED),
-    ),
+    "svm": ("support vector machine (RBF, Platt-scaled)", PlattSVC),
 }
 
 DEFAULT_CLASSIFIER = "lr"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
@@ -11,6 +14,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, Normalizer,
 from provider.estimators import (
     CLASSIFIERS,
     DEFAULT_CLASSIFIER,
+    PlattSVC,
     build_pipeline,
     classifier_names,
 )
@@ -56,6 +60,45 @@ def test_every_pipeline_scales_inside_and_predicts_probabilities(name):
     # The original bug: a scaler refit on one sample maps it to a constant vector.
     singles = [pipe.predict(X[i : i + 1])[0] for i in (0, 10, 20)]
     assert singles == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_no_classifier_warns_on_fit(name):
+    """Users of ``train``/``compare`` must not see deprecation noise from any classifier."""
+    X, y = blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        fit_pipeline(name, X, y).predict_proba(X)
+
+
+@pytest.mark.parametrize("per_class", [1, 2, 3, 10])
+def test_svm_gives_probabilities_for_any_dataset_size(per_class):
+    """Platt scaling needs held-out decision values; the folds adapt, one image still works."""
+    X, y = blobs(per_class=per_class)
+    svm = PlattSVC().fit(X, y)
+    proba = svm.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert list(svm.classes_) == [0, 1, 2]
+    assert (svm.predict(X) == y).all()
+    assert (proba.argmax(axis=1) == y).all()
+
+
+def test_svm_is_deterministic_and_survives_pickling():
+    X, y = blobs(per_class=8)
+    a, b = PlattSVC().fit(X, y), PlattSVC().fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    again = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(again.predict_proba(X), a.predict_proba(X))
+
+
+def test_svm_probabilities_are_calibrated_not_saturated():
+    """Overlapping classes: Platt scaling must leave some doubt, not answer 100% everywhere."""
+    X, y = blobs(per_class=30, dim=2)
+    X = X + np.random.default_rng(1).normal(0, 3, X.shape).astype(np.float32)
+    proba = PlattSVC().fit(X, y).predict_proba(X)
+    assert 0.4 < proba.max(axis=1).mean() < 0.99
 
 
 def test_pipelines_are_fresh_and_unfitted():
