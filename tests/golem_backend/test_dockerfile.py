@@ -28,7 +28,15 @@ DOCKERFILE = REPO_ROOT / "provider" / "Dockerfile"
 BASE_IMAGE = "python:3.11-slim"
 #: What python:3.11-slim provides that the service relies on.
 BASE_LAYOUT = {"/bin/sh", "/dev/null", "/usr/local/bin/python3", layout.SITE_PACKAGES}
-RUNTIME_DEPS = ("numpy", "scikit-learn", "opencv-python-headless", "mahotas", "h5py", "Pillow")
+RUNTIME_DEPS = (
+    "numpy",
+    "scikit-learn",
+    "threadpoolctl",
+    "opencv-python-headless",
+    "mahotas",
+    "h5py",
+    "Pillow",
+)
 
 
 def instructions() -> list[tuple[str, str]]:
