@@ -61,6 +61,12 @@ def model_id_for(payload_sha256: str, identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; restored at once
+    os.umask(mask)
+    return mask
+
+
 def save_model(pipeline: Any, ood: Any, metadata: dict[str, Any], path: Path) -> ModelArtifact:
     """Write atomically (temp file + rename); fills in ``model_id`` and payload fields."""
     payload = pickle.dumps({"pipeline": pipeline, "ood": ood}, protocol=5)
@@ -84,6 +90,8 @@ def save_model(pipeline: Any, ood: Any, metadata: dict[str, Any], path: Path) ->
         with os.fdopen(fd, "wb") as fh:
             fh.write(MAGIC + struct.pack(">I", len(header)) + header + payload)
             fh.flush()
+            # mkstemp creates 0600; give the model the mode a plain open() would (umask).
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -106,7 +114,13 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
             meta = json.loads(fh.read(size).decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"No model file at {path}.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except IsADirectoryError:
+        raise ModelError(f"{path} is a directory, not a model file.") from None
+    except PermissionError:
+        raise ModelError(f"No permission to read the model file {path}.") from None
+    except OSError as exc:
+        raise ModelError(f"The model file {path} cannot be read ({exc.strerror or exc}).") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ModelError(f"{path.name} has a corrupted header ({exc}).") from exc
     if not isinstance(meta, dict):
         raise ModelError(f"{path.name} has a corrupted header.")

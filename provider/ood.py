@@ -62,7 +62,8 @@ class KnnOodScorer:
             self._bank_t = np.ascontiguousarray(self.bank_.T, dtype=np.float32)
         query = _normalise(features)
         dist = 1.0 - query @ self._bank_t
-        return np.partition(dist, self.k - 1, axis=1)[:, self.k - 1]
+        # The bank is stored in float16: a row's distance to itself can round below 0.
+        return np.maximum(np.partition(dist, self.k - 1, axis=1)[:, self.k - 1], 0.0)
 
     def is_unknown(self, scores: np.ndarray) -> np.ndarray:
         return scores > self.threshold_

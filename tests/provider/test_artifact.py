@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -152,8 +154,40 @@ def test_an_image_is_not_a_model(tmp_path):
 
 
 def test_a_directory_is_not_a_model(tmp_path):
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="is a directory, not a model file"):
         load_model(tmp_path)
+
+
+def test_unreadable_model_file_is_not_called_corrupted(tmp_path, small_model, monkeypatch):
+    """A permission problem must say so (not "corrupted header"), so the operator can fix it.
+
+    The OS error is injected: these tests may run as root, which reads any file.
+    """
+    path = tmp_path / "m.clf"
+    path.write_bytes(small_model.path.read_bytes())
+    real_open = Path.open
+
+    def denied(self: Path, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ModelError, match="No permission to read the model file") as info:
+        load_model(path)
+    assert "corrupted" not in str(info.value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_model_gets_the_umask_mode_like_any_file(tmp_path, small_model, umask):
+    """mkstemp makes 0600 files; a model another user serves must stay readable by umask."""
+    artifact = load_model(small_model.path)
+    old = os.umask(umask)
+    try:
+        save_model(artifact.pipeline, artifact.ood, {"labels": list(LABELS)}, tmp_path / "m.clf")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.clf").stat().st_mode) == 0o666 & ~umask
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.99, "header"])
