@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,12 @@ import numpy as np
 
 from provider.artifact import save_model
 from provider.cache import FeatureCache
-from provider.dataset import dataset_fingerprint, scan_dataset
+from provider.dataset import (
+    MIN_IMAGES_PER_LABEL,
+    DatasetItem,
+    dataset_fingerprint,
+    scan_dataset,
+)
 from provider.errors import DatasetError
 from provider.estimators import CLASSIFIERS, DEFAULT_CLASSIFIER
 from provider.evaluation import cross_validate, fit_pipeline
@@ -73,9 +79,22 @@ def load_features(
     lost = [lb for lb in scan.labels if lb not in present]
     if lost:
         warnings.append(f"labels with no readable image were left out: {', '.join(lost)}")
+    warnings += _few_readable(scan.items, data.items)
     index = {label: i for i, label in enumerate(present)}
     y = np.array([index[item.label] for item in data.items], np.int64)
     return data, tuple(present), warnings, y
+
+
+def _few_readable(scanned: list[DatasetItem], readable: list[DatasetItem]) -> list[str]:
+    """Labels that had enough files but too few *readable* ones (the scan warns the rest)."""
+    files = Counter(item.label for item in scanned)
+    ok = Counter(item.label for item in readable)
+    return [
+        f"label {label!r} has only {ok[label]} readable images "
+        f"(at least {MIN_IMAGES_PER_LABEL} advised; {files[label] - ok[label]} unreadable)"
+        for label in sorted(ok)
+        if ok[label] < MIN_IMAGES_PER_LABEL <= files[label]
+    ]
 
 
 def train_model(
@@ -123,6 +142,11 @@ def train_model(
     ood = KnnOodScorer().fit(X)
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
     ext = get_extractor(extractor)
+    if not ext.detects_unknown:
+        warnings.append(
+            f"with the {ext.name!r} extractor the model rarely answers 'unknown' for images "
+            "of other subjects; use 'cnn' for that"
+        )
     metadata: dict[str, object] = {
         "labels": list(labels),
         "extractor": {"name": ext.name, "version": ext.version, "dim": ext.dim},
