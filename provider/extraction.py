@@ -1,17 +1,19 @@
 """Decode and featurise many images: batched through the network, decoding prefetched in
-threads, with the HDF5 feature cache in front."""
+threads (a bounded number ahead), with the HDF5 feature cache in front and saved as we go."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from provider.cache import FeatureCache
+from provider.cache import FeatureCache, NotAFeatureCache
 from provider.dataset import DatasetItem, file_digest
 from provider.errors import ImageError
 from provider.features import FeatureExtractor
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 BATCH_SIZE = 16
+CACHE_SAVE_ROWS = 4 * BATCH_SIZE  # save new rows to the cache at least this often ...
+CACHE_SAVE_SECONDS = 30.0  # ... or after this long, so an interrupted run keeps its work
 
 
 @dataclass(slots=True)
@@ -46,13 +50,64 @@ def decode_many(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int | None = None,
     workers: int = 2,
-) -> Iterator[np.ndarray | ImageError]:
-    """Decode in background threads (Pillow releases the GIL), yielding results in order."""
+) -> Generator[np.ndarray | ImageError, None, None]:
+    """Decode in background threads (Pillow releases the GIL), yielding results in order.
+
+    At most ``2 * workers`` images are decoding or decoded-but-not-yet-taken at a time, so a
+    slow consumer does not pile the whole input up in memory. Closing the iterator early
+    cancels what has not started and waits only for the decodes already running.
+    """
     if len(sources) <= 1:
         yield from (_decode_or_error(s, max_pixels, min_side) for s in sources)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        yield from pool.map(lambda s: _decode_or_error(s, max_pixels, min_side), sources)
+    ahead = 2 * max(1, workers)
+    todo = iter(sources)
+    pending: deque[Future[np.ndarray | ImageError]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    try:
+        for src in todo:
+            pending.append(pool.submit(_decode_or_error, src, max_pixels, min_side))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            result = pending.popleft().result()
+            src = next(todo, None)
+            if src is not None:
+                pending.append(pool.submit(_decode_or_error, src, max_pixels, min_side))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _CacheSaver:
+    """Collects newly extracted rows and saves them every few batches. A failed write is
+    logged once and then saving stops: the extraction itself carries on."""
+
+    def __init__(self, cache: FeatureCache | None) -> None:
+        self.cache = cache
+        self._digests: list[str] = []
+        self._rows: list[np.ndarray] = []
+        self._last = time.monotonic()
+
+    def add(self, digests: list[str], rows: Sequence[np.ndarray]) -> None:
+        if self.cache is None:
+            return
+        self._digests += digests
+        self._rows += rows
+        due = time.monotonic() - self._last >= CACHE_SAVE_SECONDS
+        if due or len(self._rows) >= CACHE_SAVE_ROWS:
+            self.save()
+
+    def save(self) -> None:
+        cache, digests, rows = self.cache, self._digests, self._rows
+        self._digests, self._rows, self._last = [], [], time.monotonic()
+        if cache is None or not rows:
+            return
+        try:
+            cache.add(digests, np.stack(rows))
+        except (OSError, ValueError, KeyError, NotAFeatureCache) as exc:  # e.g. a file lock
+            log.warning("cannot write feature cache %s (%s); not saving features", cache.path, exc)
+            self.cache = None
 
 
 def extract_items(
@@ -87,8 +142,7 @@ def extract_items(
     if progress:
         progress("extracting features", n_cached, total)
     decoded = decode_many([items[i].path for i in todo], max_pixels, extractor.decode_min_side)
-    new_digests: list[str] = []
-    new_rows: list[np.ndarray] = []
+    saver = _CacheSaver(cache)
     done = n_cached
     batch_idx: list[int] = []
     batch_img: list[np.ndarray] = []
@@ -100,28 +154,29 @@ def extract_items(
         feats, _ = extractor.extract(batch_img)
         for i, row in zip(batch_idx, feats, strict=True):
             rows[i] = row
-            new_digests.append(digests[i])  # type: ignore[arg-type]
-            new_rows.append(row)
+        saver.add([digests[i] for i in batch_idx], list(feats))  # type: ignore[misc]
         done += len(batch_img)
         batch_idx.clear()
         batch_img.clear()
         if progress:
             progress("extracting features", done, total)
 
-    for i, image in zip(todo, decoded, strict=True):
-        if isinstance(image, ImageError):
-            item = items[i]
-            skipped.append(f"{item.label}/{item.path.name}: {image.message}")
-            log.warning("skipping %s: %s", item.path, image.message)
-            done += 1
-            continue
-        batch_idx.append(i)
-        batch_img.append(image)
-        if len(batch_img) >= BATCH_SIZE:
-            flush()
-    flush()
-    if cache is not None and new_rows:
-        cache.add(new_digests, np.stack(new_rows))
+    try:
+        for i, image in zip(todo, decoded, strict=True):
+            if isinstance(image, ImageError):
+                item = items[i]
+                skipped.append(f"{item.label}/{item.path.name}: {image.message}")
+                log.warning("skipping %s: %s", item.path, image.message)
+                done += 1
+                continue
+            batch_idx.append(i)
+            batch_img.append(image)
+            if len(batch_img) >= BATCH_SIZE:
+                flush()
+        flush()
+    finally:  # also on Ctrl-C or an error: stop the decoders, keep what was extracted
+        decoded.close()
+        saver.save()
     kept = sorted(rows)
     features = (
         np.stack([rows[i] for i in kept]).astype(np.float32)

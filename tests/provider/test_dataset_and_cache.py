@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from provider.cache import FeatureCache
+from provider.cache import FORMAT, FORMAT_ATTR, FeatureCache, NotAFeatureCache
 from provider.dataset import (
     MAX_LABEL_LENGTH,
     MIN_IMAGES_PER_LABEL,
@@ -226,15 +226,143 @@ def test_cache_keeps_extractors_apart(tmp_path):
     )
 
 
-def test_garbage_cache_file_is_moved_aside(tmp_path):
-    path = _write(tmp_path / "cache.h5", b"this is not HDF5" * 10)
+def _foreign_h5(path: Path) -> bytes:
+    """An HDF5 file of some other program."""
+    with h5py.File(path, "w") as f:
+        f.attrs["creator"] = "someone else"
+        f.create_dataset("images", data=np.arange(12, dtype=np.uint8).reshape(3, 4))
+    return path.read_bytes()
+
+
+def test_cache_file_carries_the_format_marker(tmp_path):
+    path = tmp_path / "cache.h5"
+    FeatureCache(path, KEY, 8).add(*_rows(2))
+    with h5py.File(path, "r") as f:
+        assert f.attrs[FORMAT_ATTR] == FORMAT
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("notes.txt", b"my precious notes\n" * 10), ("model.clf", b"ICLF\x00" + os.urandom(300))],
+)
+def test_a_file_that_is_not_hdf5_is_refused_and_left_unchanged(tmp_path, name, data):
+    path = _write(tmp_path / name, data)
+    with pytest.raises(NotAFeatureCache, match="is not a feature cache") as info:
+        FeatureCache(path, KEY, 8)
+    assert str(path) in str(info.value) and "not an HDF5 file" in str(info.value)
+    assert isinstance(info.value, DatasetError)  # the CLI reports it (exit 4), no traceback
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing moved aside
+
+
+def test_a_folder_is_refused(tmp_path):
+    (tmp_path / "cache.h5").mkdir()
+    with pytest.raises(NotAFeatureCache, match="it is a folder"):
+        FeatureCache(tmp_path / "cache.h5", KEY, 8)
+    assert (tmp_path / "cache.h5").is_dir()
+
+
+@pytest.mark.parametrize("marker", [None, "another-format"])
+def test_a_foreign_hdf5_file_is_refused_and_left_unchanged(tmp_path, marker):
+    path = tmp_path / "data.h5"
+    _foreign_h5(path)
+    if marker:
+        with h5py.File(path, "a") as f:
+            f.attrs[FORMAT_ATTR] = marker
+    before = path.read_bytes()
+    with pytest.raises(NotAFeatureCache, match="an HDF5 file of another program"):
+        FeatureCache(path, KEY, 8)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.h5"]
+
+
+def test_a_foreign_file_that_appears_before_writing_is_not_written_into(tmp_path):
+    path = tmp_path / "cache.h5"
+    cache = FeatureCache(path, KEY, 8)  # nothing there yet
+    before = _foreign_h5(path)
+    with pytest.raises(NotAFeatureCache):
+        cache.add(*_rows(2))
+    assert path.read_bytes() == before
+
+
+def test_a_cache_of_the_first_release_is_recognised_and_marked(tmp_path):
+    """No marker, but the layout the first release wrote: one ``name@version`` group."""
+    path = tmp_path / "old.h5"
+    digests, feats = _rows(3)
+    with h5py.File(path, "w") as f:
+        group = f.create_group(KEY)
+        names = np.array([d.encode() for d in digests], dtype="S64")
+        group.create_dataset("digests", data=names, maxshape=(None,), chunks=True)
+        group.create_dataset("features", data=feats, maxshape=(None, 8), chunks=(256, 8))
+    cache = FeatureCache(path, KEY, 8)
+    assert len(cache) == 3
+    np.testing.assert_array_equal(cache.get(digests[2]), feats[2])
+    cache.add(*_rows(2, seed=1))
+    reopened = FeatureCache(path, KEY, 8)
+    assert len(reopened) == 5
+    with h5py.File(path, "r") as f:
+        assert f.attrs[FORMAT_ATTR] == FORMAT
+
+
+def test_an_empty_file_is_used_as_a_new_cache(tmp_path):
+    path = _write(tmp_path / "tmp.h5", b"")  # e.g. made by mktemp
+    cache = FeatureCache(path, KEY, 8)
+    cache.add(*_rows(2))
+    assert len(FeatureCache(path, KEY, 8)) == 2
+
+
+def test_a_truncated_cache_of_ours_is_moved_aside_and_rebuilt(tmp_path):
+    path = tmp_path / "cache.h5"
+    FeatureCache(path, KEY, 8).add(*_rows(300))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     cache = FeatureCache(path, KEY, 8)
     assert len(cache) == 0
-    assert not path.exists()
-    assert (tmp_path / "cache.h5.corrupt").read_bytes() == b"this is not HDF5" * 10
-    digests, feats = _rows(2)
-    cache.add(digests, feats)
+    assert (tmp_path / "cache.h5.corrupt").read_bytes() == data[: len(data) // 2]
+    cache.add(*_rows(2))
     assert len(FeatureCache(path, KEY, 8)) == 2
+
+
+def test_an_hdf5_signature_file_that_cannot_be_opened_is_moved_aside(tmp_path):
+    garbage = b"\x89HDF\r\n\x1a\n" + b"garbage" * 100
+    path = _write(tmp_path / "cache.h5", garbage)
+    cache = FeatureCache(path, KEY, 8)
+    assert len(cache) == 0 and not path.exists()
+    assert (tmp_path / "cache.h5.corrupt").read_bytes() == garbage
+    cache.add(*_rows(2))
+    assert len(FeatureCache(path, KEY, 8)) == 2
+
+
+def test_an_interrupted_append_loses_only_its_own_rows(tmp_path):
+    """Features are written before digests: rows past the last digest are ignored, then
+    overwritten by the next append."""
+    path = tmp_path / "cache.h5"
+    digests, feats = _rows(4)
+    FeatureCache(path, KEY, 8).add(digests, feats)
+    with h5py.File(path, "a") as f:  # as if stopped right after writing 2 more feature rows
+        f[KEY]["features"].resize((6, 8))
+    cache = FeatureCache(path, KEY, 8)
+    assert len(cache) == 4 and not (tmp_path / "cache.h5.corrupt").exists()
+    more, more_feats = _rows(3, seed=1)
+    cache.add(more, more_feats)
+    reopened = FeatureCache(path, KEY, 8)
+    assert len(reopened) == 7
+    np.testing.assert_array_equal(reopened.get(more[0]), more_feats[0])
+    np.testing.assert_array_equal(reopened.get(digests[3]), feats[3])
+
+
+def test_cli_reports_a_wrong_cache_path_as_a_dataset_error(tmp_path, capsys):
+    from provider.cli import main
+
+    root = make_dataset(tmp_path / "ds", ("daisy", "tulip"), per_label=5)
+    notes = _write(tmp_path / "notes.txt", b"do not touch")
+    code = main(["-q", "train", str(root), "--model", str(tmp_path / "m.clf"),
+                 "--cache", str(notes), "--folds", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 4
+    assert f"{notes} is not a feature cache" in err and "Traceback" not in err
+    assert notes.read_bytes() == b"do not touch"
+    assert not (tmp_path / "m.clf").exists()
 
 
 def test_cache_with_other_dimensions_is_moved_aside(tmp_path):
