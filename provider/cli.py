@@ -1,8 +1,14 @@
 """``imageclassifier``: train, predict, evaluate and compare from the command line.
 
 Exit codes: 0 success; 2 some input image was rejected (predict); 3 the model file is
-missing, corrupted or incompatible; 4 the dataset cannot be used; 64 bad arguments;
-1 unexpected internal error (with a traceback only under ``--debug``).
+missing, corrupted or incompatible; 4 the dataset cannot be used (also: ``evaluate
+--confusion`` when the dataset cannot be cross-validated; the scores are still printed);
+64 bad arguments (also: ``evaluate --confusion`` with ``--folds 0``); 1 unexpected internal
+error (with a traceback only under ``--debug``).
+
+Dataset problems (skipped files, labels with few images, no cross-validation possible) are
+printed to stderr as ``skipped ...`` / ``warning: ...`` lines, or with ``--json`` listed
+under ``skipped`` and ``warnings``, by ``train``, ``evaluate`` and ``compare`` alike.
 """
 
 from __future__ import annotations
@@ -12,13 +18,20 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from provider.errors import DatasetError, ImageError, ModelError
 
+if TYPE_CHECKING:
+    from provider.dataset import DatasetItem
+    from provider.features import FeatureExtractor
+
 EXIT_OK, EXIT_INTERNAL, EXIT_REJECTED, EXIT_MODEL, EXIT_DATASET, EXIT_USAGE = 0, 1, 2, 3, 4, 64
 DEFAULT_MODEL = Path("model.clf")
+TIMING_SAMPLE = 16  # images timed for ``feature_ms_per_image``: one extraction batch
+SKIPPED_CV_WARNING = "cross-validation skipped (--folds 0): accuracy was not measured"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +48,20 @@ def _progress(args: argparse.Namespace) -> Any:
     from provider.progress import ProgressBar
 
     return ProgressBar(enabled=False if args.quiet else None)
+
+
+def _report_dataset_issues(skipped: list[str], warnings: list[str]) -> None:
+    """Text mode: unusable files and dataset warnings on stderr (with --json they are keys)."""
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _no_cv_warning(folds: int) -> str:
+    from provider.evaluation import NO_CV_WARNING
+
+    return SKIPPED_CV_WARNING if folds == 0 else NO_CV_WARNING
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -78,10 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{result.n_images} images, {len(result.labels)} labels, accuracy {acc}, "
             f"{result.duration_s:.1f} s ({result.n_cached} images from cache)"
         )
-        for line in result.skipped:
-            print(f"skipped {line}", file=sys.stderr)
-        for line in result.warnings:
-            print(f"warning: {line}", file=sys.stderr)
+        _report_dataset_issues(result.skipped, result.warnings)
     return EXIT_OK
 
 
@@ -115,13 +139,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from provider.evaluation import cross_validate
+    from provider.features import get_extractor
     from provider.train import load_features
 
+    if args.confusion and args.folds == 0:
+        return _usage_error("--confusion needs cross-validation, but --folds 0 skips it")
     bar = _progress(args)
-    t0 = time.perf_counter()
     try:
         data, labels, warnings, y = load_features(args.dataset, args.extractor, args.cache, bar)
-        extract_s = time.perf_counter() - t0
         cv = cross_validate(
             data.features,
             y,
@@ -131,8 +156,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    fresh = len(y) - data.n_cached
-    ms = _feature_ms(args, data, extract_s, fresh)
+    ms = feature_ms_per_image(data.items, get_extractor(args.extractor))
+    if cv is None:
+        warnings.append(_no_cv_warning(args.folds))
     out = {
         "dataset": str(args.dataset),
         "extractor": args.extractor,
@@ -161,20 +187,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"accuracy {acc} over {out['folds']} folds; {len(y)} images, {len(labels)} labels; "
             f"features {ms:.1f} ms/image"
         )
+        _report_dataset_issues(data.skipped, warnings)
+    if args.confusion and cv is None:
+        print(
+            f"imageclassifier: dataset error: no confusion matrix written to {args.confusion}: "
+            f"{_no_cv_warning(args.folds)}",
+            file=sys.stderr,
+        )
+        return EXIT_DATASET
     return EXIT_OK
 
 
-def _feature_ms(args: argparse.Namespace, data: Any, extract_s: float, fresh: int) -> float:
-    """Measured extraction time per image; re-timed on a sample when the cache served all."""
-    if fresh >= 16:
-        return 1000 * extract_s / fresh
-    from provider.extraction import extract_items
-    from provider.features import get_extractor
+def feature_ms_per_image(
+    items: Sequence[DatasetItem], extractor: FeatureExtractor, sample: int = TIMING_SAMPLE
+) -> float:
+    """Warm feature-extraction time per image (ms), measured on the first ``sample`` items.
 
-    sample = data.items[:16]
+    Only the extraction call is timed: decoding comes first, and an untimed call on two
+    images loads and warms the network (both networks of a two-network pool) beforehand,
+    so neither scanning, hashing, the cache nor network start-up count.
+    """
+    from provider.extraction import decode_many
+
+    decoded = decode_many(
+        [item.path for item in items[:sample]], min_side=extractor.decode_min_side
+    )
+    images = [image for image in decoded if not isinstance(image, ImageError)]
+    if not images:
+        return 0.0
+    extractor.extract(images[:2])
     t0 = time.perf_counter()
-    extract_items(sample, get_extractor(args.extractor))
-    return 1000 * (time.perf_counter() - t0) / max(1, len(sample))
+    extractor.extract(images)
+    return 1000 * (time.perf_counter() - t0) / len(images)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -188,12 +232,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise SystemExit(_usage_error(f"unknown classifier(s): {', '.join(unknown)}"))
     bar = _progress(args)
     try:
-        data, labels, _, y = load_features(args.dataset, args.extractor, args.cache, bar)
+        data, labels, warnings, y = load_features(args.dataset, args.extractor, args.cache, bar)
+        results = compare_classifiers(data.features, y, names, args.folds, progress=bar)
     finally:
         bar.close()
     folds = usable_folds(y, args.folds)
+    if folds == 0:
+        warnings.append(_no_cv_warning(args.folds))
     rows = []
-    for name, cv in compare_classifiers(data.features, y, names, args.folds).items():
+    for name, cv in results.items():
         rows.append(
             {
                 "classifier": name,
@@ -201,6 +248,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "accuracy": cv.accuracy if cv else None,
                 "accuracy_std": cv.accuracy_std if cv else None,
                 "folds": cv.folds if cv else 0,
+                "skipped": data.skipped,  # the dataset's, repeated on every JSON line
+                "warnings": warnings,
             }
         )
         if args.json:
@@ -215,6 +264,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2%}"
             std = "" if r["accuracy_std"] is None else f"{r['accuracy_std']:.2%}"
             print(f"{r['classifier']:<12}{acc:>10}{std:>8}  {r['description']}")
+        _report_dataset_issues(data.skipped, warnings)
     return EXIT_OK
 
 
@@ -281,7 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", parents=[shared], help="cross-validated accuracy on a dataset")
     e.add_argument("dataset", type=Path)
-    e.add_argument("--confusion", type=Path, help="write a confusion-matrix PNG here")
+    e.add_argument(
+        "--confusion",
+        type=Path,
+        help="write a confusion-matrix PNG here (exit 64 with --folds 0; exit 4, after the "
+        "scores, when a label has fewer than 2 images)",
+    )
     common(e)
     e.set_defaults(func=cmd_evaluate)
 

@@ -25,6 +25,9 @@ class CvResult:
     confusion: np.ndarray  # (L, L) counts, rows = true label, columns = predicted
 
 
+NO_CV_WARNING = "some label has fewer than 2 images: accuracy was not measured"
+
+
 def usable_folds(y: np.ndarray, folds: int) -> int:
     """Folds that stratification allows: at most the smallest class count (0 = no CV)."""
     smallest = int(np.bincount(y).min()) if len(y) else 0
@@ -67,8 +70,20 @@ def fit_pipeline(classifier: str, X: np.ndarray, y: np.ndarray):  # noqa: ANN201
 
 
 def compare_classifiers(
-    X: np.ndarray, y: np.ndarray, names: list[str], folds: int = 5
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    folds: int = 5,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, CvResult | None]:
-    """Every named classifier on the same folds (same seed, same split)."""
+    """Every named classifier on the same folds (same seed, same split).
+
+    ``progress(stage, done, total)`` is called per fold with stage ``cross-validating NAME``.
+    """
     np.random.seed(SEED)
-    return {name: cross_validate(X, y, name, folds) for name in names}
+    results: dict[str, CvResult | None] = {}
+    for name in names:
+        stage = f"cross-validating {name}"
+        hook = (lambda d, t, s=stage: progress(s, d, t)) if progress else None
+        results[name] = cross_validate(X, y, name, folds, progress=hook)
+    return results

@@ -21,7 +21,7 @@ from provider.dataset import (
 )
 from provider.errors import DatasetError
 from provider.estimators import CLASSIFIERS, DEFAULT_CLASSIFIER
-from provider.evaluation import cross_validate, fit_pipeline
+from provider.evaluation import NO_CV_WARNING, cross_validate, fit_pipeline
 from provider.extraction import ExtractedDataset, extract_items
 from provider.features import DEFAULT_EXTRACTOR, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
@@ -135,7 +135,7 @@ def train_model(
             progress=(lambda d, t: progress("cross-validating", d, t)) if progress else None,
         )
         if cv is None:
-            warnings.append("some label has fewer than 2 images: accuracy was not measured")
+            warnings.append(NO_CV_WARNING)
     if progress:
         progress("fitting", 0, 1)
     pipeline = fit_pipeline(classifier, X, np.array(labels, dtype=object)[y])

@@ -4,6 +4,7 @@ console script itself, as real subprocesses. Exit codes: 0 ok, 2 rejected input,
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -56,6 +57,33 @@ def bad_inputs(tmp_path, held_out) -> dict[str, Path]:
     files["not_an_image"].write_text("hello, I am text")
     files["corrupt"].write_bytes(jpeg[: len(jpeg) // 2])
     return files
+
+
+@pytest.fixture
+def flawed_dataset(tmp_path, small_model) -> Path:
+    """small_dataset plus an empty file and a label with only 2 images (both reported)."""
+    ds = shutil.copytree(small_model.dataset, tmp_path / "flawed")
+    (ds / "daisy" / "broken.jpg").write_bytes(b"")
+    return make_dataset(ds, ("crocus",), per_label=2)
+
+
+@pytest.fixture
+def one_image_label(tmp_path, small_model) -> Path:
+    """small_dataset plus a label with a single image: cross-validation is impossible."""
+    ds = shutil.copytree(small_model.dataset, tmp_path / "single")
+    return make_dataset(ds, ("crocus",), per_label=1)
+
+
+FLAWED_SKIPPED = "daisy/broken.jpg: That file is empty."
+FLAWED_WARNING = "label 'crocus' has only 2 images (at least 5 advised)"
+NO_CV = "some label has fewer than 2 images: accuracy was not measured"  # train's wording
+
+
+class Terminal(io.StringIO):
+    """A stderr that claims to be a terminal, so progress bars draw on it."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------- train
@@ -219,6 +247,68 @@ def test_evaluate_text_output(small_model, cache, capsys):
     assert f"{N_IMAGES} images, {len(LABELS)} labels" in out and "ms/image" in out
 
 
+def test_evaluate_text_reports_skipped_files_and_warnings(flawed_dataset, cache, capsys):
+    code, out, err = run(
+        ["-q", "evaluate", flawed_dataset, "--cache", cache, "--folds", "2"], capsys
+    )
+    assert code == 0
+    assert out.startswith("accuracy ") and f"{N_IMAGES + 2} images" in out
+    assert f"skipped {FLAWED_SKIPPED}" in err.splitlines()
+    assert f"warning: {FLAWED_WARNING}" in err.splitlines()
+
+
+def test_evaluate_json_keeps_warnings_off_stderr(flawed_dataset, cache, capsys):
+    code, out, err = run(
+        ["--json", "-q", "evaluate", flawed_dataset, "--cache", cache, "--folds", "2"], capsys
+    )
+    assert code == 0 and err == ""
+    (result,) = json_lines(out)
+    assert result["skipped"] == [FLAWED_SKIPPED] and result["warnings"] == [FLAWED_WARNING]
+
+
+def test_evaluate_without_cv_says_why_there_is_no_accuracy(one_image_label, cache, capsys):
+    code, out, err = run(["-q", "evaluate", one_image_label, "--cache", cache], capsys)
+    assert code == 0
+    assert out.startswith("accuracy n/a over 0 folds")
+    assert f"warning: {NO_CV}" in err.splitlines()
+    code, out, _ = run(["--json", "-q", "evaluate", one_image_label, "--cache", cache], capsys)
+    (result,) = json_lines(out)
+    assert code == 0 and result["accuracy"] is None and NO_CV in result["warnings"]
+
+
+def test_evaluate_folds_0_says_accuracy_was_skipped(small_model, cache, capsys):
+    code, out, err = run(
+        ["-q", "evaluate", small_model.dataset, "--cache", cache, "--folds", "0"], capsys
+    )
+    assert code == 0 and "accuracy n/a" in out
+    assert "warning: cross-validation skipped (--folds 0): accuracy was not measured" in err
+
+
+def test_evaluate_confusion_with_folds_0_is_a_usage_error(tmp_path, small_model, cache, capsys):
+    png = tmp_path / "confusion.png"
+    code, out, err = run(
+        ["-q", "evaluate", small_model.dataset, "--cache", cache, "--folds", "0",
+         "--confusion", png],
+        capsys,
+    )  # fmt: skip
+    assert code == 64 and out == "" and not png.exists()
+    assert err.startswith("imageclassifier: error: --confusion needs cross-validation")
+
+
+def test_evaluate_confusion_without_cv_is_a_dataset_error(tmp_path, one_image_label, cache, capsys):
+    """The scores are still printed; the missing PNG is explained and exits 4."""
+    png = tmp_path / "confusion.png"
+    code, out, err = run(
+        ["--json", "-q", "evaluate", one_image_label, "--cache", cache, "--confusion", png], capsys
+    )
+    assert code == 4 and not png.exists()
+    (result,) = json_lines(out)
+    assert result["accuracy"] is None and "confusion" not in result
+    assert NO_CV in result["warnings"]
+    assert err.startswith(f"imageclassifier: dataset error: no confusion matrix written to {png}")
+    assert NO_CV in err
+
+
 # ---------------------------------------------------------------- compare
 
 
@@ -269,6 +359,65 @@ def test_compare_with_an_unknown_classifier_is_a_usage_error(small_model, capsys
     code, out, err = run(["compare", small_model.dataset, "--classifiers", "lr,boost"], capsys)
     assert code == 64
     assert "unknown classifier(s): boost" in err and out == ""
+
+
+def test_compare_text_reports_skipped_files_and_warnings(flawed_dataset, cache, capsys):
+    code, out, err = run(
+        ["-q", "compare", flawed_dataset, "--cache", cache, "--folds", "2",
+         "--classifiers", "knn"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and f"{N_IMAGES + 2} images" in out
+    assert f"skipped {FLAWED_SKIPPED}" in err.splitlines()
+    assert f"warning: {FLAWED_WARNING}" in err.splitlines()
+
+
+def test_compare_json_rows_carry_the_dataset_warnings(flawed_dataset, cache, capsys):
+    code, out, err = run(
+        ["--json", "-q", "compare", flawed_dataset, "--cache", cache, "--folds", "2",
+         "--classifiers", "knn,nb"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and err == ""
+    rows = json_lines(out)
+    assert [r["classifier"] for r in rows] == ["knn", "nb"]
+    assert all(r["skipped"] == [FLAWED_SKIPPED] for r in rows)
+    assert all(r["warnings"] == [FLAWED_WARNING] for r in rows)
+
+
+def test_compare_without_cv_says_why(one_image_label, cache, capsys):
+    argv = ["-q", "compare", one_image_label, "--cache", cache, "--classifiers", "knn"]
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "n/a" in out.splitlines()[2]
+    assert f"warning: {NO_CV}" in err.splitlines()
+    code, out, _ = run(["--json", *argv], capsys)
+    (row,) = json_lines(out)
+    assert row["accuracy"] is None and NO_CV in row["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [([], True), (["--json"], True), (["-q"], False), (["--json", "-q"], False)],
+    ids=["text", "json", "quiet", "json-quiet"],
+)
+def test_compare_shows_progress_on_a_terminal_unless_quiet(
+    small_model, cache, capsys, monkeypatch, options, shown
+):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = [*options, "compare", small_model.dataset, "--cache", cache, "--folds", "2",
+            "--classifiers", "knn,nb"]  # fmt: skip
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr().out
+    assert code == 0
+    err = terminal.getvalue()
+    if shown:
+        assert "cross-validating knn" in err and "cross-validating nb" in err
+        assert "2/2" in err and err.endswith("\n")
+    else:
+        assert err == ""
+    if "--json" in options:
+        assert [r["classifier"] for r in json_lines(out)] == ["knn", "nb"]  # stdout stays clean
 
 
 # ---------------------------------------------------------------- info

@@ -31,9 +31,10 @@ def test_confusion_png_is_a_valid_png():
 
 
 def test_confusion_png_grows_with_the_labels():
-    small = decode(confusion_png(np.eye(3, dtype=int) * 5, ["a", "b", "c"]))
-    labels = [f"label{i}" for i in range(12)]
-    large = decode(confusion_png(np.eye(12, dtype=int) * 5, labels))
+    """(With a few labels the footer, not the grid, sets the width: start from 8.)"""
+    small = decode(confusion_png(np.eye(8, dtype=int) * 5, [f"label{i}" for i in range(8)]))
+    labels = [f"label{i}" for i in range(17)]
+    large = decode(confusion_png(np.eye(17, dtype=int) * 5, labels))
     assert large.shape[0] > small.shape[0] + 9 * 28 - 1
     assert large.shape[1] > small.shape[1] + 9 * 28 - 1
 
@@ -52,6 +53,33 @@ def test_confusion_png_title_and_odd_labels():
     plain = decode(confusion_png(matrix, labels))
     titled = decode(confusion_png(matrix, labels, title="a title"))
     assert titled.shape[0] > plain.shape[0]
+
+
+def assert_nothing_drawn_at_the_edges(image: np.ndarray) -> None:
+    """Text that runs off the canvas leaves ink on its last columns or rows."""
+    assert (image[:, -3:] == 255).all(), "something is clipped at the right edge"
+    assert (image[-3:] == 255).all(), "something is clipped at the bottom edge"
+    assert (image[:3] == 255).all(), "something is clipped at the top edge"
+
+
+def test_confusion_png_is_wide_enough_for_the_title_and_the_footer():
+    """Two labels give a 119 px wide grid; the title and the footer need more than that."""
+    title = "cnn + lr: 91.7% (4-fold CV)"
+    footer = "rows: true label, columns: predicted"
+    image = decode(confusion_png(np.array([[5, 1], [0, 6]]), ["daisy", "tulip"], title))
+    font = cv2.FONT_HERSHEY_SIMPLEX  # the module's font and scales
+    (title_w, title_h), _ = cv2.getTextSize(title, font, 0.55, 1)
+    (footer_w, footer_h), _ = cv2.getTextSize(footer, font, 0.4, 1)
+    assert image.shape[1] >= 6 + max(title_w, footer_w)
+    assert image.shape[0] >= title_h + footer_h + 2 * 28
+    assert_nothing_drawn_at_the_edges(image)
+
+
+def test_confusion_png_with_17_labels_fits_everything():
+    labels = [f"label number {i}" for i in range(17)]
+    image = decode(confusion_png(np.eye(17, dtype=int) * 80, labels, "cnn + lr: 97.2% (5-fold CV)"))
+    assert image.shape[0] > 17 * 28 and image.shape[1] > 17 * 28
+    assert_nothing_drawn_at_the_edges(image)
 
 
 @pytest.mark.parametrize(
