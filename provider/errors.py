@@ -34,6 +34,12 @@ class NotAnImage(ImageError):
     code = "not_an_image"
 
 
+class UnreadableFile(NotAnImage):
+    """A path that does not exist, is not a regular file, or cannot be read."""
+
+    code = "unreadable"
+
+
 class CorruptImage(ImageError):
     """Truncated or otherwise undecodable image data."""
 
@@ -59,7 +65,8 @@ class DatasetError(ClassifierError):
 
 
 IMAGE_ERRORS: dict[str, type[ImageError]] = {
-    cls.code: cls for cls in (ImageError, EmptyImage, NotAnImage, CorruptImage, ImageTooLarge)
+    cls.code: cls
+    for cls in (ImageError, EmptyImage, NotAnImage, UnreadableFile, CorruptImage, ImageTooLarge)
 }
 
 

@@ -26,7 +26,14 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from provider.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
+from provider.errors import (
+    CorruptImage,
+    EmptyImage,
+    ImageError,
+    ImageTooLarge,
+    NotAnImage,
+    UnreadableFile,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -176,16 +183,16 @@ def _read_source(src: bytes | os.PathLike[str] | str, max_bytes: int) -> bytes |
     try:
         info = os.stat(src)
     except (OSError, ValueError) as exc:  # ValueError: embedded NUL byte in the path
-        raise NotAnImage(MSG_UNREADABLE) from exc
+        raise UnreadableFile(MSG_UNREADABLE) from exc
     if not stat.S_ISREG(info.st_mode):  # a directory, FIFO, device...: never open it
-        raise NotAnImage(MSG_UNREADABLE)
+        raise UnreadableFile(MSG_UNREADABLE)
     if info.st_size > max_bytes:
         raise ImageTooLarge(_too_many_bytes_message(info.st_size, max_bytes))
     try:
         with open(src, "rb") as fh:
             return fh.read(max_bytes + 1)  # bounded even if the file grew since stat()
     except OSError as exc:
-        raise NotAnImage(MSG_UNREADABLE) from exc
+        raise UnreadableFile(MSG_UNREADABLE) from exc
 
 
 def _draft(im: Image.Image, min_side: int) -> None:

@@ -154,7 +154,7 @@ def test_predict_json_reports_rejected_inputs_in_place(
     assert lines[0]["label"] == held_out[0].parent.name
     assert lines[-1]["label"] == held_out[-1].parent.name
     codes = [line["error"]["code"] for line in lines[1:5]]
-    assert codes == ["empty", "not_an_image", "corrupt", "not_an_image"]
+    assert codes == ["empty", "not_an_image", "corrupt", "unreadable"]
     for line in lines[1:5]:
         assert set(line) == {"path", "error"}
         assert set(line["error"]) == {"code", "message"}

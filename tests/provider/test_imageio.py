@@ -353,13 +353,13 @@ def test_nonexistent_path_names_nothing(tmp_path):
     with pytest.raises(NotAnImage) as info:
         decode_image(secret)
     assert str(info.value) == "That file does not exist or could not be read."
-    assert_user_message(info.value, "not_an_image", secret="secret-folder")
+    assert_user_message(info.value, "unreadable", secret="secret-folder")
 
 
 def test_directory_path_is_rejected(tmp_path):
     with pytest.raises(NotAnImage) as info:
         decode_image(tmp_path)
-    assert_user_message(info.value, "not_an_image", secret=str(tmp_path))
+    assert_user_message(info.value, "unreadable", secret=str(tmp_path))
 
 
 @pytest.mark.parametrize("progressive", [False, True])
