@@ -50,7 +50,11 @@ def scan_dataset(root: Path | str, min_images: int = MIN_IMAGES_PER_LABEL) -> Da
     ignored: list[str] = []
     warnings: list[str] = []
     labels: list[str] = []
-    for label_dir in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+    try:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise DatasetError(f"Dataset folder {root} cannot be read ({exc.strerror}).") from exc
+    for label_dir in entries:
         if not label_dir.is_dir():
             continue  # files beside the label folders (README, licence) are not data
         label = label_dir.name
@@ -60,7 +64,13 @@ def scan_dataset(root: Path | str, min_images: int = MIN_IMAGES_PER_LABEL) -> Da
         if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
             warnings.append(f"skipped folder {label[:MAX_LABEL_LENGTH]!r}: not a usable label name")
             continue
-        files = sorted(p for p in label_dir.iterdir() if not p.name.startswith(".") and p.is_file())
+        try:
+            files = sorted(
+                p for p in label_dir.iterdir() if not p.name.startswith(".") and p.is_file()
+            )
+        except OSError as exc:
+            warnings.append(f"skipped folder {label!r}: it cannot be read ({exc.strerror})")
+            continue
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         ignored.extend(f"{label}/{p.name}" for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
         if not images:

@@ -166,7 +166,7 @@ def extract_items(
             if isinstance(image, ImageError):
                 item = items[i]
                 skipped.append(f"{item.label}/{item.path.name}: {image.message}")
-                log.warning("skipping %s: %s", item.path, image.message)
+                log.info("skipping %s: %s", item.path, image.message)  # callers report it
                 done += 1
                 continue
             batch_idx.append(i)

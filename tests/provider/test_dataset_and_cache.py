@@ -87,6 +87,33 @@ def test_scan_skips_hidden_entries_and_ignores_non_images(tmp_path):
     assert not any(i.path.name.startswith(".") for i in scan.items)
 
 
+def _deny_listing(monkeypatch, denied: Path) -> None:
+    """PermissionError when listing ``denied``. Injected: the tests may run as root."""
+    real = Path.iterdir
+
+    def iterdir(self: Path):
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+
+
+def test_unreadable_label_folder_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    ds = make_dataset(tmp_path / "ds", ("bluebell", "daisy", "sunflower"), per_label=5)
+    _deny_listing(monkeypatch, ds / "daisy")
+    scan = scan_dataset(ds)
+    assert scan.labels == ("bluebell", "sunflower")
+    assert "skipped folder 'daisy': it cannot be read (Permission denied)" in scan.warnings
+
+
+def test_unreadable_dataset_folder_is_a_dataset_error(tmp_path, monkeypatch):
+    ds = make_dataset(tmp_path / "ds", ("bluebell", "daisy"), per_label=5)
+    _deny_listing(monkeypatch, ds)
+    with pytest.raises(DatasetError, match=r"cannot be read \(Permission denied\)"):
+        scan_dataset(ds)
+
+
 def test_label_with_too_few_images_is_kept_with_a_warning(tmp_path):
     _label_dir(tmp_path, "daisy", MIN_IMAGES_PER_LABEL)
     _label_dir(tmp_path, "rare", 2)
