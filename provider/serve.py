@@ -52,6 +52,14 @@ def failed_marker(socket_path: str) -> Path:
     return Path(f"{socket_path}.failed")
 
 
+def daemon_failure(socket_path: str) -> str | None:
+    """The daemon's own reason for failing, if it wrote one."""
+    try:
+        return failed_marker(socket_path).read_text(errors="replace").strip() or "daemon failed"
+    except FileNotFoundError:
+        return None
+
+
 # --- wire -------------------------------------------------------------------------------
 
 
@@ -80,9 +88,9 @@ def _send_message(conn: socket.socket, obj: dict[str, Any]) -> None:
 
 def request(socket_path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     """Send one request to the daemon and return its reply (raises DaemonUnavailable)."""
-    marker = failed_marker(socket_path)
-    if marker.exists():
-        raise DaemonUnavailable(marker.read_text(errors="replace").strip() or "daemon failed")
+    failure = daemon_failure(socket_path)
+    if failure is not None:
+        raise DaemonUnavailable(failure)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         try:
@@ -266,8 +274,13 @@ def cmd_ping(args: argparse.Namespace) -> int:
     while True:
         try:
             reply = request(args.socket, {"op": "ping"}, timeout=10.0)
-        except DaemonUnavailable:
-            if failed_marker(args.socket).exists() or time.monotonic() >= deadline:
+        except DaemonUnavailable as exc:
+            # The daemon may have failed between request()'s look at the marker and now:
+            # report its reason, not "cannot connect".
+            failure = daemon_failure(args.socket)
+            if failure is not None:
+                raise DaemonUnavailable(failure) from exc
+            if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
         else:
