@@ -121,6 +121,11 @@ class ClassifierBot(commands.Bot):
             "connected as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds)
         )
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """The bot has no prefix commands: unlike ``commands.Bot``, do not look for one
+        (a mention such as "@Bot what is this?" would log CommandNotFound as an error).
+        The cogs' ``on_message`` listeners still receive every message."""
+
     async def close(self) -> None:
         """Graceful stop: refuse new work, let in-flight work finish (or fail it with a
         message), then stop the backend and close the sessions. Safe to call twice."""

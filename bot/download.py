@@ -34,10 +34,16 @@ def looks_like_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
 
 
+def format_size(n_bytes: int) -> str:
+    """``1 MB``, ``1.5 MB``, ``512 KB``, ``900 bytes`` (binary units, at most 2 decimals)."""
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{n_bytes} bytes"
+
+
 def too_large_message(max_bytes: int) -> str:
-    mb = max_bytes / (1024 * 1024)
-    limit = f"{mb:.0f} MB" if mb >= 1 else f"{max_bytes // 1024} KB"
-    return f"That file is too large (the limit is {limit})."
+    return f"That file is too large (the limit is {format_size(max_bytes)})."
 
 
 def check_url(url: str, allowed_hosts: Collection[str]) -> yarl.URL:
@@ -63,8 +69,9 @@ async def download(
     """Download ``url`` into memory.
 
     Redirects are followed only to allowed hosts; the body is read in chunks and abandoned
-    as soon as it exceeds ``max_bytes``. Raises :class:`DownloadError`, ``ImageTooLarge``,
-    ``EmptyImage`` or ``NotAnImage`` (by the bytes, not the file name).
+    as soon as it exceeds ``max_bytes``. Raises :class:`DownloadError` (also once shutdown
+    closed the session), ``ImageTooLarge``, ``EmptyImage`` or ``NotAnImage`` (by the
+    bytes, not the file name).
     """
     target = check_url(url, allowed_hosts)
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 10.0))
@@ -96,6 +103,11 @@ async def download(
         raise DownloadError("Downloading the attachment took too long.") from None
     except aiohttp.ClientError as exc:
         raise DownloadError(f"I couldn't fetch the attachment ({type(exc).__name__}).") from None
+    except RuntimeError:
+        if not session.closed:
+            raise
+        # aiohttp raises RuntimeError("Session is closed") once the bot is shutting down
+        raise DownloadError("I'm restarting right now. Please try again in a minute.") from None
     if not data:
         raise EmptyImage("That file is empty.")
     if sniff_image(bytes(data[:32])) is None:

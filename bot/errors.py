@@ -14,6 +14,7 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.discord_limits import CONTENT_MAX, clip
 from golem_backend import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, ImageError
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,9 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
 
     After a public "thinking" defer, a follow-up would replace the thinking message and
     stay public; so that message is deleted first and the error sent as an ephemeral
-    follow-up.
+    follow-up. A message longer than Discord allows is shortened.
     """
+    message = clip(message, CONTENT_MAX)
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(message, ephemeral=True)
@@ -108,7 +110,11 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
 
 
 class ClassifierTree(app_commands.CommandTree):
-    """The command tree with the bot's one error handler."""
+    """The command tree with the bot's one error handler.
+
+    A command that already showed the user why it failed sets ``extras["error_shown"]``:
+    the error is still logged, but not repeated.
+    """
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -121,4 +127,5 @@ class ClassifierTree(app_commands.CommandTree):
             message = APOLOGY
         else:
             log.info("command /%s by %s: %s", name, interaction.user.id, message)
-        await reply_error(interaction, message)
+        if not interaction.extras.get("error_shown"):
+            await reply_error(interaction, message)

@@ -89,6 +89,24 @@ def save_taught_image(
     )
 
 
+def visible(path: Path) -> bool:
+    """Not hidden: skips dotfiles such as ``write_atomic``'s ``.<name>.XXXX.tmp``."""
+    return not path.name.startswith(".")
+
+
+def taught_files(root: Path) -> list[Path]:
+    """The taught images under ``root/<label>/``, without temporary or hidden files."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        f
+        for label_dir in root.iterdir()
+        if label_dir.is_dir() and visible(label_dir)
+        for f in label_dir.iterdir()
+        if f.is_file() and visible(f)
+    )
+
+
 def base_dataset(settings: Settings) -> Path:
     """``DATASET_DIR`` if set, else the dataset shipped with the package."""
     if settings.dataset_dir is not None:
@@ -107,16 +125,16 @@ def build_training_dataset(settings: Settings) -> Path:
     """
     base = base_dataset(settings)
     root = taught_root(settings)
-    taught = sorted(p for p in root.glob("*/*") if p.is_file()) if root.is_dir() else []
+    taught = taught_files(root)
     if not taught:
         return base
     view = settings.data_dir / "training-view"
     tmp = settings.data_dir / f".training-view-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     sources: list[tuple[str, Path, str]] = []
-    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and visible(p)):
         for f in sorted(label_dir.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
+            if f.is_file() and visible(f):
                 sources.append((label_dir.name, f, f.name))
     sources += [(f.parent.name, f, f"taught-{f.name}") for f in taught]
     for label, src, name in sources:

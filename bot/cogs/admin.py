@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import threading
 import time
 
 import discord
@@ -15,50 +13,13 @@ from discord.ext import commands
 from bot.checks import admin_only
 from bot.classifying import fetch, precheck
 from bot.client import ClassifierBot
-from bot.embeds import CONFUSION_FILE, percent, progress_text, report_embed, status_embed
+from bot.embeds import percent, report_embed, status_embed
 from bot.errors import APOLOGY, UserError, explain
+from bot.retrain_message import ProgressMessage, RetrainMessage
 from bot.teaching import build_training_dataset, normalize_label, save_taught_image
 from golem_backend import BackendError, ImageError
 
 log = logging.getLogger(__name__)
-
-
-class ProgressMessage:
-    """Shows training progress by editing one message, at most every ``interval_s``.
-
-    ``update`` is the backend's progress callback; it may be called from any thread.
-    """
-
-    def __init__(self, interaction: discord.Interaction, interval_s: float) -> None:
-        self.interaction = interaction
-        self.interval_s = interval_s
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
-        self.started = time.monotonic()
-        self.latest: tuple[str, int, int] | None = None
-        self.changed = asyncio.Event()
-        self.edits = 0
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        self.latest = (stage, done, total)
-        if threading.get_ident() == self.loop_thread:
-            self.changed.set()
-        else:
-            self.loop.call_soon_threadsafe(self.changed.set)
-
-    async def run(self) -> None:
-        while True:
-            await self.changed.wait()
-            self.changed.clear()
-            if self.latest is not None:
-                stage, done, total = self.latest
-                text = progress_text(stage, done, total, time.monotonic() - self.started)
-                try:
-                    await self.interaction.edit_original_response(content=text)
-                    self.edits += 1
-                except discord.HTTPException as exc:
-                    log.warning("could not show training progress: %s", exc)
-            await asyncio.sleep(self.interval_s)
 
 
 class AdminCog(commands.Cog):
@@ -73,9 +34,10 @@ class AdminCog(commands.Cog):
         if bot.retrain_lock.locked():
             raise UserError("A retrain is already running; its message shows the progress.")
         async with bot.retrain_lock, bot.gate.slot(exclusive_ok=True):
+            message = RetrainMessage(interaction)
             await interaction.response.send_message("Retraining: preparing the dataset…")
             interaction.extras["answered"] = True
-            progress = ProgressMessage(interaction, bot.settings.progress_interval_s)
+            progress = ProgressMessage(message, bot.settings.progress_interval_s)
             shower = asyncio.create_task(progress.run())
             try:
                 dataset = await asyncio.to_thread(build_training_dataset, bot.settings)
@@ -86,16 +48,15 @@ class AdminCog(commands.Cog):
                     reason = "the bot is shutting down"
                 if reason is None:
                     reason = APOLOGY
-                await self._edit_quietly(interaction, f"❌ Retraining failed: {reason}")
+                shower.cancel()
+                if await self._show_quietly(message, f"❌ Retraining failed: {reason}"):
+                    interaction.extras["error_shown"] = True  # on_error only logs it
                 raise
             finally:
                 shower.cancel()
             taught = len(bot.store.taught)
-            files = []
-            if report.confusion_png:
-                files.append(discord.File(io.BytesIO(report.confusion_png), CONFUSION_FILE))
-            await interaction.edit_original_response(
-                content=None, embed=report_embed(report, taught=taught), attachments=files
+            await message.show(
+                None, embed=report_embed(report, taught=taught), png=report.confusion_png
             )
             log.info(
                 "retrained: model %s accuracy %s by %s",
@@ -105,11 +66,13 @@ class AdminCog(commands.Cog):
             )
 
     @staticmethod
-    async def _edit_quietly(interaction: discord.Interaction, text: str) -> None:
+    async def _show_quietly(message: RetrainMessage, text: str) -> bool:
         try:
-            await interaction.edit_original_response(content=text, embed=None, attachments=[])
-        except discord.HTTPException as exc:
+            await message.show(text)
+        except (discord.HTTPException, discord.ClientException) as exc:
             log.warning("could not report the failed retrain: %s", exc)
+            return False
+        return True
 
     @app_commands.command(
         name="teach", description="Add a labelled example for the next retrain (admins)"
@@ -126,41 +89,48 @@ class AdminCog(commands.Cog):
         image: discord.Attachment,
     ) -> None:
         bot = self.bot
-        label = normalize_label(label)
-        precheck(bot, image)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        data = await fetch(bot, image)
-        try:  # the backend decodes it: a corrupt or unreadable image is refused here
-            [outcome] = await bot.backend.classify([data], top_k=1)
-        except BackendError as exc:
-            outcome = None
-            log.info("could not verify a taught image (%s); storing it anyway", exc)
-        if isinstance(outcome, ImageError):
-            raise outcome
+        async with bot.gate.slot():  # refused during shutdown; shutdown waits for it
+            label = normalize_label(label)
+            precheck(bot, image)
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            data = await fetch(bot, image)
+            try:  # the backend decodes it: a corrupt or unreadable image is refused here
+                [outcome] = await bot.backend.classify([data], top_k=1)
+            except BackendError as exc:
+                outcome = None
+                log.info("could not verify a taught image (%s); storing it anyway", exc)
+            if isinstance(outcome, ImageError):
+                raise outcome
+            # the image file and its record are written together, even if shutdown
+            # cancels this command meanwhile
+            added = await asyncio.shield(self._record(interaction, label, data))
+            count = sum(1 for t in bot.store.taught if t.label == label)
+            known = label in (await bot.backend.status()).labels
+            lines = [
+                f"Learned **{label}** from `{image.filename}`. {count} taught image(s) for "
+                "this label; they're used by the next /retrain."
+                if added
+                else f"I already had this image as **{label}**."
+            ]
+            if not known:
+                lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
+            if outcome is not None:
+                guess = f"{outcome.label} ({percent(outcome.confidence)})"
+                lines.append(f"The current model says: {guess}.")
+            await interaction.followup.send("\n".join(lines), ephemeral=True)
+
+    async def _record(self, interaction: discord.Interaction, label: str, data: bytes) -> bool:
+        """Store a taught image and its record; ``False`` if it was already taught."""
         record = await asyncio.to_thread(
             save_taught_image,
-            bot.settings,
+            self.bot.settings,
             label,
             data,
             user_id=interaction.user.id,
             user_name=str(interaction.user),
             guild_id=interaction.guild_id,
         )
-        added = await bot.store.add_taught(record)
-        count = sum(1 for t in bot.store.taught if t.label == label)
-        known = label in (await bot.backend.status()).labels
-        lines = [
-            f"Learned **{label}** from `{image.filename}`. {count} taught image(s) for this "
-            "label; they're used by the next /retrain."
-            if added
-            else f"I already had this image as **{label}**."
-        ]
-        if not known:
-            lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
-        if outcome is not None:
-            guess = f"{outcome.label} ({percent(outcome.confidence)})"
-            lines.append(f"The current model says: {guess}.")
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+        return await self.bot.store.add_taught(record)
 
     @app_commands.command(name="status", description="Backend, model and queue status (admins)")
     @app_commands.default_permissions(administrator=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import time
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -14,7 +15,7 @@ from bot.classifying import classify_attachments
 from bot.client import ClassifierBot
 from bot.cogs.classify import answer_embeds
 from bot.download import looks_like_image
-from bot.errors import UserError, explain
+from bot.errors import Busy, OnCooldown, UserError, explain
 from golem_backend import BackendError, ImageError
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class AutoClassifyCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
+        self.warnings = Warnings(bot.settings.cooldown_window_s)
 
     @app_commands.command(
         name="autoclassify", description="Reply automatically to images posted in this channel"
@@ -84,19 +86,45 @@ class AutoClassifyCog(commands.Cog):
             async with bot.gate.slot():
                 bot.cooldowns.hit(message.author.id)
                 answers = await classify_attachments(bot, images[:cap], bot.settings.top_k)
-                await message.reply(
-                    content=note, embeds=answer_embeds(bot, answers), mention_author=False
-                )
+                await reply(message, content=note, embeds=answer_embeds(bot, answers))
+        except (OnCooldown, Busy) as exc:
+            if self.warnings.should_warn(message.author.id):
+                await self._reply_quietly(message, exc.message)
         except (UserError, BackendError, ImageError) as exc:
             await self._reply_quietly(message, explain(exc) or str(exc))
         except discord.Forbidden:
             log.warning("no permission to reply in channel %s", message.channel.id)
+        except discord.HTTPException as exc:
+            log.warning("could not reply in channel %s: %s", message.channel.id, exc)
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         try:
-            await message.reply(text, mention_author=False)
+            await reply(message, content=text)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+
+
+async def reply(message: discord.Message, **kwargs: Any) -> None:
+    """Reply without pinging; if the message was deleted meanwhile, post it anyway."""
+    reference = message.to_reference(fail_if_not_exists=False)
+    await message.channel.send(reference=reference, mention_author=False, **kwargs)
+
+
+class Warnings:
+    """Warn each user at most once per ``window_s`` that they are too fast (or the bot
+    is busy), so that a burst of images does not get a burst of public replies."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._last: dict[int, float] = {}
+
+    def should_warn(self, user_id: int) -> bool:
+        now = time.monotonic()
+        self._last = {u: t for u, t in self._last.items() if now - t < self.window_s}
+        if user_id in self._last:
+            return False
+        self._last[user_id] = now
+        return True
 
 
 async def setup(bot: ClassifierBot) -> None:

@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.classifying import ImageAnswer, classify_attachments, precheck
 from bot.client import ClassifierBot
+from bot.discord_limits import CONTENT_MAX, clip, fit_embeds
 from bot.download import looks_like_image
 from bot.embeds import error_embed, labels_embed, prediction_embed
 from bot.errors import NoImages, UserError
@@ -24,6 +25,7 @@ async def defer_public(interaction: discord.Interaction) -> None:
 
 
 def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discord.Embed]:
+    """One embed per image, fitted together into Discord's size limits."""
     embeds = []
     for a in answers:
         if a.prediction is not None:
@@ -37,7 +39,13 @@ def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discor
             )
         else:
             embeds.append(error_embed(a.attachment.filename, a.error or "Not classified."))
-    return embeds
+    return fit_embeds(embeds)
+
+
+def none_classified_message(answers: list[ImageAnswer]) -> str:
+    """Why no image could be classified, condensed to fit one message."""
+    reasons = "\n".join(f"- {clip(a.attachment.filename, 60)}: {a.error}" for a in answers)
+    return clip(f"None of the images could be classified:\n{reasons}", CONTENT_MAX)
 
 
 def select_images(
@@ -98,8 +106,7 @@ class ClassifyCog(commands.Cog):
             if all(a.prediction is None for a in answers):
                 if len(answers) == 1:
                     raise UserError(answers[0].error or "That image could not be classified.")
-                reasons = "\n".join(f"- {a.attachment.filename}: {a.error}" for a in answers)
-                raise UserError(f"None of the images could be classified:\n{reasons}")
+                raise UserError(none_classified_message(answers))
             await interaction.followup.send(content=note, embeds=answer_embeds(bot, answers))
             interaction.extras["answered"] = True
 

@@ -21,6 +21,7 @@ class ScriptedBackend(Backend):
     """Answers every image with a fixed prediction, or raises ``fail_with`` for the request.
 
     ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
+    ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart.
     """
 
     kind = "scripted"
@@ -33,6 +34,8 @@ class ScriptedBackend(Backend):
         self.calls: list[int] = []
         self.entered = asyncio.Event()  # set when a classification starts
         self.cancelled = 0
+        self.retrain_steps = 0
+        self.retrain_step_s = 0.0
         self.prediction = Prediction(
             "daisy", 0.9, (LabelScore("daisy", 0.9), LabelScore("tulip", 0.1)), "scripted-1"
         )
@@ -58,6 +61,10 @@ class ScriptedBackend(Backend):
     async def retrain(
         self, dataset: Path | None = None, progress: ProgressCallback | None = None
     ) -> TrainReport:
+        for step in range(self.retrain_steps):
+            if progress is not None:
+                progress("training", step, self.retrain_steps)
+            await asyncio.sleep(self.retrain_step_s)
         if self.fail_with is not None:
             raise self.fail_with
         return TrainReport("scripted-2", ("daisy",), 1, None, None, 0.0)

@@ -14,6 +14,7 @@ from typing import Any
 from bot.client import ClassifierBot, configure_endpoints
 from bot.settings import Settings
 from golem_backend import Backend
+from tests.bot.fakes import ScriptedBackend
 from tests.discord_sim import (
     Application,
     Channel,
@@ -114,6 +115,23 @@ async def launch(
         task.result()  # raises what stopped the bot
         raise RuntimeError("the bot stopped before connecting")
     return RunningBot(app, bot, task, settings, world)
+
+
+async def launch_scripted(
+    world: World, name: str, data_dir: Path, env: dict[str, str] | None = None
+) -> tuple[RunningBot, ScriptedBackend]:
+    """A new application ``name`` running the real bot on a :class:`ScriptedBackend`."""
+    app = world.sim.create_application(name)
+    world.guild.members.setdefault(app.user.id, [])
+    backend = ScriptedBackend()
+    base_env = {
+        "DATA_DIR": str(data_dir),
+        "DATASET_DIR": str(data_dir),
+        "DEV_GUILD_ID": str(world.guild.id),
+        "MESSAGE_CONTENT_INTENT": "true",
+    }
+    running = await launch(world, app, {**base_env, **(env or {})}, backend=backend)
+    return running, backend
 
 
 # --- images ------------------------------------------------------------------------------

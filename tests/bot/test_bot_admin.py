@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from tests.bot.harness import NEW_LABEL_SOURCE, TINY_LABELS, RunningBot, flower_bytes
+import bot.retrain_message
+from golem_backend import BackendUnavailable
+from tests.bot.fakes import ScriptedBackend
+from tests.bot.harness import (
+    NEW_LABEL_SOURCE,
+    TINY_LABELS,
+    RunningBot,
+    World,
+    flower_bytes,
+    launch_scripted,
+)
 from tests.bot.images import TEXT_AS_PNG, truncated_jpeg
-from tests.discord_sim import CommandRejected, Message
+from tests.discord_sim import CommandRejected, Interaction, Message
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -166,3 +179,68 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
     assert new_label in status.labels
     ix = await main_bot.slash(w.alice, "labels")
     assert new_label in (await main_bot.reply(ix)).embeds[0]["description"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def retrain_bot(
+    world: World, tmp_path: Path
+) -> AsyncIterator[tuple[RunningBot, ScriptedBackend]]:
+    running, backend = await launch_scripted(
+        world, "RetrainBot", tmp_path, {"PROGRESS_INTERVAL_S": "0.1"}
+    )
+    backend.retrain_steps, backend.retrain_step_s = 4, 0.3
+    yield running, backend
+    await running.stop()
+
+
+def is_report(m: Message) -> bool:
+    return bool(m.embeds) and m.embeds[0].get("title") == "Retraining finished"
+
+
+async def retrain_and_wait_in_channel(running: RunningBot) -> tuple[Interaction, Message]:
+    """Run /retrain; its report must come as a plain channel message."""
+    w = running.world
+    ix = await running.slash(w.admin, "retrain")
+    report = await w.sim.wait_bot_message(
+        lambda m: m.author.id == running.app.user.id and m.interaction_id is None and is_report(m)
+    )
+    return ix, report
+
+
+async def test_retrain_continues_in_the_channel_when_the_token_is_about_to_expire(
+    retrain_bot, monkeypatch: pytest.MonkeyPatch
+):
+    running, _ = retrain_bot
+    monkeypatch.setattr(bot.retrain_message, "INTERACTION_EDIT_WINDOW_S", 0.45)
+    ix, report = await retrain_and_wait_in_channel(running)
+    progress = [content for _, content, _, _ in report.history if content.startswith("Retrain")]
+    assert progress, "progress continues in the channel message"
+    assert report.channel_id == running.world.general.id and not report.ephemeral
+    [original] = ix.messages
+    assert original.content.startswith("Retraining") and not original.embeds
+
+
+async def test_retrain_continues_in_the_channel_when_the_token_has_expired(
+    retrain_bot, monkeypatch: pytest.MonkeyPatch
+):
+    """Discord refuses the edits (401 Invalid Webhook Token): the bot switches over."""
+    running, _ = retrain_bot
+    sim = running.world.sim
+    monkeypatch.setattr(sim, "interaction_token_lifetime_s", 0.45)
+    ix, report = await retrain_and_wait_in_channel(running)
+    assert any(r[2] == 401 and r[3]["code"] == 50027 for r in sim.rejected)
+    assert report.channel_id == running.world.general.id
+    [original] = ix.messages
+    assert not original.embeds and not ix.followups
+
+
+async def test_a_failed_retrain_says_why_once(retrain_bot):
+    running, backend = retrain_bot
+    backend.retrain_steps = 0
+    backend.fail_with = BackendUnavailable("The trainer ran out of memory.")
+    ix = await running.slash(running.world.admin, "retrain")
+    failed = await running.reply(ix, predicate=lambda m: "failed" in m.content)
+    assert failed.content == "❌ Retraining failed: The trainer ran out of memory."
+    assert not failed.ephemeral
+    with pytest.raises(TimeoutError):  # no private follow-up repeating it
+        await running.sim.wait_until(lambda: ix.followups, timeout_s=1)

@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from tests.bot.harness import RunningBot, flower_bytes
-from tests.discord_sim import Channel, Message
+from tests.bot.fakes import ScriptedBackend
+from tests.bot.harness import RunningBot, World, flower_bytes, launch_scripted
+from tests.discord_sim import Channel, Message, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def replies_to(bot: RunningBot, msg: Message) -> list[Message]:
+    return replies_to_any(bot, [msg])
+
+
+def replies_to_any(bot: RunningBot, msgs: list[Message]) -> list[Message]:
+    ids = {m.id for m in msgs}
     return [
         m
         for m in bot.sim.bot_messages()
-        if m.reference_id == msg.id and m.author.id == bot.app.user.id
+        if m.reference_id in ids and m.author.id == bot.app.user.id
     ]
 
 
 async def post_image(
-    bot: RunningBot, channel: Channel, name: str = "p.jpg", index: int = 60
+    bot: RunningBot,
+    channel: Channel,
+    name: str = "p.jpg",
+    index: int = 60,
+    user: User | None = None,
 ) -> Message:
     w = bot.world
     att = w.sim.upload(flower_bytes("daisy", index), name, content_type="image/jpeg")
-    return await w.sim.post_message(channel, w.alice, "what is this?", [att])
+    return await w.sim.post_message(channel, user or w.alice, "what is this?", [att])
 
 
 async def wait_reply(bot: RunningBot, msg: Message) -> Message:
@@ -125,3 +140,91 @@ async def test_watching_a_channel_where_the_bot_cannot_post(main_bot: RunningBot
     assert replies_to(main_bot, posted) == []
     ix = await main_bot.slash(w.admin, "autoclassify", channel=w.muted, mode="off")
     await main_bot.reply(ix)
+
+
+async def test_mentioning_the_bot_is_not_an_error(
+    main_bot: RunningBot, caplog: pytest.LogCaptureFixture
+):
+    """There are no prefix commands: "@Bot what is this?" must not log CommandNotFound."""
+    w = main_bot.world
+    caplog.set_level(logging.ERROR)
+    mention = f"<@{main_bot.app.user.id}> what is this?"
+    await w.sim.post_message(w.other, w.alice, mention)
+    att = w.sim.upload(flower_bytes("daisy", 68), "m.jpg", content_type="image/jpeg")
+    posted = await w.sim.post_message(w.watched, w.alice, mention, [att])
+    reply = await wait_reply(main_bot, posted)  # auto-replies still work
+    assert "%" in reply.embeds[0]["title"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def burst_bot(
+    world: World, tmp_path: Path
+) -> AsyncIterator[tuple[RunningBot, ScriptedBackend, Channel]]:
+    channel = world.sim.create_channel(world.guild, "burst")
+    running, backend = await launch_scripted(
+        world,
+        "BurstBot",
+        tmp_path,
+        {
+            "AUTOCLASSIFY_CHANNEL_IDS": str(channel.id),
+            "COOLDOWN_USES": "1",
+            "COOLDOWN_WINDOW_S": "60",
+        },
+    )
+    yield running, backend, channel
+    await running.stop()
+
+
+async def test_a_burst_of_images_gets_one_slow_down_warning(burst_bot):
+    running, _, channel = burst_bot
+    w = running.world
+    user = w.new_member("bursty")
+    posted = [await post_image(running, channel, index=90 + i, user=user) for i in range(4)]
+    marker = await post_image(running, channel, index=95)  # alice: not on cooldown
+    await wait_reply(running, marker)
+    await running.sim.wait_until(lambda: len(replies_to_any(running, posted)) >= 2)
+    replies = replies_to_any(running, posted)
+    warnings = [m for m in replies if m.content.startswith("Slow down")]
+    assert len(replies) == 2 and len(warnings) == 1, [m.text for m in replies]
+
+
+async def test_image_deleted_before_the_reply_is_still_answered(
+    burst_bot, caplog: pytest.LogCaptureFixture
+):
+    running, backend, channel = burst_bot
+    w = running.world
+    caplog.set_level(logging.WARNING)
+    backend.gate, backend.entered = asyncio.Event(), asyncio.Event()
+    try:
+        posted = await post_image(running, channel, index=96, user=w.new_member("deleter"))
+        await asyncio.wait_for(backend.entered.wait(), 10)
+        posted.deleted = True  # the user deletes the message while it is classified
+        backend.gate.set()
+        answer = await running.sim.wait_bot_message(
+            lambda m: m.channel_id == channel.id and m.created_mono > posted.created_mono
+        )
+    finally:
+        backend.gate = None
+    assert answer.reference_id is None and answer.embeds[0]["title"].startswith("daisy")
+    assert "Traceback" not in caplog.text and "Ignoring exception" not in caplog.text
+
+
+async def test_channel_deleted_before_the_reply_is_logged_not_raised(
+    burst_bot, caplog: pytest.LogCaptureFixture
+):
+    running, backend, channel = burst_bot
+    w = running.world
+    caplog.set_level(logging.WARNING)
+    backend.gate, backend.entered = asyncio.Event(), asyncio.Event()
+    posted = await post_image(running, channel, index=97, user=w.new_member("leaver"))
+    await asyncio.wait_for(backend.entered.wait(), 10)
+    w.sim.channels.pop(channel.id)  # the channel is deleted: replying gives 404
+    w.guild.channels.pop(channel.id)
+    rejected_before = len(w.sim.rejected)
+    backend.gate.set()
+    await w.sim.wait_until(
+        lambda: any(r[2] == 404 for r in w.sim.rejected[rejected_before:]), timeout_s=10
+    )
+    await w.sim.wait_until(lambda: "could not reply in channel" in caplog.text, timeout_s=10)
+    assert "Ignoring exception" not in caplog.text and replies_to(running, posted) == []

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from tests.bot.harness import TINY_LABELS, RunningBot, flower_bytes
+import pytest
+import pytest_asyncio
+
+from golem_backend import LabelScore, Prediction
+from tests.bot.harness import TINY_LABELS, RunningBot, World, flower_bytes, launch_scripted
 from tests.bot.images import (
     TEXT_AS_PNG,
     gif_of,
@@ -191,3 +196,45 @@ async def test_labels_lists_the_model_labels(main_bot: RunningBot):
     assert msg.ephemeral
     for label in TINY_LABELS:
         assert label in msg.embeds[0]["description"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def verbose_bot(world: World, tmp_path: Path) -> AsyncIterator[RunningBot]:
+    """TOP_K=10, 10 images per message, long labels and an unsure (longer) answer."""
+    running, backend = await launch_scripted(
+        world,
+        "VerboseBot",
+        tmp_path,
+        {"TOP_K": "10", "MAX_IMAGES_PER_MESSAGE": "10", "LOW_CONFIDENCE": "1.0"},
+    )
+    labels = [f"label_{i:02d}_" + "x_" * 12 for i in range(10)]  # 32 characters
+    top = tuple(LabelScore(label, 0.1) for label in labels)
+    backend.prediction = Prediction(labels[0], 0.1, top, "scripted-model-" + "0" * 20)
+    yield running
+    await running.stop()
+
+
+async def test_ten_answers_with_ten_long_labels_fit_in_one_message(verbose_bot: RunningBot):
+    w = verbose_bot.world
+    atts = [
+        w.sim.upload(flower_bytes("daisy", i), f"{i:02d}-" + "n" * 60 + ".jpg") for i in range(10)
+    ]
+    target = await w.sim.post_message(w.general, w.alice, "", atts)
+    ix = await verbose_bot.menu(w.alice, target)
+    msg = await verbose_bot.reply(ix)
+    assert not msg.ephemeral and len(msg.embeds) == 10, msg.text
+    for e in msg.embeds:
+        assert e["title"].startswith("Not sure: closest is label_00_")
+        assert "label\\_00\\_" in e["fields"][0]["value"]  # the best score is kept
+
+
+async def test_none_classified_message_fits_in_one_message(verbose_bot: RunningBot):
+    w = verbose_bot.world
+    atts = [
+        w.sim.upload(b"", f"{i}-" + "e" * 180 + ".png", content_type="image/png") for i in range(10)
+    ]
+    target = await w.sim.post_message(w.general, w.alice, "", atts)
+    ix = await verbose_bot.menu(w.alice, target)
+    msg = await error_reply(verbose_bot, ix)
+    assert msg.content.startswith("None of the images could be classified")
+    assert len(msg.content) <= 2000 and msg.content.count("That file is empty.") == 10

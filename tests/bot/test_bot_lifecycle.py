@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -17,7 +18,14 @@ from bot.__main__ import exit_code_for
 from bot.client import BackendStartFailed
 from golem_backend import BackendUnavailable
 from tests.bot.fakes import ScriptedBackend
-from tests.bot.harness import ROOT, World, data_dir_with_model, flower_bytes, launch
+from tests.bot.harness import (
+    ROOT,
+    World,
+    data_dir_with_model,
+    flower_bytes,
+    launch,
+    launch_scripted,
+)
 from tests.discord_sim import Application
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -301,3 +309,41 @@ async def test_watched_channels_survive_a_restart_and_extension_failures_are_log
         assert reply.embeds[0]["title"].startswith("daisy")
     finally:
         await second.stop()
+
+
+async def test_shutdown_refuses_new_teach_and_waits_for_one_in_flight(world: World, tmp_path: Path):
+    """/teach takes a slot like classification: refused once shutdown began, and the
+    one in flight completes (file and record) before the sessions close."""
+    running, backend = await launch_scripted(
+        world, "TeachShutdownBot", tmp_path, {"SHUTDOWN_GRACE_S": "20"}
+    )
+    backend.gate = asyncio.Event()  # holds the verification classification
+    sim, app = world.sim, running.app
+    first = await sim.slash(
+        app,
+        world.general,
+        world.admin,
+        "teach",
+        {"label": "daisy", "image": sim.upload(flower_bytes("daisy", 7), "a.jpg")},
+    )
+    await asyncio.wait_for(backend.entered.wait(), 10)
+    closing = asyncio.create_task(running.bot.close())
+    await asyncio.sleep(0)  # close() runs up to its first await: it stops admitting work
+    second = await sim.slash(
+        app,
+        world.general,
+        world.admin,
+        "teach",
+        {"label": "daisy", "image": sim.upload(flower_bytes("daisy", 8), "b.jpg")},
+    )
+    refused = await sim.wait_response(second)
+    assert refused.ephemeral and refused.content.startswith("I'm restarting")
+    assert not closing.done() and not backend.stopped, "shutdown waits for the /teach"
+    backend.gate.set()
+    learned = await sim.wait_response(first)
+    assert learned.ephemeral and learned.content.startswith("Learned **daisy**"), learned.text
+    await asyncio.wait_for(closing, 15)
+    await asyncio.wait_for(running.task, 15)
+    state = json.loads((tmp_path / "bot-state.json").read_text())
+    assert [r["label"] for r in state["taught"]] == ["daisy"]
+    assert len(list((tmp_path / "taught" / "daisy").iterdir())) == 1

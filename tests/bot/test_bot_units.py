@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
+import discord
 import pytest
 from pydantic import ValidationError
 
-from bot.download import check_url, sniff_image
+from bot.discord_limits import EMBED_TOTAL_MAX, fit_embeds
+from bot.download import check_url, download, sniff_image, too_large_message
 from bot.embeds import bar, is_unsure, prediction_embed
 from bot.errors import DownloadError, UserError
 from bot.logconfig import REDACTED, RedactingFormatter
@@ -153,3 +156,81 @@ def test_redacting_formatter():
     fmt = RedactingFormatter("%(message)s", ["s3cr3t"])
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token=%s", ("s3cr3t",), None)
     assert fmt.format(record) == f"token={REDACTED}"
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        (1024 * 1024, "1 MB"),
+        (1536 * 1024, "1.5 MB"),
+        (1280 * 1024, "1.25 MB"),
+        (10 * 1024 * 1024, "10 MB"),
+        (512 * 1024, "512 KB"),
+        (1536, "1.5 KB"),
+        (900, "900 bytes"),
+    ],
+)
+def test_size_limits_are_shown_exactly(limit: int, expected: str):
+    assert too_large_message(limit) == f"That file is too large (the limit is {expected})."
+
+
+def test_training_view_skips_temporary_and_hidden_files(tmp_path: Path):
+    base = tmp_path / "base"
+    (base / "daisy").mkdir(parents=True)
+    (base / "daisy" / "1.jpg").write_bytes(b"\xff\xd8\xff")
+    s = settings_from_env(
+        {"DISCORD_TOKEN": "a.b.c", "DATA_DIR": str(tmp_path / "data"), "DATASET_DIR": str(base)}
+    )
+    rec = save_taught_image(s, "rose", b"\xff\xd8\xff\xe0x", user_id=7, user_name="u", guild_id=1)
+    rose = s.data_dir / "taught" / "rose"
+    (rose / f".{rec.sha256}.jpg.k2j4.tmp").write_bytes(b"half-written")  # /teach mid-write
+    (s.data_dir / "taught" / ".hidden").mkdir()
+    (s.data_dir / "taught" / ".hidden" / "x.jpg").write_bytes(b"\xff\xd8\xff")
+    view = build_training_dataset(s)
+    files = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file())
+    assert files == ["daisy/1.jpg", f"rose/taught-{rec.sha256}.jpg"]
+
+
+def test_fit_embeds_keeps_ten_big_answers_within_discord_limits():
+    labels = [f"label_{i:02d}_" + "x_" * 12 for i in range(10)]  # 32 characters, escaped "_"
+    top = tuple(LabelScore(label, 0.1) for label in labels)
+    pred = Prediction(labels[0], 0.1, top, "model-" + "m" * 40)
+    embeds = [
+        prediction_embed(pred, filename="f" * 300, thumbnail_url=None, low_confidence=0.5)
+        for _ in range(10)
+    ]
+    assert sum(len(e) for e in embeds) > EMBED_TOTAL_MAX
+    fitted = fit_embeds(embeds)
+    assert sum(len(e) for e in fitted) <= EMBED_TOTAL_MAX
+    for e in fitted:
+        assert len(e.author.name or "") <= 256 and e.title and labels[0] in e.title
+        assert e.fields[0].value and labels[0].replace("_", "\\_") in e.fields[0].value
+    big = discord.Embed(title="t" * 300, description="d" * 5000)
+    big.add_field(name="n", value="v" * 2000)
+    big = fit_embeds([big])[0]
+    assert len(big.title or "") == 256 and len(big.description or "") <= 4096
+    assert len(big.fields[0].value or "") <= 1024 and len(big) <= EMBED_TOTAL_MAX
+
+
+async def test_download_on_a_closed_session_is_a_download_error():
+    session = aiohttp.ClientSession()
+    await session.close()
+    with pytest.raises(DownloadError, match="restarting"):
+        await download(
+            session,
+            "https://cdn.discordapp.com/attachments/1/2/a.png",
+            allowed_hosts={"cdn.discordapp.com"},
+            max_bytes=1024,
+            timeout_s=5,
+        )
+
+
+def test_simulator_counts_embed_author_names_like_discord():
+    from tests.discord_sim.validation import DiscordError, validate_message
+
+    with pytest.raises(DiscordError) as info:
+        validate_message({"embeds": [{"author": {"name": "a" * 257}}]}, 0)
+    assert info.value.code == 50035
+    embeds = [{"description": "d" * 400, "author": {"name": "a" * 250}} for _ in range(10)]
+    with pytest.raises(DiscordError, match="Invalid Form Body"):
+        validate_message({"embeds": embeds}, 0)  # 4,000 characters without the authors

@@ -219,7 +219,7 @@ class RestApi:
         ix = self.sim.interactions_by_token.get(request.match_info["token"])
         if ix is None or str(ix.app.id) != request.match_info["app_id"]:
             raise DiscordError(404, 10015, "Unknown Webhook")
-        if time.monotonic() - ix.created > 15 * 60:
+        if time.monotonic() - ix.created > self.sim.interaction_token_lifetime_s:
             raise DiscordError(401, 50027, "Invalid Webhook Token")
         return ix
 
@@ -292,10 +292,12 @@ class RestApi:
         validate_message(payload, len(files))
         ref = payload.get("message_reference")
         ref_id = int(ref["message_id"]) if ref else None
-        if ref_id is not None and ref_id not in sim.messages:
-            raise DiscordError(
-                400, 50035, "Invalid Form Body", {"message_reference": "Unknown message"}
-            )
+        if ref_id is not None and (ref_id not in sim.messages or sim.messages[ref_id].deleted):
+            if ref.get("fail_if_not_exists", True):
+                raise DiscordError(
+                    400, 50035, "Invalid Form Body", {"message_reference": "Unknown message"}
+                )
+            ref_id = None  # sent as a plain message
         msg = Message(snowflake(), channel.id, guild.id, app.user, reference_id=ref_id)
         self._apply(msg, payload, files)
         await sim.publish_message(msg)

@@ -68,6 +68,8 @@ class Interaction:
 class DiscordSimulator:
     def __init__(self, *, response_deadline_s: float = 3.0) -> None:
         self.response_deadline_s = response_deadline_s
+        #: interaction tokens (follow-ups, edits) expire this long after the interaction
+        self.interaction_token_lifetime_s = 15 * 60.0
         self.port = 0
         self.apps_by_token: dict[str, Application] = {}
         self.users: dict[int, User] = {}

@@ -68,6 +68,10 @@ def validate_message(payload: dict[str, Any], n_files: int, *, edit: bool = Fals
         total += len(footer)
         if len(footer) > 2048:
             errors[f"embeds.{i}.footer"] = "Must be 2048 or fewer in length."
+        author = (e.get("author") or {}).get("name") or ""
+        total += len(author)
+        if len(author) > 256:
+            errors[f"embeds.{i}.author.name"] = "Must be 256 or fewer in length."
     if total > 6000:
         errors["embeds"] = "Embed size exceeds maximum size of 6000"
     if n_files > MAX_FILES:
