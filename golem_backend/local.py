@@ -40,6 +40,7 @@ from golem_backend.base import (
     ProgressCallback,
     TrainReport,
 )
+from golem_backend.lifecycle import Lifecycle
 from golem_backend.local_pool import Worker, worker_context, worker_threads
 from golem_backend.local_queue import Job, RequestQueue
 from golem_backend.local_training import (
@@ -58,6 +59,7 @@ _MAX_ATTEMPTS = 2  # an image whose worker crashes is retried once
 _STUCK_GRACE_S = 1.0  # a batch running this long past the request timeout means a stuck worker
 _CRASHED = "The classifier worker crashed; try again."
 _SHUTTING_DOWN = "The classifier is shutting down."
+_STOPPED_WHILE_STARTING = "The classifier was stopped while it was starting."
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,7 @@ class LocalBackend(Backend):
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._model: _Model | None = None
-        self._state = "new"  # new | starting | ready | stopped
+        self._life = Lifecycle()
         self._training: TrainingRun | None = None
         self._batches = 0
         self._crashes_for_tests = 0
@@ -98,31 +100,31 @@ class LocalBackend(Backend):
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._state == "stopped":
+        if self._life.state == "stopped":
             raise BackendUnavailable("The classifier was stopped; create a new backend.")
-        if self._state != "new":
+        if self._life.state != "new":
             return
-        self._state = "starting"
-        path = self._settings.model_path
-        try:
-            if not path.exists():
-                log.info("no model at %s; training the default model first", path)
-                await self._train(None, self._progress, serving=False)
-            info = await self._boot_all(None)
-            if isinstance(info, ModelError):
-                log.error("the model file %s is unusable (%s); training a new one", path, info)
-                summary = await self._train(None, self._progress, serving=False)
-                info = await self._boot_all(summary["model_id"])
-                if isinstance(info, ModelError):
-                    raise BackendUnavailable(f"The newly trained model is unusable: {info}")
-        except BaseException:
-            await self.stop()
-            raise
+        info = await self._life.start(self._boot(), self._release, _STOPPED_WHILE_STARTING)
         self._model = _Model(info["model_id"], tuple(info["labels"]), info["accuracy"])
         self._spawn(self._dispatch_loop())
-        self._state = "ready"
+        self._life.state = "ready"
         workers, model_id = len(self._workers), self._model.model_id
         log.info("ready: model %s, %d worker(s) x %d thread(s)", model_id, workers, self._threads)
+
+    async def _boot(self) -> dict[str, Any]:
+        """Train a model if there is none (or it is unusable), start every worker on it."""
+        path = self._settings.model_path
+        if not path.exists():
+            log.info("no model at %s; training the default model first", path)
+            await self._train(None, self._progress, serving=False)
+        info = await self._boot_all(None)
+        if isinstance(info, ModelError):
+            log.error("the model file %s is unusable (%s); training a new one", path, info)
+            summary = await self._train(None, self._progress, serving=False)
+            info = await self._boot_all(summary["model_id"])
+            if isinstance(info, ModelError):
+                raise BackendUnavailable(f"The newly trained model is unusable: {info}")
+        return info
 
     async def _boot_all(self, model_id: str | None) -> dict[str, Any] | ModelError:
         """Start every worker on ``model_id``; the first worker's info, or the model's error."""
@@ -139,9 +141,10 @@ class LocalBackend(Backend):
         return results[0]  # type: ignore[return-value]
 
     async def stop(self) -> None:
-        if self._state == "stopped":
-            return
-        self._state = "stopped"
+        await self._life.stop(self._release)
+
+    async def _release(self) -> None:
+        """Fail every request, stop every task, the training and the workers (once)."""
         self._queue.fail_all(_SHUTTING_DOWN)
         for job in (job for worker in self._workers for job in worker.batch):
             self._queue.fail(job.request, BackendUnavailable(_SHUTTING_DOWN))
@@ -177,7 +180,7 @@ class LocalBackend(Backend):
             raise
 
     def _check_serving(self) -> None:
-        if self._state == "ready":
+        if self._life.state == "ready":
             if not any(w.state != "failed" for w in self._workers):
                 raise BackendUnavailable("The classifier workers are down; try again later.")
             return
@@ -185,7 +188,7 @@ class LocalBackend(Backend):
             {
                 "new": "The classifier is not started.",
                 "starting": "The classifier is starting; try again in a moment.",
-            }.get(self._state, _SHUTTING_DOWN)
+            }.get(self._life.state, _SHUTTING_DOWN)
         )
 
     async def _dispatch_loop(self) -> None:
@@ -293,6 +296,14 @@ class LocalBackend(Backend):
     async def _refresh(self, worker: Worker, model_id: str) -> None:
         try:
             await worker.refresh(model_id)
+        except TimeoutError:
+            timeout = worker.load_timeout_s
+            log.error(
+                "%s did not load model %s in %.0f s; killing it", worker.name, model_id, timeout
+            )
+            worker.kill()
+            self._on_crash(worker, [])
+            return
         except BrokenExecutor:
             self._on_crash(worker, [])
             return
@@ -338,7 +349,7 @@ class LocalBackend(Backend):
         try:
             summary = await self._training.run(progress)
         except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._state == "stopped" else None
+            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
             raise training_failure(exc, serving=serving, shutting_down=stopped) from None
         finally:
             self._training = None
@@ -355,7 +366,7 @@ class LocalBackend(Backend):
         in_flight = sum(len(w.batch) for w in self._workers)
         return BackendStatus(
             kind=self.kind,
-            ready=self._state == "ready" and any(w.state != "failed" for w in self._workers),
+            ready=self._life.state == "ready" and any(w.state != "failed" for w in self._workers),
             model_id=model.model_id if model else None,
             labels=model.labels if model else (),
             accuracy=model.accuracy if model else None,

@@ -30,6 +30,8 @@ from golem_backend.base import Outcome
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 180.0  # process start + imports + model load, on a busy machine
+#: Loading a swapped-in model in a running worker (a worker stuck longer is killed).
+LOAD_TIMEOUT_S = _START_TIMEOUT_S
 _STOP_GRACE_S = 1.0
 _PRELOAD = ["golem_backend.local_worker", "provider.model", "provider.train"]
 
@@ -75,6 +77,7 @@ class Worker:
         self._path = str(model_path)
         self._threads = threads
         self._executor: ProcessPoolExecutor | None = None
+        self.load_timeout_s = LOAD_TIMEOUT_S
 
     @property
     def alive(self) -> bool:
@@ -100,9 +103,13 @@ class Worker:
         return info
 
     async def refresh(self, model_id: str) -> None:
-        """Load ``model_id`` (just swapped in) while idle, ahead of the next batch."""
+        """Load ``model_id`` (just swapped in) while idle, ahead of the next batch.
+
+        Raises ``TimeoutError`` after ``load_timeout_s``: the process is stuck (kill it).
+        """
         self.state = "loading"
-        info = await self._call(local_worker.describe, self._path, model_id)
+        async with asyncio.timeout(self.load_timeout_s):
+            info = await self._call(local_worker.describe, self._path, model_id)
         self.model_id, self.state = info["model_id"], "idle"
 
     async def classify(
@@ -121,9 +128,13 @@ class Worker:
         """Test hook: make the process exit abruptly, as a segfault would."""
         await self._call(local_worker.exit_for_tests, 70)
 
+    async def hang_on_next_load_for_tests(self) -> None:
+        """Test hook: the process's next model (re)load never returns."""
+        await self._call(local_worker.hang_on_next_load_for_tests)
+
     def kill(self) -> None:
         """Kill the process now (it is stuck); its pending call then fails as a crash would."""
-        for process in _processes(self._executor):
+        for process in executor_processes(self._executor):
             process.kill()
 
     async def shutdown(self, state: str = "stopped") -> None:
@@ -131,7 +142,7 @@ class Worker:
         executor, self._executor, self.state = self._executor, None, state
         if executor is None:
             return
-        processes = _processes(executor)
+        processes = executor_processes(executor)
         call_queue = getattr(executor, "_call_queue", None)  # shutdown() drops the reference
         executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(_reap, processes)
@@ -143,7 +154,7 @@ class Worker:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
-def _processes(executor: ProcessPoolExecutor | None) -> list[BaseProcess]:
+def executor_processes(executor: ProcessPoolExecutor | None) -> list[BaseProcess]:
     # ``_processes`` is private but stable since Python 3.2; the executor has no public way
     # to reach its processes, and a stuck one must not outlive us.
     return list((getattr(executor, "_processes", None) or {}).values())

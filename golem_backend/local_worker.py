@@ -43,6 +43,7 @@ class _WorkerState:
     model: Any = None  # provider.model.Classifier, imported lazily
     key: tuple[str, str] | None = None  # (model path, model id) of ``model``
     load_error: Exception | None = None
+    hang_next_load: bool = False  # test hook: see hang_on_next_load_for_tests()
 
 
 _STATE = _WorkerState()
@@ -82,6 +83,10 @@ def init_worker(model_path: str, threads: int | None) -> None:
 
 def _load(model_path: str) -> Any:
     from provider.model import Classifier
+
+    if _STATE.hang_next_load:  # test hook: a load that never ends (e.g. a stuck NFS read)
+        _STATE.hang_next_load = False
+        threading.Event().wait()
 
     model = Classifier.load(Path(model_path))
     _STATE.model, _STATE.key, _STATE.load_error = model, (model_path, model.model_id), None
@@ -128,6 +133,11 @@ def classify_batch(
 def exit_for_tests(code: int) -> None:
     """Test hook: end this worker abruptly, as a segfault or the OOM killer would."""
     os._exit(code)
+
+
+def hang_on_next_load_for_tests() -> None:
+    """Test hook: the next model load in this worker blocks for ever."""
+    _STATE.hang_next_load = True
 
 
 # --- training process ----------------------------------------------------------------------

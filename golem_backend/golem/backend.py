@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from golem_backend.base import (
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
-from golem_backend.local_pool import worker_context
+from golem_backend.lifecycle import Lifecycle
+from golem_backend.local_pool import LOAD_TIMEOUT_S, executor_processes, worker_context
 from golem_backend.local_training import (
     TrainingFailed,
     TrainingRun,
@@ -47,6 +50,9 @@ from provider.errors import EmptyImage, ImageTooLarge, ModelError
 logger = logging.getLogger(__name__)
 
 _SHUTTING_DOWN = "The Golem backend is shutting down."
+#: Reading the model's id and labels at start (a throw-away process loads the model).
+DESCRIBE_TIMEOUT_S = LOAD_TIMEOUT_S
+_STOPPED_WHILE_STARTING = "The Golem backend was stopped while it was starting."
 
 
 def dispatcher_config(settings: BackendSettings) -> DispatcherConfig:
@@ -90,41 +96,47 @@ class GolemBackend(Backend):
         self._store: ModelStore | None = None
         self._accuracy: float | None = None
         self._training: TrainingRun | None = None
-        self._state = "new"  # new | starting | ready | stopped
+        self._life = Lifecycle()
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._state == "stopped":
+        if self._life.state == "stopped":
             raise BackendUnavailable("The Golem backend was stopped; create a new backend.")
-        if self._state != "new":
+        if self._life.state != "new":
             return
-        self._state = "starting"
-        try:
-            await self._runtime.start()
-            self._store = ModelStore(await self._load_model())
-            dispatcher = Dispatcher(self._runtime.open_cluster, self._instance_params, self._config)
-            self._dispatcher = dispatcher
-            try:
-                await asyncio.wait_for(dispatcher.start(), self._settings.golem_start_timeout_s)
-            except BackendUnavailable:
-                raise
-            except Exception as exc:
-                raise BackendUnavailable(f"Could not start Golem instances: {exc}") from None
-        except BaseException:
-            await self.stop()
-            raise
-        self._state = "ready"
+        await self._life.start(self._open(), self._release, _STOPPED_WHILE_STARTING)
+        self._life.state = "ready"
+        assert self._store is not None
         logger.info(
             "golem backend ready: model %s, %d instance(s) requested",
             self._store.current.model_id,
             self._config.num_instances,
         )
 
+    async def _open(self) -> None:
+        """Connect to yagna, make sure there is a model, open the instances."""
+        await self._runtime.start()
+        self._store = ModelStore(await self._load_model())
+        dispatcher = Dispatcher(self._runtime.open_cluster, self._instance_params, self._config)
+        self._dispatcher = dispatcher
+        timeout = self._settings.golem_start_timeout_s
+        try:
+            await asyncio.wait_for(dispatcher.start(), timeout)
+        except BackendUnavailable:
+            raise
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"Golem did not open the classifier instances within {timeout:g} s "
+                "(GOLEM_START_TIMEOUT_S); check yagna and try again."
+            ) from None
+        except Exception as exc:
+            raise BackendUnavailable(f"Could not start Golem instances: {_reason(exc)}") from exc
+
     async def stop(self) -> None:
-        if self._state == "stopped":
-            return
-        self._state = "stopped"
+        await self._life.stop(self._release)
+
+    async def _release(self) -> None:
         if self._training is not None:
             await self._training.kill()
         if self._dispatcher is not None:
@@ -149,7 +161,7 @@ class GolemBackend(Backend):
         path = self._settings.model_path
         if path.exists():
             try:
-                info = await _describe(path)
+                info = await _describe(path, DESCRIBE_TIMEOUT_S)
             except ModelError as exc:
                 logger.error("the model file %s is unusable (%s); training a new one", path, exc)
             else:
@@ -175,7 +187,7 @@ class GolemBackend(Backend):
         try:
             summary = await self._training.run(progress)
         except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._state == "stopped" else None
+            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
             raise training_failure(exc, serving=serving, shutting_down=stopped) from None
         finally:
             self._training = None
@@ -201,8 +213,8 @@ class GolemBackend(Backend):
     # --- serving ----------------------------------------------------------------------
 
     def _ready(self) -> tuple[Dispatcher, ModelStore]:
-        if self._state != "ready" or self._dispatcher is None or self._store is None:
-            if self._state == "stopped":
+        if self._life.state != "ready" or self._dispatcher is None or self._store is None:
+            if self._life.state == "stopped":
                 raise BackendUnavailable(_SHUTTING_DOWN)
             raise BackendUnavailable("The Golem backend is not started yet.")
         return self._dispatcher, self._store
@@ -245,7 +257,7 @@ class GolemBackend(Backend):
             detail += "; retraining"
         return BackendStatus(
             kind=self.kind,
-            ready=self._state == "ready" and dispatcher is not None and dispatcher.ready,
+            ready=self._life.state == "ready" and dispatcher is not None and dispatcher.ready,
             model_id=store.current.model_id if store else None,
             labels=store.current.labels if store else (),
             accuracy=self._accuracy,
@@ -263,16 +275,52 @@ class GolemBackend(Backend):
         )
 
 
-async def _describe(path: Path) -> dict[str, Any]:
-    """Model id, labels and accuracy, read in a throw-away process (keeps the bot light)."""
-    loop = asyncio.get_running_loop()
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
+async def _describe(path: Path, timeout_s: float) -> dict[str, Any]:
+    """Model id, labels and accuracy, read in a throw-away process (keeps the bot light).
+
+    Raises ``ModelError`` (the file is unusable) or ``BackendUnavailable`` (the process could
+    not start, died, or did not answer within ``timeout_s``: it is then killed).
+    """
+    pool: ProcessPoolExecutor | None = None
+    answered = False
     try:
-        return await loop.run_in_executor(pool, local_worker.describe, str(path))
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
+        async with asyncio.timeout(timeout_s):
+            info = await asyncio.get_running_loop().run_in_executor(
+                pool, local_worker.describe, str(path)
+            )
+        answered = True
+        return info
+    except TimeoutError:  # before OSError: TimeoutError is one
+        raise BackendUnavailable(
+            f"Reading the model {path} took more than {timeout_s:g} s; "
+            "check the disk or network share it is on."
+        ) from None
+    except (OSError, BrokenProcessPool) as exc:
+        raise BackendUnavailable(f"Could not read the model {path}: {_reason(exc)}") from exc
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            processes = executor_processes(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+            if not answered:  # it may be stuck: do not leave it behind
+                await asyncio.shield(asyncio.to_thread(_kill, processes))
+
+
+def _kill(processes: list[BaseProcess]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
 
 
 async def _artifact(path: Path, info: dict[str, Any]) -> ModelArtifact:
-    data = await asyncio.to_thread(path.read_bytes)
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise BackendUnavailable(f"Could not read the model {path}: {_reason(exc)}") from exc
     return ModelArtifact(data=data, model_id=str(info["model_id"]), labels=tuple(info["labels"]))
+
+
+def _reason(exc: BaseException) -> str:
+    """``str(exc)``, or the exception's type when it has no text (e.g. ``TimeoutError()``)."""
+    return str(exc) or type(exc).__name__

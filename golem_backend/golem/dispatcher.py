@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
 
 _SHUTTING_DOWN = "The Golem backend is shutting down."
+_DISPATCH_FAILED = "The Golem backend could not send the request to a provider; try again."
+_SENT = 0.0  # _dispatch() sent a batch
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,7 +75,8 @@ class Dispatcher:
 
     async def start(self) -> None:
         await self.pool.start()
-        self._loop_task = asyncio.create_task(self._dispatch_loop())
+        if not self._closing:  # stop() may have run while the pool was starting
+            self._loop_task = asyncio.create_task(self._dispatch_loop())
 
     async def submit(self, images: list[bytes], top_k: int, timeout_s: float) -> list[Outcome]:
         """Classify ``images``; one outcome per image, or a typed error for the request."""
@@ -158,19 +161,36 @@ class Dispatcher:
     async def _dispatch_loop(self) -> None:
         while True:
             self._wakeup.clear()
-            while self._queue and self._queue[0].future.done():
-                self._queue.popleft()
-            timeout = None
-            worker = self._pick_worker() if self._queue else None
-            if worker is not None:
-                queued = sum(len(r.images) for r in self._queue if not r.future.done())
-                wait = self._queue[0].enqueued_at + self.config.batch_wait_s - time.monotonic()
-                if queued >= self.config.batch_size or wait <= 0:
-                    self._send_requests(worker, self._take_batch())
-                    continue
-                timeout = wait
+            try:
+                timeout = self._dispatch()
+            except Exception:  # never let the dispatcher die silently
+                logger.exception("Golem dispatcher error")
+                timeout = None
+            if timeout == _SENT:
+                continue  # look again at once: more may be due
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _dispatch(self) -> float | None:
+        """Send one batch if one is due (returns ``_SENT``), else how long to hold it open."""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+        worker = self._pick_worker() if self._queue else None
+        if worker is None:
+            return None
+        queued = sum(len(r.images) for r in self._queue if not r.future.done())
+        wait = self._queue[0].enqueued_at + self.config.batch_wait_s - time.monotonic()
+        if queued < self.config.batch_size and wait > 0:
+            return wait
+        reqs = self._take_batch()
+        try:
+            self._send_requests(worker, reqs)
+        except Exception:
+            for req in reqs:  # taken off the queue: fail them rather than lose them
+                if not req.future.done():
+                    req.future.set_exception(BackendUnavailable(_DISPATCH_FAILED))
+            raise
+        return _SENT
 
     def _take_batch(self) -> list[_Request]:
         taken: list[_Request] = []
@@ -194,7 +214,11 @@ class Dispatcher:
 
     def _send(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
         worker.in_flight[batch.batch_id] = batch
-        worker.service.send_message_nowait(batch)
+        try:
+            worker.service.send_message_nowait(batch)
+        except BaseException:
+            del worker.in_flight[batch.batch_id]
+            raise
         task = asyncio.create_task(self._watch(worker, batch, reqs))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)

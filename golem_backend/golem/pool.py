@@ -133,7 +133,8 @@ class InstancePool:
 
     async def start(self) -> None:
         await self._open(self.config.num_instances)
-        self._monitor = asyncio.create_task(self._monitor_loop())
+        if not self._closing:  # stop() may have run while the cluster was opening
+            self._monitor = asyncio.create_task(self._monitor_loop())
 
     def serving(self) -> list[Worker]:
         """Running instances that may get new batches."""

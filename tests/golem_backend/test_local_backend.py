@@ -377,3 +377,45 @@ async def test_stop_fails_pending_requests_and_leaves_no_process(
     assert_gone(pids)
     assert training_processes() == []
     assert (await backend.status()).instances[0].state == "stopped"
+
+
+async def test_stop_during_start_ends_the_start_and_leaves_nothing(tmp_path, tiny_model):
+    from golem_backend.local_pool import executor_processes
+
+    settings = make_settings(tmp_path)
+    install_model(settings, tiny_model)
+    backend = LocalBackend(settings)
+    starting = asyncio.create_task(backend.start())
+    await until(lambda: all(executor_processes(w._executor) for w in backend._workers), within=30)
+    pids = tuple(p.pid for w in backend._workers for p in executor_processes(w._executor))
+    assert not starting.done()  # the workers are still loading the model
+    await backend.stop()
+    with pytest.raises(BackendUnavailable, match="stopped while it was starting"):
+        await starting
+    await backend.stop()  # still a no-op
+    status = await backend.status()
+    assert not status.ready
+    assert all(i.state == "stopped" for i in status.instances)
+    assert backend._tasks == set()
+    assert_gone(pids)
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        await backend.classify([b"x"])
+
+
+async def test_a_worker_stuck_loading_a_new_model_is_replaced(
+    tmp_path, tiny_model, other_tiny_dataset, sample_images
+):
+    settings = make_settings(tmp_path, local_workers=1, request_timeout_s=15.0)
+    install_model(settings, tiny_model)
+    async with LocalBackend(settings) as backend:
+        (worker,) = backend._workers
+        (old_pid,) = backend.worker_pids
+        worker.load_timeout_s = 2.0
+        await worker.hang_on_next_load_for_tests()
+        report = await backend.retrain(other_tiny_dataset)
+        await until(lambda: worker.state == "loading")  # the refresh hangs...
+        await until(lambda: backend.worker_pids not in ((), (old_pid,)), within=30)  # ...killed
+        assert_gone((old_pid,))
+        outcome = (await backend.classify(sample_images[:1]))[0]
+        assert isinstance(outcome, Prediction) and outcome.model_id == report.model_id
+        assert await worker_states(backend) == ["idle"]
