@@ -9,10 +9,11 @@ whole batch so it is retried on another instance; nothing here can crash the bot
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from provider.errors import IMAGE_ERRORS, ImageError, image_error_from_json
 from provider.results import UNKNOWN, LabelScore, Prediction
@@ -26,6 +27,27 @@ class ProtocolError(Exception):
     """A provider reply that breaks the protocol (malformed, oversized, wrong model, ...)."""
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _only_protocol_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Any other exception a hostile reply provokes (``TypeError`` for an unhashable label,
+    ``OverflowError`` for a huge integer, ...) becomes a :class:`ProtocolError` too."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:120] or "no detail"
+            raise ProtocolError(f"malformed reply ({type(exc).__name__}: {detail})") from exc
+
+    return wrapper
+
+
 def reply_limit(n_images: int) -> int:
     """Largest reply (bytes) accepted for a batch of ``n_images``."""
     return 16 * 1024 + 8 * 1024 * max(1, n_images)
@@ -35,6 +57,7 @@ def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"non-finite number {name} in reply")
 
 
+@_only_protocol_errors
 def load_reply(data: bytes | None, limit: int) -> dict[str, Any]:
     """Parse one JSON object of at most ``limit`` bytes (NaN/Infinity rejected)."""
     if data is None:
@@ -43,7 +66,7 @@ def load_reply(data: bytes | None, limit: int) -> dict[str, Any]:
         raise ProtocolError(f"reply too large (>= {limit} bytes)")
     try:
         obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: huge ints too
         raise ProtocolError(f"reply is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("reply is not a JSON object")
@@ -54,6 +77,7 @@ def load_reply(data: bytes | None, limit: int) -> dict[str, Any]:
     return obj
 
 
+@_only_protocol_errors
 def check_model(obj: dict[str, Any], model_id: str, labels: Sequence[str]) -> None:
     """The reply must come from the model we uploaded."""
     if obj.get("model_id") != model_id:
@@ -65,6 +89,7 @@ def check_model(obj: dict[str, Any], model_id: str, labels: Sequence[str]) -> No
         raise ProtocolError("provider's model has different labels than the uploaded one")
 
 
+@_only_protocol_errors
 def parse_classify_reply(
     data: bytes | None,
     *,

@@ -148,3 +148,29 @@ def test_check_model_and_load_reply() -> None:
     check_model(obj, "m1", LABELS)
     with pytest.raises(ProtocolError, match="serves model"):
         check_model(obj, "m2", LABELS)
+
+
+HOSTILE = {
+    "a 5000-digit integer": json.dumps(good_reply())
+    .replace('"ood_score": 0.3', '"ood_score": ' + "9" * 5000)
+    .encode(),
+    "an unhashable label in top": _mutate(("results", 0, "top", 0, "label"), [1]),
+    "an error code that is a list": _mutate(("results", 2, "error", "code"), ["not_an_image"]),
+    "an ood_score too large for a float": _mutate(("results", 0, "ood_score"), 10**400),
+    "a confidence too large for a float": _mutate(("results", 0, "confidence"), 10**400),
+    "an unhashable top-level label": _mutate(("results", 0, "label"), {"a": 1}),
+    "1e400": json.dumps(good_reply()).replace("0.3", "1e400").encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_replies_raise_only_protocol_errors(name: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse(HOSTILE[name])
+    assert str(info.value)  # says why
+
+
+def test_check_model_with_hostile_labels() -> None:
+    reply = _mutate(("labels",), [[1], {"a": 2}])
+    with pytest.raises(ProtocolError, match="different labels"):
+        check_model(reply, "m1", LABELS)
