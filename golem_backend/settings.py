@@ -6,11 +6,17 @@ Every field is documented in ``.env.example``.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: A Golem VM image hash: the sha3-224 of the .gvmi file, as ``gvmkit-build --push`` prints it.
+_IMAGE_HASH = re.compile(r"[0-9a-f]{56}")
 
 
 class BackendSettings(BaseSettings):
@@ -43,21 +49,83 @@ class BackendSettings(BaseSettings):
     golem_subnet: str = "public"
     golem_payment_driver: str = "erc20"
     golem_payment_network: str = "hoodi"
-    golem_budget_glm: float = Field(1.0, gt=0)
+    golem_budget_glm: float = Field(1.0, gt=0, le=1000)
     golem_image_hash: str | None = None
     golem_image_url: str | None = None
     golem_instances: int = Field(1, ge=1, le=32)
     golem_batch_size: int = Field(8, ge=1, le=64)
     golem_batch_wait_ms: float = Field(15.0, ge=0, le=1000)
     golem_max_retries: int = Field(2, ge=0, le=10)
-    golem_expiration_min: float = Field(180.0, ge=5)
+    golem_expiration_min: float = Field(180.0, ge=5, le=24 * 60)
     golem_replace_before_min: float = Field(20.0, ge=1)
-    golem_start_timeout_s: float = Field(60.0, gt=0)
+    golem_start_timeout_s: float = Field(60.0, gt=0, le=1800)
     golem_script_timeout_s: float = Field(20.0, gt=0, le=600)  # one batch on a provider
     golem_queue_size: int = Field(64, ge=1, le=10_000)  # waiting requests before BackendBusy
     golem_min_mem_gib: float = Field(2.0, gt=0)  # provider requirements of the VM image
     golem_min_storage_gib: float = Field(4.0, gt=0)
     golem_min_cpu_threads: int = Field(1, ge=1, le=64)
+
+    @field_validator("dataset_dir", "golem_image_hash", "golem_image_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``DATASET_DIR=`` (an empty line in ``.env``) means "not set", not "."."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _writable_dir(cls, value: Path) -> Path:
+        existing = value
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # the folder DATA_DIR would be created in
+        if not existing.is_dir():
+            what = (
+                "is not a folder"
+                if existing == value
+                else f"cannot be created ({existing} is a file)"
+            )
+            raise ValueError(f"DATA_DIR {value} {what}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"DATA_DIR {value}: {existing} is not writable")
+        return value
+
+    @field_validator("dataset_dir")
+    @classmethod
+    def _existing_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"DATASET_DIR {value} is not an existing folder")
+        return value
+
+    @field_validator("yagna_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"YAGNA_API_URL {value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("golem_image_hash")
+    @classmethod
+    def _image_hash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalized = value.strip().lower()
+        if not _IMAGE_HASH.fullmatch(normalized):
+            raise ValueError(
+                "GOLEM_IMAGE_HASH must be the 56 hex digits (sha3-224) printed by "
+                f"`gvmkit-build --push`, got {value[:80]!r}"
+            )
+        return normalized
+
+    @model_validator(mode="after")
+    def _golem_timeouts(self) -> Self:
+        if self.backend == "golem" and self.golem_script_timeout_s >= self.request_timeout_s:
+            raise ValueError(
+                f"GOLEM_SCRIPT_TIMEOUT_S ({self.golem_script_timeout_s:g}) must be less than "
+                f"REQUEST_TIMEOUT_S ({self.request_timeout_s:g}): a request must outlive the "
+                "provider script that serves it, or it times out before a retry can help"
+            )
+        return self
 
     @property
     def model_path(self) -> Path:
