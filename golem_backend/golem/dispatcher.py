@@ -9,6 +9,12 @@
   re-sent to another one, ``max_retries`` times at most (then ``BackendUnavailable``); a
   per-request timeout gives ``BackendTimeout``; shutdown fails queued requests with
   ``BackendUnavailable``.
+* A batch the provider's daemon refused (:class:`BatchRefused`: a request error, the
+  instance stays) is split: each of its requests is retried alone, so a "poison" request
+  fails by itself (``BackendUnavailable`` with the daemon's reason) and the requests batched
+  with it are answered. A request refused alone is not retried.
+* A batch whose requests have all ended (timed out, cancelled) before the instance runs it
+  is cancelled, and the instance skips it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.service import ClassifierService, ClassifyBatch
+from golem_backend.golem.service import BatchRefused, ClassifierService, ClassifyBatch
 from provider.results import Prediction
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,7 @@ class _Request:
     future: asyncio.Future[list[Outcome]]
     enqueued_at: float
     attempts: int = 0
+    alone: bool = False  # refused within a batch: retried in a batch of its own
 
 
 class Dispatcher:
@@ -200,10 +207,12 @@ class Dispatcher:
             if req.future.done():
                 self._queue.popleft()
                 continue
-            if taken and size + len(req.images) > self.config.batch_size:
+            if taken and (req.alone or size + len(req.images) > self.config.batch_size):
                 break
             taken.append(self._queue.popleft())
             size += len(req.images)
+            if req.alone:
+                break
         return taken
 
     def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
@@ -222,10 +231,24 @@ class Dispatcher:
         task = asyncio.create_task(self._watch(worker, batch, reqs))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+        if reqs:  # not a model sync: drop the batch once nobody waits for it any more
+
+            def abandon(_: object) -> None:
+                if not batch.future.done() and all(r.future.done() for r in reqs):
+                    batch.future.cancel()  # the instance skips it if it has not started it
+
+            for req in reqs:
+                req.future.add_done_callback(abandon)
 
     async def _watch(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
         try:
-            outcomes = await batch.future
+            outcomes = await asyncio.shield(batch.future)
+        except asyncio.CancelledError:
+            if not batch.future.cancelled():
+                raise  # this watcher itself was cancelled
+            # abandon(): every request of the batch has already ended
+        except BatchRefused as exc:
+            self._refused(reqs, str(exc))
         except Exception as exc:  # InstanceFailed, or anything unexpected
             for req in reqs:
                 self._retry(req, str(exc) or type(exc).__name__)
@@ -241,6 +264,30 @@ class Dispatcher:
         finally:
             worker.in_flight.pop(batch.batch_id, None)
             self._wakeup.set()
+
+    def _refused(self, reqs: list[_Request], reason: str) -> None:
+        """The daemon refused a batch: fail a lone request, retry each of several alone."""
+        live = [r for r in reqs if not r.future.done()]
+        if len(reqs) == 1:
+            for req in live:
+                logger.warning("the provider refused a request: %s", reason)
+                req.future.set_exception(
+                    BackendUnavailable(
+                        f"The classifier on the Golem provider refused this request: {reason}"
+                    )
+                )
+            return
+        if self._closing:
+            for req in live:
+                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+            return
+        logger.info(
+            "a batch of %d requests was refused (%s): retrying each alone", len(reqs), reason
+        )
+        for req in reversed(live):  # back to the head of the queue, in their order
+            req.alone = True
+            self._queue.appendleft(req)
+        self._wakeup.set()
 
     def _retry(self, req: _Request, reason: str) -> None:
         if req.future.done():

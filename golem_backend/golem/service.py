@@ -15,7 +15,11 @@ Lifecycle of one instance on a provider (all paths from :mod:`golem_backend.gole
 
 A batch that fails (command error, timeout, malformed reply) fails its future with
 :class:`InstanceFailed` and ends this instance: the dispatcher re-sends the batch elsewhere
-and replaces the instance. Scheduling, retries and replacement all live in the dispatcher.
+and replaces the instance. A batch the daemon *refused* (it answered ``ok: false``, so the
+client exited with ``EXIT_REFUSED``) is a request error, not an instance failure: its future
+fails with :class:`BatchRefused` and the instance keeps serving; the dispatcher retries the
+batch's requests one at a time so only the offending one fails. Scheduling, retries and
+replacement all live in the dispatcher.
 """
 
 from __future__ import annotations
@@ -78,6 +82,14 @@ class ServiceConfig:
 
 class InstanceFailed(Exception):
     """A batch could not be served by this instance (retryable on another one)."""
+
+
+class BatchRefused(Exception):
+    """The daemon refused the batch (``ok: false``): the request is at fault, not the instance.
+
+    ``str()`` is a one-line reason (the daemon's own error, truncated: provider output is
+    untrusted).
+    """
 
 
 @dataclass(eq=False)
@@ -193,16 +205,31 @@ class ClassifierService(Service):
                 script, parse = self._batch_script(batch)
                 await (yield script)
                 outcomes = parse()
-            except Exception as exc:  # BatchError, ProtocolError, or a bug: never lose the batch
-                self.failure = _describe(exc, self.config.script_timeout_s)
-                logger.warning("%s failed batch %s: %s", self.name, batch.batch_id, self.failure)
+            except CommandExecutionError as exc:
+                refusal = _refusal(exc)
+                if refusal is None:
+                    self._fail(batch, exc)
+                    return  # -> stopping: the dispatcher replaces this instance
+                logger.info(
+                    "%s: the daemon refused batch %s: %s", self.name, batch.batch_id, refusal
+                )
                 if not batch.future.done():
-                    batch.future.set_exception(InstanceFailed(self.failure))
+                    batch.future.set_exception(BatchRefused(refusal))
+                continue  # the instance is healthy: keep serving
+            except Exception as exc:  # BatchError, ProtocolError, or a bug: never lose the batch
+                self._fail(batch, exc)
                 return  # -> stopping: the dispatcher replaces this instance
             self.batches_served += 1
             self.images_served += len(batch.images)
             if not batch.future.done():
                 batch.future.set_result(outcomes)
+
+    def _fail(self, batch: ClassifyBatch, exc: Exception) -> None:
+        """Record why this instance stops serving and fail ``batch`` (to be re-sent)."""
+        self.failure = _describe(exc, self.config.script_timeout_s)
+        logger.warning("%s failed batch %s: %s", self.name, batch.batch_id, self.failure)
+        if not batch.future.done():
+            batch.future.set_exception(InstanceFailed(self.failure))
 
     def _batch_script(self, batch: ClassifyBatch) -> tuple[Script, Any]:
         """One script: [model update] + uploads + client run + reply download."""
@@ -268,6 +295,27 @@ class ClassifierService(Service):
     def name(self) -> str:
         """Provider name when known, else a short instance id (for logs and /status)."""
         return self.provider_name or f"instance-{self.id[:8]}"
+
+
+def _refusal(exc: CommandExecutionError) -> str | None:
+    """The daemon's reason when ``exc`` is the client refused by the daemon, else None.
+
+    Only the classification client counts, and only when it exited with ``EXIT_REFUSED``
+    (1) after printing ``daemon error: ...``, which it does only when the daemon answered
+    ``ok: false``. Any other exit (2: the daemon is unavailable; 1 from a Python traceback;
+    a signal, ...) or another command (the model reload) is an instance failure.
+    """
+    if not re.search(r"provider\.serve'?,? '?client\b", exc.command):
+        return None
+    code = re.search(r"\bcode (-?\d+)\b", exc.message or "")
+    stderr = " ".join((exc.stderr or "").split())
+    if (code is not None and code.group(1) != "1") or _REFUSED_MARKER not in stderr:
+        return None
+    reason = stderr.rsplit(_REFUSED_MARKER, 1)[1].strip() or "no reason given"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+_REFUSED_MARKER = "daemon error:"  # provider.serve's _finish() for an ok:false reply
 
 
 def _describe(exc: Exception, timeout_s: float) -> str:

@@ -15,7 +15,10 @@ caller's environment (as on Golem), with ``PYTHONPATH`` = the repository (the im
 
 Fault injection (:class:`FaultPlan`): the next command matching a substring can ``fail``
 (non-zero exit), ``hang`` (until the script times out), ``die`` (the activity is killed
-mid-batch) or have its ``reply`` replaced (the ``--out`` file is overwritten).
+mid-batch) or have its ``reply`` replaced (the ``--out`` file is overwritten). ``refuse``
+follows a request's content rather than a command: a command with an input file containing
+the fault's ``poison`` bytes ends as the real client ends when the daemon answers
+``ok: false`` (exit code 1, ``daemon error: ...`` on stderr).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from yapapi.rest.activity import BatchError, BatchTimeoutError
 from golem_backend.golem import layout
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FAULT_KINDS = ("fail", "hang", "die", "reply")
+FAULT_KINDS = ("fail", "hang", "die", "reply", "refuse")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Fault:
     instance: int | None = None  # activity number (1, 2, ... in creation order); None = any
     times: int = 1
     reply: bytes = b""  # for "reply": what the --out file is replaced with
+    poison: bytes = b""  # for "refuse": fires when an input file contains these bytes
 
 
 @dataclass
@@ -67,9 +71,13 @@ class FaultPlan:
         self.faults.append(fault)
         return fault
 
-    def take(self, command_line: str, activity: int) -> Fault | None:
+    def take(
+        self, command_line: str, activity: int, inputs: list[bytes] | None = None
+    ) -> Fault | None:
         for fault in self.faults:
             wanted = fault.instance is None or fault.instance == activity
+            if fault.kind == "refuse":
+                wanted = wanted and any(fault.poison in data for data in inputs or [])
             if fault.times > 0 and fault.match in command_line and wanted:
                 fault.times -= 1
                 self.fired.append((fault.kind, activity, command_line))
@@ -233,7 +241,10 @@ class LocalActivity:
         if not entry_point.startswith("/"):
             return _Result(False, f"entry point must be an absolute path: {entry_point}")
         line = " ".join([entry_point, *args])
-        fault = self.faults.take(line, self.number)
+        fault = self.faults.take(line, self.number, self._inputs(args))
+        if fault is not None and fault.kind == "refuse":
+            stderr = "daemon error: ValueError: injected refusal of a poison image\n"
+            return _Result(False, "ExeScript command exited with code 1", "", stderr)
         if fault is not None and fault.kind == "fail":
             return _Result(False, "ExeScript command exited with code 3", "", "injected failure")
         if fault is not None and fault.kind == "hang":
@@ -247,6 +258,11 @@ class LocalActivity:
             assert out is not None
             out.write_bytes(fault.reply)
         return result
+
+    def _inputs(self, args: list[str]) -> list[bytes]:
+        """The contents of the input files a command names (for ``refuse`` faults)."""
+        paths = [self._container_path(a) for a in args if a.startswith(layout.INPUT_DIR + "/")]
+        return [p.read_bytes() for p in paths if p is not None and p.is_file()]
 
     async def _subprocess(self, argv: list[str]) -> _Result:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
