@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,19 +19,16 @@ from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig, _Reques
 from golem_backend.golem.pool import Home, Worker
 from golem_backend.golem.service import (
     BatchRefused,
-    ClassifierService,
     ClassifyBatch,
-    ModelArtifact,
-    ModelStore,
-    ServiceConfig,
 )
 from provider.results import Prediction
-from tests.golem_backend.harness import FaultPlan, LocalRuntime
+from tests.golem_backend.harness import FaultPlan
 from tests.golem_backend.harness.helpers import (
     client_runs,
     golem_settings,
     install_model,
     make_backend,
+    open_one_service,
     wait_running,
     wait_until,
 )
@@ -47,19 +43,9 @@ def _poison(image: bytes) -> bytes:
 async def test_a_refused_batch_keeps_the_service_running(tiny_model, sample_images):
     faults = FaultPlan()
     faults.add("refuse", poison=MARKER, times=100)
-    store = ModelStore(
-        ModelArtifact(tiny_model.path.read_bytes(), tiny_model.model_id, tiny_model.labels)
-    )
-    runtime = LocalRuntime(faults)
-    cluster = await runtime.open_cluster(
-        1,
-        [{"config": ServiceConfig(store=store, script_timeout_s=8)}],
-        datetime.now(UTC) + timedelta(hours=1),
-    )
-    service: ClassifierService = cluster.instances[0]
+    runtime, service = await open_one_service(faults, tiny_model)
     loop = asyncio.get_running_loop()
     try:
-        await wait_until(lambda: service.state.value in ("running", "terminated"), 60, "start")
         assert service.state.value == "running"
         refused = ClassifyBatch(
             "batch-r1", [sample_images[0], _poison(sample_images[1])], 3, loop.create_future()

@@ -10,7 +10,6 @@ from yapapi import events
 
 from golem_backend.golem import layout
 from golem_backend.golem.service import (
-    ClassifierService,
     ClassifyBatch,
     InstanceFailed,
     ModelArtifact,
@@ -19,27 +18,12 @@ from golem_backend.golem.service import (
 )
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
-from tests.golem_backend.harness.helpers import wait_until
-
-
-async def _running(faults: FaultPlan, tiny_model) -> tuple[LocalRuntime, ClassifierService]:
-    store = ModelStore(
-        ModelArtifact(tiny_model.path.read_bytes(), tiny_model.model_id, tiny_model.labels)
-    )
-    runtime = LocalRuntime(faults)
-    cluster = await runtime.open_cluster(
-        1,
-        [{"config": ServiceConfig(store=store, script_timeout_s=8)}],
-        datetime.now(UTC) + timedelta(hours=1),
-    )
-    service = cluster.instances[0]
-    await wait_until(lambda: service.state.value in ("running", "terminated"), 60, "start")
-    return runtime, service
+from tests.golem_backend.harness.helpers import open_one_service, wait_until
 
 
 async def test_lifecycle_one_script_per_batch_and_a_failed_batch(tiny_model, sample_images):
     faults = FaultPlan()
-    runtime, service = await _running(faults, tiny_model)
+    runtime, service = await open_one_service(faults, tiny_model)
     loop = asyncio.get_running_loop()
     try:
         assert service.state.value == "running" and service.model_id == tiny_model.model_id

@@ -7,10 +7,17 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from golem_backend.golem.backend import GolemBackend, dispatcher_config
+from golem_backend.golem.service import (
+    ClassifierService,
+    ModelArtifact,
+    ModelStore,
+    ServiceConfig,
+)
 from golem_backend.settings import BackendSettings
 
 from .engine import LocalRuntime
@@ -82,3 +89,18 @@ def client_runs(runtime: LocalRuntime) -> int:
         for command in script
         if "run" in command and "client" in command["run"]["args"]
     )
+
+
+async def open_one_service(faults: FaultPlan, model: Any) -> tuple[LocalRuntime, ClassifierService]:
+    """One ClassifierService serving ``model`` (path, model_id, labels) on the harness,
+    waited until it is running or has terminated. The caller closes the runtime."""
+    store = ModelStore(ModelArtifact(model.path.read_bytes(), model.model_id, model.labels))
+    runtime = LocalRuntime(faults)
+    cluster = await runtime.open_cluster(
+        1,
+        [{"config": ServiceConfig(store=store, script_timeout_s=8)}],
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+    service = cluster.instances[0]
+    await wait_until(lambda: service.state.value in ("running", "terminated"), 60, "start")
+    return runtime, service
