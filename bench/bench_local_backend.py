@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable
-from golem_backend.local import LocalBackend
-from golem_backend.local_pool import worker_threads
+from golem_backend.local.backend import LocalBackend
+from golem_backend.processes import worker_threads
 from golem_backend.settings import BackendSettings
 from provider.results import Prediction
 

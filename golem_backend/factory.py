@@ -16,7 +16,7 @@ def create_backend(
     ``progress`` receives the training progress if ``start()`` has to train a model first.
     """
     if settings.backend == "local":
-        from golem_backend.local import LocalBackend
+        from golem_backend.local.backend import LocalBackend
 
         return LocalBackend(settings, progress=progress)
     if settings.backend == "golem":

@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from golem_backend import local_worker
+from golem_backend import child
 from golem_backend.base import (
     Backend,
     BackendBusy,
@@ -36,15 +36,15 @@ from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle
-from golem_backend.local_pool import LOAD_TIMEOUT_S, executor_processes, worker_context
-from golem_backend.local_training import (
+from golem_backend.processes import LOAD_TIMEOUT_S, executor_processes, worker_context
+from golem_backend.settings import BackendSettings
+from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
     default_dataset_dir,
     report_from_summary,
     training_failure,
 )
-from golem_backend.settings import BackendSettings
 from provider.errors import EmptyImage, ImageTooLarge, ModelError
 
 logger = logging.getLogger(__name__)
@@ -286,9 +286,7 @@ async def _describe(path: Path, timeout_s: float) -> dict[str, Any]:
     try:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
         async with asyncio.timeout(timeout_s):
-            info = await asyncio.get_running_loop().run_in_executor(
-                pool, local_worker.describe, str(path)
-            )
+            info = await asyncio.get_running_loop().run_in_executor(pool, child.describe, str(path))
         answered = True
         return info
     except TimeoutError:  # before OSError: TimeoutError is one

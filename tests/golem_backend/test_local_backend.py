@@ -30,7 +30,7 @@ from golem_backend import (
     Prediction,
     create_backend,
 )
-from golem_backend.local import LocalBackend
+from golem_backend.local.backend import LocalBackend
 from golem_backend.settings import BackendSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -337,7 +337,7 @@ async def test_start_retrains_over_a_corrupt_model(tmp_path, tiny_dataset, sampl
     settings = make_settings(tmp_path, local_workers=1, dataset_dir=tiny_dataset)
     settings.model_path.parent.mkdir(parents=True)
     settings.model_path.write_bytes(b"definitely not a model")
-    with caplog.at_level(logging.ERROR, logger="golem_backend.local"):
+    with caplog.at_level(logging.ERROR, logger="golem_backend.local.backend"):
         async with LocalBackend(settings) as backend:
             assert isinstance((await backend.classify(sample_images[:1]))[0], Prediction)
     assert any("unusable" in r.getMessage() for r in caplog.records)
@@ -380,7 +380,7 @@ async def test_stop_fails_pending_requests_and_leaves_no_process(
 
 
 async def test_stop_during_start_ends_the_start_and_leaves_nothing(tmp_path, tiny_model):
-    from golem_backend.local_pool import executor_processes
+    from golem_backend.processes import executor_processes
 
     settings = make_settings(tmp_path)
     install_model(settings, tiny_model)

@@ -13,7 +13,7 @@ import textwrap
 SCRIPT = textwrap.dedent(
     """
     import asyncio, os, signal, sys
-    from golem_backend.local import LocalBackend
+    from golem_backend.local.backend import LocalBackend
     from golem_backend.settings import BackendSettings
 
     async def main(data_dir, image_path):

@@ -1,6 +1,6 @@
 """The local backend: the classifier runs in warm worker processes on this machine.
 
-* **Workers** (:mod:`golem_backend.local_pool`): ``settings.local_workers`` processes
+* **Workers** (:mod:`golem_backend.processes`): ``settings.local_workers`` processes
   (forkserver/spawn, never fork), each loading the model once and capping its native
   threads so N workers on N cores do not oversubscribe.
 * **Micro-batching.** ``classify`` puts one job per image on a bounded queue (counted in
@@ -8,7 +8,7 @@
   to ``local_batch_size`` (holding a small batch open at most ``local_batch_wait_ms``), so
   concurrent callers share one forward pass through the CNN. While all workers are busy the
   queue grows, so batches grow with the load.
-* **Swap.** ``retrain`` trains in its own process (:mod:`golem_backend.local_training`),
+* **Swap.** ``retrain`` trains in its own process (:mod:`golem_backend.training`),
   ``os.replace`` s the validated artifact and switches the current model id. Each batch
   carries the model id it was dispatched with and a worker reloads when it changes, so
   batches already running finish on the old model and every later one uses the new model.
@@ -41,16 +41,16 @@ from golem_backend.base import (
     TrainReport,
 )
 from golem_backend.lifecycle import Lifecycle
-from golem_backend.local_pool import Worker, worker_context, worker_threads
-from golem_backend.local_queue import Job, RequestQueue
-from golem_backend.local_training import (
+from golem_backend.local.queue import Job, RequestQueue
+from golem_backend.processes import Worker, worker_context, worker_threads
+from golem_backend.settings import BackendSettings
+from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
     default_dataset_dir,
     report_from_summary,
     training_failure,
 )
-from golem_backend.settings import BackendSettings
 from provider.errors import ModelError
 
 log = logging.getLogger(__name__)

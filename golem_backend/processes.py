@@ -6,7 +6,7 @@ clean process that has imported the classifier once (numpy, OpenCV, scikit-learn
 so a worker starts in about 0.5 s instead of 2.5-3 s with ``spawn`` (the fallback where there
 is no forkserver). One executor per worker lets the dispatcher send a batch to a worker it
 knows is free, and a crash breaks only that worker's batch. Code that runs *inside* the
-process lives in :mod:`golem_backend.local_worker`.
+process lives in :mod:`golem_backend.child`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from golem_backend import local_worker
+from golem_backend import child
 from golem_backend.base import Outcome
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ _START_TIMEOUT_S = 180.0  # process start + imports + model load, on a busy mach
 #: Loading a swapped-in model in a running worker (a worker stuck longer is killed).
 LOAD_TIMEOUT_S = _START_TIMEOUT_S
 _STOP_GRACE_S = 1.0
-_PRELOAD = ["golem_backend.local_worker", "provider.model", "provider.train"]
+_PRELOAD = ["golem_backend.child", "provider.model", "provider.train"]
 
 WorkerContext = ForkServerContext | SpawnContext
 
@@ -93,11 +93,11 @@ class Worker:
             self._executor = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=self._ctx,
-                initializer=local_worker.init_worker,
+                initializer=child.init_worker,
                 initargs=(self._path, self._threads),
             )
         async with asyncio.timeout(_START_TIMEOUT_S):
-            info = await self._call(local_worker.describe, self._path, model_id)
+            info = await self._call(child.describe, self._path, model_id)
         self.pid, self.model_id, self.state = info["pid"], info["model_id"], "idle"
         log.info("%s (pid %s) serves model %s", self.name, self.pid, self.model_id)
         return info
@@ -109,7 +109,7 @@ class Worker:
         """
         self.state = "loading"
         async with asyncio.timeout(self.load_timeout_s):
-            info = await self._call(local_worker.describe, self._path, model_id)
+            info = await self._call(child.describe, self._path, model_id)
         self.model_id, self.state = info["model_id"], "idle"
 
     async def classify(
@@ -117,7 +117,7 @@ class Worker:
     ) -> list[Outcome]:
         """One forward pass over ``sources`` with ``model_id`` (loaded first if it changed)."""
         _, self.model_id, outcomes = await self._call(
-            local_worker.classify_batch, self._path, model_id, sources, top_k, max_pixels
+            child.classify_batch, self._path, model_id, sources, top_k, max_pixels
         )
         if len(outcomes) != len(sources):
             raise RuntimeError(f"{len(outcomes)} outcomes for {len(sources)} images")
@@ -126,11 +126,11 @@ class Worker:
 
     async def exit_for_tests(self) -> None:
         """Test hook: make the process exit abruptly, as a segfault would."""
-        await self._call(local_worker.exit_for_tests, 70)
+        await self._call(child.exit_for_tests, 70)
 
     async def hang_on_next_load_for_tests(self) -> None:
         """Test hook: the process's next model (re)load never returns."""
-        await self._call(local_worker.hang_on_next_load_for_tests)
+        await self._call(child.hang_on_next_load_for_tests)
 
     def kill(self) -> None:
         """Kill the process now (it is stuck); its pending call then fails as a crash would."""

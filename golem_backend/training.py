@@ -1,6 +1,6 @@
 """Training for the local backend, in a child process, watched from the event loop.
 
-``TrainingRun`` starts ``local_worker.train_in_process`` in a child process, relays its
+``TrainingRun`` starts ``child.train_in_process`` in a child process, relays its
 progress messages (sent through a pipe) to an async or plain callback on the event loop,
 and on success moves the validated artifact over the model path with ``os.replace``, so
 the model file is always either the old model or the new one, never half of either.
@@ -19,9 +19,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from golem_backend import local_worker
+from golem_backend import child
 from golem_backend.base import BackendUnavailable, ProgressCallback, TrainReport
-from golem_backend.local_pool import WorkerContext
+from golem_backend.processes import WorkerContext
 from golem_backend.settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class TrainingRun:
         )
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=local_worker.train_in_process,
+            target=child.train_in_process,
             args=(
                 sender,
                 str(self._dataset),

@@ -1,0 +1,1 @@
+"""The local backend: the classifier runs in warm worker processes on this machine."""
