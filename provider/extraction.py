@@ -1,13 +1,16 @@
-"""Decode and featurise many images: batched through the network, decoding prefetched in
-threads (a bounded number ahead), with the HDF5 feature cache in front and saved as we go."""
+"""Decode and featurise many images: batched through the network, decoding (and reducing
+each image to what the network needs) prefetched in threads, a bounded number ahead and a
+bounded number of pixels at once, with the HDF5 feature cache in front and saved as we go."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +19,8 @@ import numpy as np
 from provider.cache import FeatureCache, NotAFeatureCache
 from provider.dataset import DatasetItem, file_digest
 from provider.errors import ImageError
-from provider.features import FeatureExtractor
-from provider.imageio import DEFAULT_MAX_PIXELS, decode_image
+from provider.features import FeatureExtractor, Reduce
+from provider.imageio import DEFAULT_MAX_PIXELS, decode_image, decoded_pixels
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ Progress = Callable[[str, int, int], None]
 BATCH_SIZE = 16
 CACHE_SAVE_ROWS = 4 * BATCH_SIZE  # save new rows to the cache at least this often ...
 CACHE_SAVE_SECONDS = 30.0  # ... or after this long, so an interrupted run keeps its work
+REDUCED_AHEAD = 2 * BATCH_SIZE  # reduced images decoded ahead of the network
 
 
 @dataclass(slots=True)
@@ -36,11 +40,52 @@ class ExtractedDataset:
     n_cached: int  # rows that came from the cache
 
 
+DECODE_PIXEL_BUDGET = 40_000_000
+"""Pixels being decoded at once in one process (at most about 11 bytes each at the
+decoder's peak: 440 MB). An image larger than the budget is decoded alone."""
+
+
+class PixelBudget:
+    """Decoders take their image's pixel count before decoding and give it back after.
+
+    A caller waits while the pixels in flight plus its own exceed ``limit``, unless
+    nothing is in flight (so an image above the limit still runs, alone).
+    """
+
+    def __init__(self, limit: int = DECODE_PIXEL_BUDGET) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def take(self, pixels: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._in_flight == 0 or self._in_flight + pixels <= self.limit
+            )
+            self._in_flight += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= pixels
+                self._changed.notify_all()
+
+
+_BUDGET = PixelBudget()
+
+
 def _decode_or_error(
-    src: bytes | Path, max_pixels: int, min_side: int | None
+    src: bytes | Path,
+    max_pixels: int,
+    min_side: int | None,
+    reduce: Reduce | None,
+    budget: PixelBudget,
 ) -> np.ndarray | ImageError:
     try:
-        return decode_image(src, max_pixels=max_pixels, min_side=min_side)
+        with budget.take(min(decoded_pixels(src, min_side), max_pixels)):
+            image = decode_image(src, max_pixels=max_pixels, min_side=min_side)
+            return reduce(image) if reduce is not None else image
     except ImageError as exc:
         return exc
 
@@ -50,30 +95,39 @@ def decode_many(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int | None = None,
     workers: int = 2,
+    *,
+    reduce: Reduce | None = None,
+    budget: PixelBudget | None = None,
 ) -> Generator[np.ndarray | ImageError, None, None]:
     """Decode in background threads (Pillow releases the GIL), yielding results in order.
 
-    At most ``2 * workers`` images are decoding or decoded-but-not-yet-taken at a time, so a
-    slow consumer does not pile the whole input up in memory. Closing the iterator early
-    cancels what has not started and waits only for the decodes already running.
+    ``reduce`` (the extractor's) shrinks each image right after it is decoded, in the
+    decoder thread, so the network's thread only crops. Memory: the pixels being decoded
+    at once stay within ``budget`` (default: the process-wide :data:`DECODE_PIXEL_BUDGET`),
+    and at most ``ahead`` images wait decoded for the consumer: ``2 * workers`` at full
+    size, ``REDUCED_AHEAD`` when reduced (a few hundred KB each), enough to keep the
+    decoders busy while the network runs a batch. Closing the iterator early cancels what
+    has not started and waits only for the decodes already running.
     """
+    budget = budget or _BUDGET
+    args = (max_pixels, min_side, reduce, budget)
     if len(sources) <= 1:
-        yield from (_decode_or_error(s, max_pixels, min_side) for s in sources)
+        yield from (_decode_or_error(s, *args) for s in sources)
         return
-    ahead = 2 * max(1, workers)
+    ahead = REDUCED_AHEAD if reduce is not None else 2 * max(1, workers)
     todo = iter(sources)
     pending: deque[Future[np.ndarray | ImageError]] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
     try:
         for src in todo:
-            pending.append(pool.submit(_decode_or_error, src, max_pixels, min_side))
+            pending.append(pool.submit(_decode_or_error, src, *args))
             if len(pending) >= ahead:
                 break
         while pending:
             result = pending.popleft().result()
             src = next(todo, None)
             if src is not None:
-                pending.append(pool.submit(_decode_or_error, src, max_pixels, min_side))
+                pending.append(pool.submit(_decode_or_error, src, *args))
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -141,7 +195,12 @@ def extract_items(
     n_cached = len(rows)
     if progress:
         progress("extracting features", n_cached, total)
-    decoded = decode_many([items[i].path for i in todo], max_pixels, extractor.decode_min_side)
+    decoded = decode_many(
+        [items[i].path for i in todo],
+        max_pixels,
+        extractor.decode_min_side,
+        reduce=extractor.reduce,
+    )
     saver = _CacheSaver(cache)
     done = n_cached
     batch_idx: list[int] = []

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUPPORTED_FORMATS",
     "decode_image",
+    "decoded_pixels",
     "sniff_format",
 ]
 
@@ -203,6 +204,36 @@ def _draft(im: Image.Image, min_side: int) -> None:
         return
     scale = min_side / shorter
     im.draft(im.mode, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
+
+
+def decoded_pixels(src: bytes | os.PathLike[str] | str, min_side: int | None = None) -> int:
+    """Pixels :func:`decode_image` would decode for ``src``, read from its header only.
+
+    Used to budget memory before decoding (a decoded pixel costs up to about 11 bytes at
+    the decoder's peak). A JPEG counts at the DCT scale ``min_side`` allows. Anything that
+    cannot be parsed counts 0: :func:`decode_image` then raises the proper error.
+    """
+    try:
+        if isinstance(src, bytes | bytearray | memoryview):
+            fh: io.BufferedIOBase = io.BytesIO(src)
+        elif stat.S_ISREG(os.stat(src).st_mode):  # never open a FIFO or a device
+            fh = open(src, "rb")  # noqa: SIM115 - closed by the with below
+        else:
+            return 0
+        with fh:
+            fmt = sniff_format(fh.read(32))
+            if fmt is None:
+                return 0
+            fh.seek(0)
+            with Image.open(fh, formats=[_PIL_FORMAT[fmt]]) as im:
+                width, height = im.size
+    except Exception:  # untrusted input: decode_image reports it
+        return 0
+    scale = 1
+    if min_side and fmt == "jpeg":
+        while scale < 8 and min(width, height) // (2 * scale) >= min_side:
+            scale *= 2
+    return max(0, width // scale) * max(0, height // scale)
 
 
 def _check_dimensions(size: tuple[int, int], max_pixels: int) -> None:

@@ -19,6 +19,7 @@ from provider.results import UNKNOWN, LabelScore, Prediction
 
 Source = bytes | bytearray | memoryview | os.PathLike[str] | str
 BATCH_SIZE = 64  # images handed to the extractor at once (it makes the forward passes)
+STREAM_BATCH = 16  # decoded images classified together while the next ones decode
 
 
 class Classifier:
@@ -82,10 +83,35 @@ class Classifier:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> list[Prediction | ImageError]:
-        """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order."""
+        """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order.
+
+        Decoding runs ahead in threads while the network works on the images decoded so
+        far, ``STREAM_BATCH`` at a time; only reduced images are held.
+        """
         srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
-        decoded = list(decode_many(srcs, max_pixels, self.extractor.decode_min_side))  # type: ignore[arg-type]
-        images = [d for d in decoded if not isinstance(d, ImageError)]
-        preds = iter(self.predict(images, top_k))
-        # Errors keep their place; every decoded image takes the next prediction, in order.
-        return [d if isinstance(d, ImageError) else next(preds) for d in decoded]
+        ext = self.extractor
+        out: list[Prediction | ImageError | None] = []
+        waiting: list[int] = []  # positions in ``out`` of the images in ``images``
+        images: list[np.ndarray] = []
+
+        def flush() -> None:
+            for pos, pred in zip(waiting, self.predict(images, top_k), strict=True):
+                out[pos] = pred
+            waiting.clear()
+            images.clear()
+
+        decoded = decode_many(srcs, max_pixels, ext.decode_min_side, reduce=ext.reduce)  # type: ignore[arg-type]
+        try:
+            for item in decoded:
+                if isinstance(item, ImageError):
+                    out.append(item)
+                    continue
+                waiting.append(len(out))
+                out.append(None)
+                images.append(item)
+                if len(images) >= STREAM_BATCH:
+                    flush()
+            flush()
+        finally:
+            decoded.close()
+        return out  # type: ignore[return-value]  # every None was filled by flush()

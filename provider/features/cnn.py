@@ -1,7 +1,13 @@
-"""EfficientNet-Lite0 ImageNet features, run by OpenCV's ``cv2.dnn`` (no torch at run time).
+"""EfficientNet-Lite0 ImageNet features, run by ONNX Runtime on the CPU (no torch at run time).
 
-The network file is ``provider/models/efficientnet_lite0.onnx`` (made by
-``tools/convert_efficientnet.py``); its sha256 is recorded in ``efficientnet_lite0.json``.
+Two committed networks, each with a manifest that records its sha256:
+
+* ``efficientnet_lite0.onnx``: float32, made by ``tools/convert_efficientnet.py``;
+* ``efficientnet_lite0_int8.onnx``: statically quantised (QDQ, int8) from the float32 one
+  by ``tools/quantize_efficientnet.py`` (provenance and calibration images in its manifest).
+
+OpenCV's ``cv2.dnn`` ran the float32 network before; :class:`OpenCvBackbone` keeps it as the
+reference the tests and benchmarks compare ONNX Runtime with. It is not used to serve.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
@@ -24,6 +31,10 @@ from provider.errors import ModelError
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 ONNX_PATH = MODELS_DIR / "efficientnet_lite0.onnx"
 MANIFEST_PATH = MODELS_DIR / "efficientnet_lite0.json"
+INT8_ONNX_PATH = MODELS_DIR / "efficientnet_lite0_int8.onnx"
+INT8_MANIFEST_PATH = MODELS_DIR / "efficientnet_lite0_int8.json"
+
+Variant = Literal["fp32", "int8"]
 
 INPUT_SIZE = 224  # network input, pixels
 RESIZE_SHORTER = 256  # shorter side before the centre crop, pixels
@@ -33,14 +44,16 @@ EMBEDDING_DIM = HEAD_DIM + sum(STAGE_DIMS)  # 1984
 IMAGENET_CLASSES = 1000
 BATCH_SIZE = 2  # images per forward pass; small passes stay in cache (bench/bench_network.py)
 MAX_ASPECT = 4  # longer side kept before resizing, in multiples of the shorter side
+OUTPUTS = ("features", "logits", "stages")
 
 
-def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224.
+def reduce_for_network(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> the smallest image :func:`preprocess` gives the same crop from.
 
-    An extreme panorama is first cut to ``MAX_ASPECT``:1 around its centre (the crop keeps
-    only the centre anyway): a 1 x 20000 image would otherwise be resized to
-    256 x 5 120 000 pixels (4 GB). Ordinary photos are unchanged.
+    An extreme panorama is cut to ``MAX_ASPECT``:1 around its centre, then an image whose
+    shorter side exceeds ``RESIZE_SHORTER`` is shrunk to it (``cv2.INTER_AREA``); smaller
+    images are returned as they are. Run right after decoding, so a 40-megapixel image
+    is held at full size only inside the decoder (about 250 KB afterwards, not 120 MB).
     """
     h, w = rgb.shape[:2]
     cap = MAX_ASPECT * min(h, w)
@@ -50,11 +63,29 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
         rgb = rgb[:, (w - cap) // 2 : (w - cap) // 2 + cap]
     h, w = rgb.shape[:2]
     scale = RESIZE_SHORTER / min(h, w)
-    new_w, new_h = max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
-    top, left = (new_h - INPUT_SIZE) // 2, (new_w - INPUT_SIZE) // 2
-    return resized[top : top + INPUT_SIZE, left : left + INPUT_SIZE]
+    if scale >= 1:
+        return rgb
+    size = (max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def preprocess(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (224, 224, 3) uint8: shorter side 256, centre crop 224.
+
+    An extreme panorama is first cut to ``MAX_ASPECT``:1 around its centre (the crop keeps
+    only the centre anyway): a 1 x 20000 image would otherwise be resized to
+    256 x 5 120 000 pixels (4 GB). The same result whether or not ``rgb`` already went
+    through :func:`reduce_for_network`.
+    """
+    rgb = reduce_for_network(rgb)
+    h, w = rgb.shape[:2]
+    if min(h, w) != RESIZE_SHORTER:  # smaller than 256: enlarge (reduce never enlarges)
+        scale = RESIZE_SHORTER / min(h, w)
+        size = (max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+        h, w = rgb.shape[:2]
+    top, left = (h - INPUT_SIZE) // 2, (w - INPUT_SIZE) // 2
+    return rgb[top : top + INPUT_SIZE, left : left + INPUT_SIZE]
 
 
 def to_blob(crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -65,15 +96,20 @@ def to_blob(crops: Sequence[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
+def _paths(variant: Variant) -> tuple[Path, Path]:
+    return (INT8_ONNX_PATH, INT8_MANIFEST_PATH) if variant == "int8" else (ONNX_PATH, MANIFEST_PATH)
+
+
 @cache
-def _verified_onnx_bytes() -> bytes:
+def _verified_onnx_bytes(variant: Variant = "fp32") -> bytes:
+    onnx_path, manifest_path = _paths(variant)
     try:
-        data = ONNX_PATH.read_bytes()
-        expected = json.loads(MANIFEST_PATH.read_text())["sha256"]
+        data = onnx_path.read_bytes()
+        expected = json.loads(manifest_path.read_text())["sha256"]
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"The network weights are missing or unreadable ({ONNX_PATH}).") from exc
+        raise ModelError(f"The network weights are missing or unreadable ({onnx_path}).") from exc
     if hashlib.sha256(data).hexdigest() != expected:
-        raise ModelError(f"The network weights {ONNX_PATH.name} are corrupted (sha256 mismatch).")
+        raise ModelError(f"The network weights {onnx_path.name} are corrupted (sha256 mismatch).")
     return data
 
 
@@ -97,17 +133,55 @@ def embed(head: np.ndarray, stages: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-class EfficientNetLite0:
-    """One ``cv2.dnn.Net``: prepared blobs -> (head, logits, stages). Not thread-safe."""
+class Backbone(Protocol):
+    def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
-    def __init__(self) -> None:
-        data = np.frombuffer(_verified_onnx_bytes(), dtype=np.uint8)
-        self._net = cv2.dnn.readNetFromONNX(data, engine=cv2.dnn.ENGINE_NEW)
+
+class OnnxBackbone:
+    """One ONNX Runtime session (CPU): prepared blobs -> (head, logits, stages).
+
+    ``threads`` is the session's intra-op thread count. ``run`` is thread-safe: with one
+    intra-op thread each call computes on its caller's thread, so ``n`` threads calling
+    one session use ``n`` cores. The pool threads do not spin-wait after a run
+    (``allow_spinning=0``): a spinning pool kept the cores from the decoder threads.
+    """
+
+    def __init__(self, variant: Variant = "fp32", threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        try:
+            self._session = ort.InferenceSession(
+                _verified_onnx_bytes(variant), opts, providers=["CPUExecutionProvider"]
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own (unexported) exception types
+            raise ModelError(f"The {variant} network cannot be loaded: {exc}") from exc
 
     def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run a prepared NCHW float32 blob; returns float32 (head, logits, stages)."""
+        head, logits, stages = self._session.run(OUTPUTS, {"input": blob})
+        return head, logits, stages
+
+
+class OpenCvBackbone:
+    """The float32 network on ``cv2.dnn``: the previous engine, kept as a reference for the
+    tests and benchmarks (same outputs, half the speed). Not thread-safe."""
+
+    def __init__(self) -> None:
+        data = np.frombuffer(_verified_onnx_bytes("fp32"), dtype=np.uint8)
+        self._net = cv2.dnn.readNetFromONNX(data, engine=cv2.dnn.ENGINE_NEW)
+
+    def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._net.setInput(blob)
-        head, logits, stages = self._net.forward(["features", "logits", "stages"])
+        head, logits, stages = self._net.forward(list(OUTPUTS))
         return (
             np.asarray(head, np.float32),
             np.asarray(logits, np.float32),
@@ -116,57 +190,57 @@ class EfficientNetLite0:
 
 
 class NetworkPool:
-    """``n`` networks; batches of images run on them in parallel threads.
+    """``n`` cores' worth of network; batches of images run in ``n`` parallel threads.
 
-    OpenCV releases the GIL. On this project's 2-core reference machine two single-threaded
-    networks, each fed ``BATCH_SIZE`` images per forward pass, give the most images per
-    second (``bench/bench_network.py``: 79-83 images/s against 62 with 8 images per pass
-    and 69 for one network with two threads), while a single image is fastest on one
-    network using every thread (12 ms instead of 20). So a one-image call takes the whole
-    pool and runs with ``n`` OpenCV threads; larger calls are spread over the networks, one
-    thread each. A process that runs one pool per core (the
-    local backend's workers) uses ``n = 1`` and keeps the threads it configured.
+    Measured on the 2-core reference machine, whole path (decode, reduce, network, embed;
+    ``bench/bench_network.py``): two threads each running ``BATCH_SIZE`` images per pass
+    on a one-thread session give the most images per second, while a single image is
+    fastest on one session using every core. So a one-image call waits until no other
+    pass runs and uses the ``n``-thread session; larger calls are spread over the
+    threads. A process that runs one pool per core (the local backend's workers) uses
+    ``n = 1``: one session, one thread.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, variant: Variant = "fp32") -> None:
         self.size = max(1, n)
-        if self.size > 1:
-            cv2.setNumThreads(1)
-        self._free: queue.SimpleQueue[EfficientNetLite0] = queue.SimpleQueue()
-        for _ in range(self.size):
-            self._free.put(EfficientNetLite0())
+        self.variant = variant
+        self._single_thread = OnnxBackbone(variant, 1)
+        self._all_threads = OnnxBackbone(variant, self.size) if self.size > 1 else None
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()  # one per core
+        for i in range(self.size):
+            self._slots.put(i)
         self._threads = (
             ThreadPoolExecutor(self.size, thread_name_prefix="cnn") if self.size > 1 else None
         )
-        self._whole_pool = threading.Lock()  # serialises callers that take every network
+        self._whole_pool = threading.Lock()  # serialises callers that take every slot
 
-    def _run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        net = self._free.get()
-        try:
-            head, logits, stages = net.forward_blob(to_blob([preprocess(im) for im in images]))
-        finally:
-            self._free.put(net)
+    def _forward(self, backbone: Backbone, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        head, logits, stages = backbone.forward_blob(to_blob([preprocess(im) for im in images]))
         return embed(head, stages), logits
 
-    def _solo(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """All cores on one network: wait until no other forward runs, then use n threads."""
+    def _run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        slot = self._slots.get()
+        try:
+            return self._forward(self._single_thread, images)
+        finally:
+            self._slots.put(slot)
+
+    def _solo(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """All cores on one pass: wait until no other pass runs, then use n threads."""
         with self._whole_pool:
-            nets = [self._free.get() for _ in range(self.size)]
+            slots = [self._slots.get() for _ in range(self.size)]
         try:
-            cv2.setNumThreads(self.size)
-            head, logits, stages = nets[0].forward_blob(to_blob([preprocess(im) for im in images]))
+            return self._forward(self._all_threads or self._single_thread, images)
         finally:
-            cv2.setNumThreads(1)
-            for net in nets:
-                self._free.put(net)
-        return embed(head, stages), logits
+            for slot in slots:
+                self._slots.put(slot)
 
     def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        net = self._free.get()
+        slot = self._slots.get()
         try:
-            return net.forward_blob(blob)
+            return self._single_thread.forward_blob(blob)
         finally:
-            self._free.put(net)
+            self._slots.put(slot)
 
     def __call__(
         self, images: Sequence[np.ndarray], batch_size: int | None = None
@@ -178,11 +252,11 @@ class NetworkPool:
         if not images:
             empty = np.zeros((0, EMBEDDING_DIM), np.float32)
             return empty, np.zeros((0, IMAGENET_CLASSES), np.float32)
-        # Small forward passes, shared out over the networks as each one becomes free.
+        if self._threads is not None and len(images) == 1:
+            emb, logits = self._solo(images)
+            return emb, logits
         size = min(batch_size or BATCH_SIZE, -(-len(images) // self.size))
         chunks = [images[i : i + size] for i in range(0, len(images), size)]
-        if self._threads is not None and len(images) == 1:
-            return self._solo(images)
         if self._threads is None or len(chunks) == 1:
             parts = [self._run(c) for c in chunks]
         else:
@@ -191,28 +265,28 @@ class NetworkPool:
 
 
 def default_parallelism() -> int:
-    """Networks per process: ``CLASSIFIER_NETS`` if set, else min(2, usable cores)."""
+    """Cores per process: ``CLASSIFIER_NETS`` if set, else min(2, usable cores)."""
     configured = os.environ.get("CLASSIFIER_NETS", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
     return max(1, min(2, len(os.sched_getaffinity(0))))
 
 
-_NETWORK: NetworkPool | None = None
+_NETWORKS: dict[Variant, NetworkPool] = {}
 _NETWORK_LOCK = threading.Lock()
 _PARALLELISM: int | None = None
 
 
 def set_parallelism(n: int) -> None:
-    """Networks per process for :func:`network` (call before first use)."""
+    """Cores per process for :func:`network` (call before first use)."""
     global _PARALLELISM
     _PARALLELISM = n
 
 
-def network() -> NetworkPool:
-    """The process-wide network pool, loaded on first use."""
-    global _NETWORK
+def network(variant: Variant = "fp32") -> NetworkPool:
+    """The process-wide network pool of ``variant``, loaded on first use."""
     with _NETWORK_LOCK:
-        if _NETWORK is None:
-            _NETWORK = NetworkPool(_PARALLELISM or default_parallelism())
-        return _NETWORK
+        pool = _NETWORKS.get(variant)
+        if pool is None:
+            pool = _NETWORKS[variant] = NetworkPool(_PARALLELISM or default_parallelism(), variant)
+        return pool

@@ -1,10 +1,12 @@
-"""The EfficientNet-Lite0 network run by cv2.dnn: reference outputs, weight integrity,
-preprocessing, embeddings, and the extractor registry."""
+"""The EfficientNet-Lite0 network run by ONNX Runtime: reference outputs, agreement with the
+previous engine (cv2.dnn), the int8 network, weight integrity, preprocessing, embeddings,
+and the extractor registry."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 
 import cv2
@@ -40,7 +42,7 @@ def test_reference_file_has_the_documented_shapes(reference):
     assert reference["stages"].shape == (2, sum(cnn.STAGE_DIMS))
 
 
-def test_cv2_dnn_reproduces_the_pytorch_reference_outputs(reference):
+def test_onnxruntime_reproduces_the_pytorch_reference_outputs(reference):
     head, logits, stages = cnn.network().forward_blob(reference["input"])
     for got, name in ((head, "features"), (logits, "logits"), (stages, "stages")):
         want = reference[name]
@@ -64,6 +66,62 @@ def test_each_reference_image_runs_alone_as_in_the_batch(reference):
 def test_network_recognises_a_daisy_as_imagenet_daisy(photos):
     _, logits = cnn.network()(photos)
     assert list(logits.argmax(axis=1)) == [IMAGENET_DAISY] * len(photos)
+
+
+def _real_photos(step: int = 40) -> list[np.ndarray]:
+    """Every ``step``-th packaged FLOWERS17 photo (all 17 labels), decoded as in use."""
+    from provider.train import default_dataset
+
+    paths = sorted(default_dataset().glob("*/*.jpg"))[::step]
+    return [decode_image(p, min_side=cnn.RESIZE_SHORTER) for p in paths]
+
+
+def test_onnxruntime_gives_the_features_cv2_dnn_gave_on_real_photos():
+    """The engine changed, not the features: 34 photos through both, same preprocessing."""
+    photos = _real_photos()
+    assert len(photos) >= 30
+    blob = cnn.to_blob([cnn.preprocess(im) for im in photos])
+    ort_out = cnn.OnnxBackbone("fp32", 1).forward_blob(blob)
+    cv_out = cnn.OpenCvBackbone().forward_blob(blob)
+    for got, want, name in zip(ort_out, cv_out, cnn.OUTPUTS, strict=True):
+        # Measured max difference 1.5e-5 (values up to ~20); one wrong op is off by > 1e-2.
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+    emb_ort, emb_cv = cnn.embed(ort_out[0], ort_out[2]), cnn.embed(cv_out[0], cv_out[2])
+    np.testing.assert_allclose(emb_ort, emb_cv, atol=1e-4)
+
+
+def test_int8_network_stays_close_to_the_float_network_on_real_photos():
+    """Quantised, so not equal: each embedding stays near its float32 twin (cosine >= 0.95,
+    measured ~0.99) and much nearer to it than to the other photos' embeddings."""
+    photos = _real_photos()
+    emb32, logits32 = cnn.network("fp32")(photos)
+    emb8, logits8 = cnn.network("int8")(photos)
+    assert emb8.shape == emb32.shape and emb8.dtype == np.float32
+    cosine = np.sum(emb8 * emb32, axis=1) / (
+        np.linalg.norm(emb8, axis=1) * np.linalg.norm(emb32, axis=1)
+    )
+    assert cosine.min() >= 0.95, cosine.min()
+    nearest = np.argmax(emb8 @ emb32.T, axis=1)
+    assert list(nearest) == list(range(len(photos)))
+    assert np.mean(logits8.argmax(1) == logits32.argmax(1)) >= 0.8
+
+
+def test_int8_manifest_records_its_weights_and_calibration_images():
+    manifest = json.loads(cnn.INT8_MANIFEST_PATH.read_text())
+    assert hashlib.sha256(cnn.INT8_ONNX_PATH.read_bytes()).hexdigest() == manifest["sha256"]
+    assert manifest["source"]["sha256"] == json.loads(cnn.MANIFEST_PATH.read_text())["sha256"]
+    images = manifest["calibration"]["images"]
+    assert len(images) == 51 and len({i["path"].split("/")[0] for i in images}) == 17
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i["sha256"]) for i in images)
+    # The int8 extractor's cache version names this model, so a rebuilt model is new.
+    assert manifest["sha256"][:8] in get_extractor("cnn-int8").version
+
+
+def test_every_extractor_has_its_own_cache_key():
+    keys = [e.cache_key for e in EXTRACTORS.values()]
+    assert len(set(keys)) == len(keys)
+    assert get_extractor("cnn").cache_key != get_extractor("cnn-int8").cache_key
+    assert "ort" in get_extractor("cnn").version  # not the cv2.dnn features' version
 
 
 # ---------------------------------------------------------------- weight integrity
@@ -103,7 +161,7 @@ def test_weights_with_one_flipped_byte_are_refused(tmp_weights):
     with pytest.raises(ModelError, match=r"corrupted \(sha256 mismatch\)"):
         cnn._verified_onnx_bytes()
     with pytest.raises(ModelError, match="corrupted"):
-        cnn.EfficientNetLite0()
+        cnn.OnnxBackbone()
 
 
 def test_missing_weights_or_manifest_are_a_model_error(tmp_weights):
@@ -131,6 +189,20 @@ def test_preprocess_always_gives_a_224_square(shape):
     out = cnn.preprocess(image)
     assert out.shape == (224, 224, 3)
     assert out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "shape", [(480, 320), (3000, 4000), (256, 900), (300, 301), (100, 150), (40, 2000), (9000, 50)]
+)
+def test_reducing_after_decode_does_not_change_the_network_input(shape):
+    """The decoder threads shrink each image at once; the crop must be the one the full
+    image gives (so features and the cache stay valid), and no side stays above 4x256."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    reduced = cnn.reduce_for_network(image)
+    assert min(reduced.shape[:2]) <= max(cnn.RESIZE_SHORTER, min(shape))
+    assert max(reduced.shape[:2]) <= cnn.MAX_ASPECT * max(cnn.RESIZE_SHORTER, min(shape))
+    assert np.array_equal(cnn.preprocess(reduced), cnn.preprocess(image))
 
 
 @pytest.mark.parametrize("portrait", [False, True])
@@ -232,7 +304,7 @@ def test_unknown_extractor_lists_the_choices():
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["cnn", "cnn+color", "global"])
+@pytest.mark.parametrize("name", ["cnn", "cnn-int8", "cnn+color", "global"])
 def test_each_extractor_gives_its_declared_dimension(name, photos):
     extractor = get_extractor(name)
     feats, logits = extractor.extract([photos[0]])
@@ -244,7 +316,8 @@ def test_each_extractor_gives_its_declared_dimension(name, photos):
     if name == "global":
         assert not logits.any()  # no network: zero logits
     else:
-        assert np.array_equal(feats[:, :1984], cnn.network()([photos[0]])[0])
+        variant = "int8" if name == "cnn-int8" else "fp32"
+        assert np.array_equal(feats[:, :1984], cnn.network(variant)([photos[0]])[0])
 
 
 def test_concurrent_single_and_batch_calls_agree_with_sequential_ones():
