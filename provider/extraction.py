@@ -4,6 +4,8 @@ bounded number of pixels at once, with the HDF5 feature cache in front and saved
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
@@ -39,6 +41,26 @@ class ExtractedDataset:
     skipped: list[str]  # "label/file: reason" for files that could not be used
     n_cached: int  # rows that came from the cache
 
+
+MMAP_THRESHOLD = 4 * 1024 * 1024
+
+
+def return_big_buffers_to_the_os() -> None:
+    """Have glibc's malloc map every block of 4 MiB or more on its own (``mallopt``).
+
+    Decoded frames are allocated in blocks of up to 16 MB; by default glibc raises its
+    mmap threshold after the first such block is freed and then keeps later ones in each
+    decoder thread's heap, which is never given back: 8 maximum-size PNGs peaked at
+    663 MB instead of 477 MB. Photos (a few MB) are unaffected. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):  # not glibc
+        return
+
+
+return_big_buffers_to_the_os()
 
 DECODE_PIXEL_BUDGET = 40_000_000
 """Pixels being decoded at once in one process (at most about 11 bytes each at the
@@ -84,7 +106,9 @@ def _decode_or_error(
 ) -> np.ndarray | ImageError:
     try:
         with budget.take(min(decoded_pixels(src, min_side), max_pixels)):
-            image = decode_image(src, max_pixels=max_pixels, min_side=min_side)
+            image = decode_image(
+                src, max_pixels=max_pixels, min_side=min_side, shrink=reduce is not None
+            )
             return reduce(image) if reduce is not None else image
     except ImageError as exc:
         return exc
