@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_FLOWERS = REPO.parent / "shared" / "datasets" / "flowers17"
-SHARED_ANIMALS = REPO.parent / "shared" / "datasets" / "animals4"
+# BENCH_SHARED: where shared/ is when it is not beside the checkout (e.g. a git worktree).
+SHARED = Path(os.environ.get("BENCH_SHARED") or REPO.parent / "shared")
+SHARED_FLOWERS = SHARED / "datasets" / "flowers17"
+SHARED_ANIMALS = SHARED / "datasets" / "animals4"
 OUT = REPO / "bench" / "out"
 
 
