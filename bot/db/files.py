@@ -7,12 +7,15 @@ database row names it (``bot.db.store``), and ``bot.db.repair`` removes any that
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from bot.db.schema import DEFAULT_SCOPE
+
+log = logging.getLogger(__name__)
 
 
 def scope_dir(data_dir: Path, scope_id: int) -> Path:
@@ -59,4 +62,10 @@ def is_file_in(path: Path, folder: Path) -> bool:
 
 
 def unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Remove a file if it is there; a failure is logged, never raised (cleanup paths)."""
+    try:
+        path.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        log.error("could not remove %s: %s", path, exc)

@@ -269,7 +269,7 @@ class ScopedData:
                     )
             except BaseException as exc:
                 if created:
-                    path.unlink(missing_ok=True)
+                    files.unlink(path)
                 if isinstance(exc, OSError):
                     log.error("could not write taught image %s: %s", path, exc)
                     raise StoreWriteError() from exc
@@ -308,7 +308,7 @@ class ScopedData:
                 )
             gone = {r.file_name for r in rows} - still
             for name in gone:
-                (self.images_dir / name).unlink(missing_ok=True)
+                files.unlink(self.images_dir / name)
             return Forgotten(images=len(rows), files=len(gone))
 
     async def forget_all(self) -> Forgotten:
@@ -403,7 +403,7 @@ class ScopedData:
             raise
         for r in old:
             if r.file_name != path.name:
-                (self.models_dir / r.file_name).unlink(missing_ok=True)
+                files.unlink(self.models_dir / r.file_name)
         return record
 
     async def rollback(self) -> ModelRecord | None:
@@ -431,7 +431,7 @@ class ScopedData:
                 if previous is not None:
                     previous.is_current = True
                 record = self._model(previous) if previous else None
-            (self.models_dir / current.file_name).unlink(missing_ok=True)
+            files.unlink(self.models_dir / current.file_name)
             return record
 
     # --- retrains ---------------------------------------------------------------------
