@@ -28,8 +28,10 @@ from golem_backend.base import (
     BackendStatus,
     BackendUnavailable,
     InstanceInfo,
+    ModelRef,
     Outcome,
     ProgressCallback,
+    TrainingSet,
     TrainReport,
 )
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
@@ -37,11 +39,13 @@ from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.processes import LOAD_TIMEOUT_S, executor_processes, worker_context
+from golem_backend.retrain_queue import RetrainQueue
 from golem_backend.settings import BackendSettings
 from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
     default_dataset_dir,
+    head_training_run,
     report_from_summary,
     training_failure,
 )
@@ -96,6 +100,8 @@ class GolemBackend(Backend):
         self._store: ModelStore | None = None
         self._accuracy: float | None = None
         self._training: TrainingRun | None = None
+        self._head_trainings: set[TrainingRun] = set()
+        self._retrains = RetrainQueue(settings.retrain_concurrency, settings.retrain_timeout_s)
         self._life = Lifecycle()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -139,6 +145,7 @@ class GolemBackend(Backend):
     async def _release(self) -> None:
         if self._training is not None:
             await self._training.kill()
+        await asyncio.gather(*(run.kill() for run in list(self._head_trainings)))
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         await self._runtime.close()
@@ -196,7 +203,42 @@ class GolemBackend(Backend):
         return summary
 
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
+    ) -> TrainReport:
+        self._ready()
+        if training_set is not None:
+            head = training_set
+            return await self._retrains.run(tenant, lambda: self._train_head(head, progress))
+        return await self._retrains.run(tenant, lambda: self._retrain_default(dataset, progress))
+
+    async def _train_head(
+        self, training_set: TrainingSet, progress: ProgressCallback | None
+    ) -> TrainReport:
+        """A server's head, trained on this machine (the providers only classify)."""
+        self._ready()
+        run = head_training_run(
+            worker_context(), self._settings, training_set, threads=None, niceness=5
+        )
+        self._head_trainings.add(run)
+        try:
+            summary = await run.run(progress)
+        except TrainingFailed as exc:
+            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
+            raise training_failure(exc, serving=True, shutting_down=stopped) from None
+        finally:
+            self._head_trainings.discard(run)
+        summary["dataset"] = f"{len(training_set.examples)} taught image(s)" + (
+            " + the default dataset" if training_set.include_default else ""
+        )
+        return report_from_summary(summary)
+
+    async def _retrain_default(
+        self, dataset: Path | None, progress: ProgressCallback | None
     ) -> TrainReport:
         dispatcher, store = self._ready()
         if self._training is not None:
@@ -219,8 +261,20 @@ class GolemBackend(Backend):
             raise BackendUnavailable("The Golem backend is not started yet.")
         return self._dispatcher, self._store
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
-        dispatcher, _ = self._ready()
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        dispatcher, store = self._ready()
+        if model is not None and model.model_id != store.current.model_id:
+            raise BackendUnavailable(
+                f"The Golem backend cannot serve the server model {model.model_id} yet; "
+                "only the default model."
+            )
         limit = self._settings.max_image_bytes
         outcomes: list[Outcome | None] = [None] * len(images)
         send: list[int] = []

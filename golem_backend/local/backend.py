@@ -31,23 +31,27 @@ from typing import Any
 
 from golem_backend.base import (
     Backend,
-    BackendBusy,
     BackendStatus,
     BackendTimeout,
     BackendUnavailable,
     InstanceInfo,
+    ModelRef,
     Outcome,
     ProgressCallback,
+    TrainingSet,
     TrainReport,
 )
+from golem_backend.heads import check_head_file, unusable_head
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.local.queue import Job, RequestQueue
 from golem_backend.processes import Worker, worker_context, worker_threads
+from golem_backend.retrain_queue import RetrainQueue
 from golem_backend.settings import BackendSettings
 from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
     default_dataset_dir,
+    head_training_run,
     report_from_summary,
     training_failure,
 )
@@ -83,7 +87,13 @@ class LocalBackend(Backend):
         self._ctx = worker_context()
         self._threads = worker_threads(settings.local_workers, settings.local_worker_threads)
         self._workers = [
-            Worker(f"worker-{i + 1}", self._ctx, settings.model_path, self._threads)
+            Worker(
+                f"worker-{i + 1}",
+                self._ctx,
+                settings.model_path,
+                self._threads,
+                settings.head_cache_bytes,
+            )
             for i in range(settings.local_workers)
         ]
         self._queue = RequestQueue(
@@ -93,7 +103,8 @@ class LocalBackend(Backend):
         self._tasks: set[asyncio.Task[None]] = set()
         self._model: _Model | None = None
         self._life = Lifecycle()
-        self._training: TrainingRun | None = None
+        self._trainings: set[TrainingRun] = set()
+        self._retrains = RetrainQueue(settings.retrain_concurrency, settings.retrain_timeout_s)
         self._batches = 0
         self._crashes_for_tests = 0
 
@@ -152,18 +163,28 @@ class LocalBackend(Backend):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._training is not None:
-            await self._training.kill()
+        await asyncio.gather(*(run.kill() for run in list(self._trainings)))
         await asyncio.gather(*(w.shutdown() for w in self._workers))
         log.info("local backend stopped")
 
     # --- serving ------------------------------------------------------------------------------
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
         self._check_serving()
         if not images:
             return []
-        request = self._queue.submit(images, top_k)
+        head = None
+        if model is not None:
+            check_head_file(model)
+            head = (model.model_id, str(model.path))
+        request = self._queue.submit(images, top_k, head=head, tenant=tenant)
         self._wakeup.set()
         timeout = self._settings.request_timeout_s
         try:
@@ -233,11 +254,13 @@ class LocalBackend(Backend):
                 self._crashes_for_tests -= 1
                 await worker.exit_for_tests()
             async with asyncio.timeout(stuck_after):
+                heads = [job.request.head for job in batch]
                 outcomes = await worker.classify(
                     model_id,
                     [job.data for job in batch],
                     max(job.request.top_k for job in batch),
                     self._settings.max_image_pixels,
+                    heads if any(heads) else None,
                 )
         except TimeoutError:
             log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)
@@ -255,7 +278,11 @@ class LocalBackend(Backend):
                 )
         else:
             for job, outcome in zip(batch, outcomes, strict=True):
-                self._queue.deliver(job, outcome)
+                if isinstance(outcome, ModelError):  # this request's head is unusable
+                    log.error("model %s is unusable: %s", job.request.head, outcome)
+                    self._queue.fail(job.request, unusable_head(job.request.head, outcome))
+                else:
+                    self._queue.deliver(job, outcome)
         finally:
             worker.batch = []
             self._wakeup.set()
@@ -321,23 +348,59 @@ class LocalBackend(Backend):
     # --- training -----------------------------------------------------------------------------
 
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
     ) -> TrainReport:
         self._check_serving()
-        if self._training is not None:
-            raise BackendBusy("A retrain is already running; wait for it to finish.")
+        if training_set is not None:
+            head = training_set
+            return await self._retrains.run(tenant, lambda: self._train_head(head, progress))
+        return await self._retrains.run(tenant, lambda: self._retrain_default(dataset, progress))
+
+    async def _retrain_default(
+        self, dataset: Path | None, progress: ProgressCallback | None
+    ) -> TrainReport:
+        self._check_serving()
         previous = self._model.model_id if self._model else None
         summary = await self._train(dataset, progress, serving=True)
         self._wakeup.set()  # idle workers load the new model now
         log.info("model %s replaced by %s", previous, summary["model_id"])
         return report_from_summary(summary, previous_model_id=previous)
 
+    async def _train_head(
+        self, training_set: TrainingSet, progress: ProgressCallback | None
+    ) -> TrainReport:
+        """A server's head, trained at low priority beside the serving workers."""
+        self._check_serving()
+        run = head_training_run(self._ctx, self._settings, training_set, threads=1, niceness=5)
+        summary = await self._run_training(run, progress, serving=True)
+        summary["dataset"] = f"{len(training_set.examples)} taught image(s)" + (
+            " + the default dataset" if training_set.include_default else ""
+        )
+        return report_from_summary(summary)
+
+    async def _run_training(
+        self, run: TrainingRun, progress: ProgressCallback | None, *, serving: bool
+    ) -> dict[str, Any]:
+        self._trainings.add(run)
+        try:
+            return await run.run(progress)
+        except TrainingFailed as exc:
+            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
+            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
+        finally:
+            self._trainings.discard(run)
+
     async def _train(
         self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
     ) -> dict[str, Any]:
         """Train in a child process, replace the model file, make it the current model."""
         source = Path(dataset) if dataset else default_dataset_dir(self._settings)
-        self._training = TrainingRun(
+        run = TrainingRun(
             self._ctx,
             source,
             self._settings.model_path,
@@ -346,13 +409,7 @@ class LocalBackend(Backend):
             threads=1 if serving else None,
             niceness=5 if serving else 0,
         )
-        try:
-            summary = await self._training.run(progress)
-        except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
-            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
-        finally:
-            self._training = None
+        summary = await self._run_training(run, progress, serving=serving)
         # The file was replaced just now, without an await since: from here every batch
         # dispatched carries the new id, and batches already running finish on the old model.
         summary["dataset"] = source
@@ -381,7 +438,8 @@ class LocalBackend(Backend):
                 f"{len(self._workers)} worker(s) x {self._threads} thread(s); "
                 f"{in_flight} image(s) in flight; {self._batches} batch(es) run; "
                 f"{self._queue.refused} request(s) refused as busy"
-                + ("; retraining" if self._training is not None else "")
+                + (f"; {self._retrains.running} retrain(s) running" if self._trainings else "")
+                + (f", {self._retrains.waiting} waiting" if self._retrains.waiting else "")
             ),
         )
 
