@@ -91,6 +91,11 @@ class ScopedData:
         async with self._write() as s:
             (await self._ensure_row(s)).left_at = when or utcnow()
 
+    async def left_at(self) -> dt.datetime | None:
+        async with self._session() as s:
+            row = await s.get(GuildRow, self.scope_id)
+            return row.left_at if row else None
+
     async def mark_present(self) -> None:
         async with self._write() as s:
             await s.execute(

@@ -21,7 +21,7 @@ from bot.db import engine as db_engine
 from bot.db.guild_data import ScopedData
 from bot.db.quotas import Quotas
 from bot.db.records import Forgotten
-from bot.db.schema import DEFAULT_SCOPE, GuildRow, ModelRow, TaughtImageRow
+from bot.db.schema import DEFAULT_SCOPE, GuildRow, ModelRow, TaughtImageRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,13 @@ class OperatorData:
             images = await s.scalar(select(func.count()).select_from(TaughtImageRow))
             size = await s.scalar(select(func.coalesce(func.sum(TaughtImageRow.size_bytes), 0)))
             models = await s.scalar(select(func.count()).select_from(ModelRow))
+            channels = await s.scalar(select(func.count()).select_from(WatchedChannelRow))
             return {
                 "servers": int(servers or 0),
                 "images": int(images or 0),
                 "bytes": int(size or 0),
                 "models": int(models or 0),
+                "channels": int(channels or 0),
             }
 
     async def scope_ids(self) -> list[int]:

@@ -11,8 +11,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError
-from bot.db import guild_data
+from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError, guild_data
 from bot.db.repair import repair
 from bot.errors import UserError
 from tests.bot.databases import ENGINES, database_url
@@ -278,7 +277,7 @@ async def test_a_database_newer_than_the_code_is_refused(store: Store):
     async with store.sessions() as s, s.begin():
         await s.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
     again = Store(store.url, store.data_dir)
-    with pytest.raises(DatabaseTooNew, match="f00dfeed.*newer version"):
+    with pytest.raises(DatabaseTooNew, match=r"f00dfeed.*newer version"):
         await again.open()
 
 
