@@ -55,8 +55,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_run(args.command))
-    except ValidationError as exc:
-        print(f"Invalid configuration: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # the messages only: an input may hold a password
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
+            print(f"Invalid configuration: {field}: {err['msg']}", file=sys.stderr)
         return 2
     except DatabaseError as exc:
         print(str(exc), file=sys.stderr)

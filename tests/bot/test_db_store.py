@@ -292,3 +292,58 @@ def test_guild_ids_must_be_snowflakes():
     for bad in (0, -5):
         with pytest.raises(ValueError, match="not a Discord server id"):
             s.guild(bad)
+
+
+def test_database_url_setting_is_validated_and_kept_secret(tmp_path: Path):
+    from pydantic import ValidationError
+
+    from tests.bot.harness import settings_from_env
+
+    base = {"DISCORD_TOKEN": "a.b.c", "DATA_DIR": str(tmp_path)}
+    s = settings_from_env(base)
+    assert s.database_url_value == f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    s = settings_from_env({**base, "DATABASE_URL": "postgres://bot:hunter2@db/bot"})
+    assert s.database_url_value == "postgresql+asyncpg://bot:hunter2@db/bot"
+    assert "hunter2" not in repr(s)
+    for bad in ("mysql://x", "http://db", "/just/a/path"):
+        with pytest.raises(ValidationError, match="DATABASE_URL must be"):
+            settings_from_env({**base, "DATABASE_URL": bad})
+
+
+def test_db_command_never_prints_the_url(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": "mysql://u:hunter2@h/d"}
+    env.pop("DISCORD_TOKEN", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "current"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.returncode == 2 and "DATABASE_URL must be" in out.stderr
+    assert "hunter2" not in out.stderr + out.stdout
+
+
+def test_db_command_upgrades_and_reports(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    root = Path(__file__).resolve().parents[2]
+    run = [sys.executable, "-m", "bot", "db"]
+    up = subprocess.run(
+        [*run, "upgrade"], env=env, capture_output=True, text=True, timeout=60, cwd=root
+    )
+    assert up.returncode == 0 and "revision 0001 (was empty)" in up.stdout
+    cur = subprocess.run(
+        [*run, "current"], env=env, capture_output=True, text=True, timeout=60, cwd=root
+    )
+    assert "database revision: 0001; this code: 0001" in cur.stdout
+    assert (tmp_path / "bot.db").is_file()
