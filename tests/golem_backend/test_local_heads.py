@@ -11,7 +11,6 @@ import asyncio
 import multiprocessing
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,44 +28,21 @@ from golem_backend import (
 )
 from golem_backend.local.backend import LocalBackend
 from golem_backend.settings import BackendSettings
-from provider.train import default_dataset
+from tests.golem_backend.flower_heads import (
+    FLOWERS,
+    PER_LABEL,
+    Head,
+    copy_dataset,
+    flower_files,
+    held_out,
+    train_head,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MODULE = {"scope": "module", "loop_scope": "module"}
-FLOWERS = default_dataset()
 DEFAULT_LABELS = ("bluebell", "buttercup", "coltsfoot")
 HEAD_B_LABELS = ("daisy", "dandelion", "iris")
 HEAD_C_LABELS = ("lilyvalley", "pansy", "snowdrop", "sunflower")
-PER_LABEL = 8
-
-
-@dataclass(frozen=True)
-class Head:
-    ref: ModelRef
-    labels: tuple[str, ...]
-
-
-def flower_files(label: str, start: int, count: int) -> list[Path]:
-    return sorted((FLOWERS / label).glob("*.jpg"))[start : start + count]
-
-
-def copy_dataset(dest: Path, labels: tuple[str, ...]) -> Path:
-    for label in labels:
-        (dest / label).mkdir(parents=True)
-        for file in flower_files(label, 0, PER_LABEL):
-            shutil.copy(file, dest / label / file.name)
-    return dest
-
-
-def train_head(out_dir: Path, labels: tuple[str, ...], cache: Path) -> Head:
-    from provider.dataset import DatasetItem
-    from provider.train import train_model
-
-    examples = [DatasetItem(p, lb) for lb in labels for p in flower_files(lb, 0, PER_LABEL)]
-    result = train_model(None, out_dir / "tmp.model", examples=examples, cache=cache, folds=3)
-    path = out_dir / f"{result.model_id}.model"
-    Path(result.model_path).rename(path)
-    return Head(ModelRef(result.model_id, path), tuple(result.labels))
 
 
 def make_settings(data_dir: Path, dataset: Path, **overrides: object) -> BackendSettings:
@@ -103,11 +79,6 @@ async def backend(world: dict[str, object]) -> AsyncIterator[LocalBackend]:
     assert isinstance(backend, LocalBackend)
     async with backend:
         yield backend
-
-
-def held_out(label: str, n: int = 2) -> list[bytes]:
-    """Photos of ``label`` that no model here was trained on."""
-    return [p.read_bytes() for p in flower_files(label, PER_LABEL, n)]
 
 
 # --- one batch, many heads ------------------------------------------------------------------
