@@ -35,17 +35,17 @@ from golem_backend.base import (
     TrainReport,
 )
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
+from golem_backend.golem.heads import HeadShelf
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.processes import LOAD_TIMEOUT_S, executor_processes, worker_context
-from golem_backend.retrain_queue import RetrainQueue
 from golem_backend.settings import BackendSettings
+from golem_backend.trainer import Trainer
 from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
     default_dataset_dir,
-    head_training_run,
     report_from_summary,
     training_failure,
 )
@@ -100,9 +100,12 @@ class GolemBackend(Backend):
         self._store: ModelStore | None = None
         self._accuracy: float | None = None
         self._training: TrainingRun | None = None
-        self._head_trainings: set[TrainingRun] = set()
-        self._retrains = RetrainQueue(settings.retrain_concurrency, settings.retrain_timeout_s)
+        # Servers' heads; the providers classify, so trainings may use every core.
+        self._trainer = Trainer(
+            worker_context(), settings, serving_threads=None, shutting_down=self._shutting_down
+        )
         self._life = Lifecycle()
+        self._heads = HeadShelf(settings.head_cache_bytes)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -145,7 +148,7 @@ class GolemBackend(Backend):
     async def _release(self) -> None:
         if self._training is not None:
             await self._training.kill()
-        await asyncio.gather(*(run.kill() for run in list(self._head_trainings)))
+        await self._trainer.kill_all()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         await self._runtime.close()
@@ -158,6 +161,7 @@ class GolemBackend(Backend):
                 store=self._store,
                 script_timeout_s=self._settings.golem_script_timeout_s,
                 max_pixels=self._settings.max_image_pixels,
+                head_cache_mb=self._settings.head_cache_mb,
             )
         }
 
@@ -213,29 +217,15 @@ class GolemBackend(Backend):
         self._ready()
         if training_set is not None:
             head = training_set
-            return await self._retrains.run(tenant, lambda: self._train_head(head, progress))
-        return await self._retrains.run(tenant, lambda: self._retrain_default(dataset, progress))
+            return await self._trainer.queued(tenant, lambda: self._train_head(head, progress))
+        return await self._trainer.queued(tenant, lambda: self._retrain_default(dataset, progress))
 
     async def _train_head(
         self, training_set: TrainingSet, progress: ProgressCallback | None
     ) -> TrainReport:
         """A server's head, trained on this machine (the providers only classify)."""
         self._ready()
-        run = head_training_run(
-            worker_context(), self._settings, training_set, threads=None, niceness=5
-        )
-        self._head_trainings.add(run)
-        try:
-            summary = await run.run(progress)
-        except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
-            raise training_failure(exc, serving=True, shutting_down=stopped) from None
-        finally:
-            self._head_trainings.discard(run)
-        summary["dataset"] = f"{len(training_set.examples)} taught image(s)" + (
-            " + the default dataset" if training_set.include_default else ""
-        )
-        return report_from_summary(summary)
+        return await self._trainer.train_head(training_set, progress)
 
     async def _retrain_default(
         self, dataset: Path | None, progress: ProgressCallback | None
@@ -254,6 +244,9 @@ class GolemBackend(Backend):
 
     # --- serving ----------------------------------------------------------------------
 
+    def _shutting_down(self) -> str | None:
+        return _SHUTTING_DOWN if self._life.state == "stopped" else None
+
     def _ready(self) -> tuple[Dispatcher, ModelStore]:
         if self._life.state != "ready" or self._dispatcher is None or self._store is None:
             if self._life.state == "stopped":
@@ -270,11 +263,9 @@ class GolemBackend(Backend):
         tenant: str | None = None,
     ) -> list[Outcome]:
         dispatcher, store = self._ready()
+        head = None
         if model is not None and model.model_id != store.current.model_id:
-            raise BackendUnavailable(
-                f"The Golem backend cannot serve the server model {model.model_id} yet; "
-                "only the default model."
-            )
+            head = await self._heads.get(model)  # uploaded to each instance when it lacks it
         limit = self._settings.max_image_bytes
         outcomes: list[Outcome | None] = [None] * len(images)
         send: list[int] = []
@@ -290,7 +281,11 @@ class GolemBackend(Backend):
                 send.append(i)
         if send:
             results = await dispatcher.submit(
-                [images[i] for i in send], max(1, top_k), self._settings.request_timeout_s
+                [images[i] for i in send],
+                max(1, top_k),
+                self._settings.request_timeout_s,
+                head=head,
+                tenant=tenant,
             )
             for i, outcome in zip(send, results, strict=True):
                 outcomes[i] = outcome

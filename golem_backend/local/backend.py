@@ -45,16 +45,9 @@ from golem_backend.heads import check_head_file, unusable_head
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.local.queue import Job, RequestQueue
 from golem_backend.processes import Worker, worker_context, worker_threads
-from golem_backend.retrain_queue import RetrainQueue
 from golem_backend.settings import BackendSettings
-from golem_backend.training import (
-    TrainingFailed,
-    TrainingRun,
-    default_dataset_dir,
-    head_training_run,
-    report_from_summary,
-    training_failure,
-)
+from golem_backend.trainer import Trainer
+from golem_backend.training import report_from_summary
 from provider.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -103,8 +96,10 @@ class LocalBackend(Backend):
         self._tasks: set[asyncio.Task[None]] = set()
         self._model: _Model | None = None
         self._life = Lifecycle()
-        self._trainings: set[TrainingRun] = set()
-        self._retrains = RetrainQueue(settings.retrain_concurrency, settings.retrain_timeout_s)
+        # While serving, trainings use one thread at a lower priority so requests stay fast.
+        self._trainer = Trainer(
+            self._ctx, settings, serving_threads=1, shutting_down=self._shutting_down
+        )
         self._batches = 0
         self._crashes_for_tests = 0
 
@@ -163,7 +158,7 @@ class LocalBackend(Backend):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(run.kill() for run in list(self._trainings)))
+        await self._trainer.kill_all()
         await asyncio.gather(*(w.shutdown() for w in self._workers))
         log.info("local backend stopped")
 
@@ -199,6 +194,9 @@ class LocalBackend(Backend):
         except asyncio.CancelledError:
             self._queue.drop(request)
             raise
+
+    def _shutting_down(self) -> str | None:
+        return _SHUTTING_DOWN if self._life.state == "stopped" else None
 
     def _check_serving(self) -> None:
         if self._life.state == "ready":
@@ -358,13 +356,13 @@ class LocalBackend(Backend):
         self._check_serving()
         if training_set is not None:
             head = training_set
-            return await self._retrains.run(tenant, lambda: self._train_head(head, progress))
-        return await self._retrains.run(tenant, lambda: self._retrain_default(dataset, progress))
+            return await self._trainer.queued(tenant, lambda: self._train_head(head, progress))
+        return await self._trainer.queued(tenant, lambda: self._retrain_default(dataset, progress))
 
     async def _retrain_default(
         self, dataset: Path | None, progress: ProgressCallback | None
     ) -> TrainReport:
-        self._check_serving()
+        self._check_serving()  # it may have stopped while this retrain waited its turn
         previous = self._model.model_id if self._model else None
         summary = await self._train(dataset, progress, serving=True)
         self._wakeup.set()  # idle workers load the new model now
@@ -374,45 +372,16 @@ class LocalBackend(Backend):
     async def _train_head(
         self, training_set: TrainingSet, progress: ProgressCallback | None
     ) -> TrainReport:
-        """A server's head, trained at low priority beside the serving workers."""
         self._check_serving()
-        run = head_training_run(self._ctx, self._settings, training_set, threads=1, niceness=5)
-        summary = await self._run_training(run, progress, serving=True)
-        summary["dataset"] = f"{len(training_set.examples)} taught image(s)" + (
-            " + the default dataset" if training_set.include_default else ""
-        )
-        return report_from_summary(summary)
-
-    async def _run_training(
-        self, run: TrainingRun, progress: ProgressCallback | None, *, serving: bool
-    ) -> dict[str, Any]:
-        self._trainings.add(run)
-        try:
-            return await run.run(progress)
-        except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
-            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
-        finally:
-            self._trainings.discard(run)
+        return await self._trainer.train_head(training_set, progress)
 
     async def _train(
         self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
     ) -> dict[str, Any]:
         """Train in a child process, replace the model file, make it the current model."""
-        source = Path(dataset) if dataset else default_dataset_dir(self._settings)
-        run = TrainingRun(
-            self._ctx,
-            source,
-            self._settings.model_path,
-            self._settings.cache_path,
-            # While serving, train on one thread at a lower priority so requests stay fast.
-            threads=1 if serving else None,
-            niceness=5 if serving else 0,
-        )
-        summary = await self._run_training(run, progress, serving=serving)
+        summary = await self._trainer.train_default(dataset, progress, serving=serving)
         # The file was replaced just now, without an await since: from here every batch
         # dispatched carries the new id, and batches already running finish on the old model.
-        summary["dataset"] = source
         self._model = _Model(summary["model_id"], tuple(summary["labels"]), summary["accuracy"])
         return summary
 
@@ -437,9 +406,7 @@ class LocalBackend(Backend):
             detail=(
                 f"{len(self._workers)} worker(s) x {self._threads} thread(s); "
                 f"{in_flight} image(s) in flight; {self._batches} batch(es) run; "
-                f"{self._queue.refused} request(s) refused as busy"
-                + (f"; {self._retrains.running} retrain(s) running" if self._trainings else "")
-                + (f", {self._retrains.waiting} waiting" if self._retrains.waiting else "")
+                f"{self._queue.refused} request(s) refused as busy" + self._trainer.describe()
             ),
         )
 
@@ -448,6 +415,14 @@ class LocalBackend(Backend):
         """Process ids of the running workers (for operators and tests)."""
         serving = ("idle", "busy", "loading")
         return tuple(w.pid for w in self._workers if w.pid is not None and w.state in serving)
+
+    async def head_cache_stats(self) -> list[dict[str, int]]:
+        """Each running worker's head cache (heads, bytes, max_bytes, hits, loads, evictions).
+
+        Runs on the workers between batches; for operators, benchmarks and tests.
+        """
+        serving = [w for w in self._workers if w.alive and w.state in ("idle", "busy")]
+        return list(await asyncio.gather(*(w.head_cache_stats() for w in serving)))
 
     @property
     def batches_dispatched(self) -> int:

@@ -11,13 +11,13 @@ import asyncio
 import multiprocessing
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from golem_backend import (
+    BackendBusy,
     BackendTimeout,
     BackendUnavailable,
     Example,
@@ -28,44 +28,21 @@ from golem_backend import (
 )
 from golem_backend.local.backend import LocalBackend
 from golem_backend.settings import BackendSettings
-from provider.train import default_dataset
+from tests.golem_backend.flower_heads import (
+    FLOWERS,
+    PER_LABEL,
+    Head,
+    copy_dataset,
+    flower_files,
+    held_out,
+    train_head,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MODULE = {"scope": "module", "loop_scope": "module"}
-FLOWERS = default_dataset()
 DEFAULT_LABELS = ("bluebell", "buttercup", "coltsfoot")
 HEAD_B_LABELS = ("daisy", "dandelion", "iris")
 HEAD_C_LABELS = ("lilyvalley", "pansy", "snowdrop", "sunflower")
-PER_LABEL = 8
-
-
-@dataclass(frozen=True)
-class Head:
-    ref: ModelRef
-    labels: tuple[str, ...]
-
-
-def flower_files(label: str, start: int, count: int) -> list[Path]:
-    return sorted((FLOWERS / label).glob("*.jpg"))[start : start + count]
-
-
-def copy_dataset(dest: Path, labels: tuple[str, ...]) -> Path:
-    for label in labels:
-        (dest / label).mkdir(parents=True)
-        for file in flower_files(label, 0, PER_LABEL):
-            shutil.copy(file, dest / label / file.name)
-    return dest
-
-
-def train_head(out_dir: Path, labels: tuple[str, ...], cache: Path) -> Head:
-    from provider.dataset import DatasetItem
-    from provider.train import train_model
-
-    examples = [DatasetItem(p, lb) for lb in labels for p in flower_files(lb, 0, PER_LABEL)]
-    result = train_model(None, out_dir / "tmp.model", examples=examples, cache=cache, folds=3)
-    path = out_dir / f"{result.model_id}.model"
-    Path(result.model_path).rename(path)
-    return Head(ModelRef(result.model_id, path), tuple(result.labels))
 
 
 def make_settings(data_dir: Path, dataset: Path, **overrides: object) -> BackendSettings:
@@ -102,11 +79,6 @@ async def backend(world: dict[str, object]) -> AsyncIterator[LocalBackend]:
     assert isinstance(backend, LocalBackend)
     async with backend:
         yield backend
-
-
-def held_out(label: str, n: int = 2) -> list[bytes]:
-    """Photos of ``label`` that no model here was trained on."""
-    return [p.read_bytes() for p in flower_files(label, PER_LABEL, n)]
 
 
 # --- one batch, many heads ------------------------------------------------------------------
@@ -300,3 +272,59 @@ async def test_a_retrain_past_its_deadline_times_out_and_leaves_no_process(world
         assert not list((tmp_path / "g").glob("*.model"))
         [outcome] = await backend.classify(held_out("daisy", 1))  # still serving
         assert isinstance(outcome, Prediction)
+
+
+# --- memory-bounded head cache in the workers, fairness ------------------------------------
+
+
+async def test_workers_keep_heads_within_head_cache_mb(world, tmp_path):
+    root = Path(world["root"])  # type: ignore[arg-type]
+    heads = [world["b"], world["c"]]
+    for labels in (("tulip", "windflower"), ("crocus", "daffodil")):
+        heads.append(train_head(tmp_path / labels[0], labels, root / "data" / "features.h5"))
+    shutil.copytree(root / "data", tmp_path / "data")
+    settings = make_settings(
+        tmp_path / "data", world["dataset"], head_cache_mb=1, local_batch_wait_ms=2.0
+    )
+    async with create_backend(settings) as backend:
+        assert isinstance(backend, LocalBackend)
+        for _ in range(2):
+            for head in heads:
+                assert isinstance(head, Head)
+                [outcome] = await backend.classify(held_out(head.labels[0], 1), model=head.ref)
+                assert isinstance(outcome, Prediction) and outcome.model_id == head.ref.model_id
+        [stats] = await backend.head_cache_stats()
+    assert stats["max_bytes"] == 2**20
+    assert 0 < stats["bytes"] <= stats["max_bytes"]
+    assert 1 <= stats["heads"] < len(heads)  # not all four fit in 1 MB ...
+    assert stats["evictions"] > 0 and stats["loads"] > len(heads)  # ... so some came back
+
+
+async def test_a_flood_from_one_server_does_not_starve_another(backend, world):
+    b = world["b"]
+    assert isinstance(b, Head)
+    finished: list[str] = []
+
+    async def ask(tenant: str, ref: ModelRef | None, label: str) -> object:
+        try:
+            result = await backend.classify(held_out(label, 1), model=ref, tenant=tenant)
+        except Exception as exc:
+            return exc
+        finished.append(tenant)
+        return result
+
+    flood = [asyncio.create_task(ask("guild:flood", None, "bluebell")) for _ in range(60)]
+    await asyncio.sleep(0)  # the flood is queued first
+    calm = [asyncio.create_task(ask("guild:calm", b.ref, "daisy")) for _ in range(4)]
+    flood_results = await asyncio.gather(*flood)
+    calm_results = await asyncio.gather(*calm)
+    refused = [r for r in flood_results if isinstance(r, BackendBusy)]
+    assert len(refused) == 60 - 32  # the flood got half of the 64-image queue, no more
+    assert all("This server is sending too many images" in r.message for r in refused)
+    for result in calm_results:  # the other server was served in full, by its own head
+        assert isinstance(result, list) and isinstance(result[0], Prediction)
+        assert result[0].model_id == b.ref.model_id
+    # ... and early: at most the flood's batch already running (16 images) is ahead of it;
+    # then batches take turns (first come, first served would put it behind all 32).
+    last_calm = max(i for i, tenant in enumerate(finished) if tenant == "guild:calm")
+    assert last_calm < 16 + 2 * 4
