@@ -151,12 +151,30 @@ async def test_one_server_teaching_and_retraining_changes_nothing_for_another(se
     assert status_a["Quotas"].startswith("labels 1/50\nimages 3/2000")
     assert status_a["Watched channels"] == "1"
 
+    # auto-replies: in A's watched channel with A's model; B's channel is not watched
+    sim = s.bot.sim
+    posted = await sim.post_message(
+        s.a_chan,
+        s.member,
+        "",
+        [sim.upload(flower_bytes("tulip", 5), "p.jpg", content_type="image/jpeg")],
+    )
+    auto = await sim.wait_bot_message(lambda m: m.reference_id == posted.id)
+    assert auto.embeds[0]["footer"]["text"] == f"model {model_a.model_id}"
+    ignored = await sim.post_message(
+        s.b_chan,
+        s.member,
+        "",
+        [sim.upload(flower_bytes("tulip", 6), "p.jpg", content_type="image/jpeg")],
+    )
+
     # B: the same answers, labels and /status as before
     after_b = [await s.classify(s.b_chan), await s.run(s.member, s.b_chan, "labels")]
     assert [answer(m) for m in after_b] == [answer(m) for m in before_b]
     assert fields(await s.run(s.admin_b, s.b_chan, "status")) == status_b
     assert status_b["Taught labels (0)"] == "none yet"
     assert await s.bot.bot.store.guild(s.b.id).watched_channels() == set()
+    assert not [m for m in sim.bot_messages() if m.reference_id == ignored.id]
     # the backend was told whose request each one was
     tenants = {t for _, t in s.backend.requests}
     assert tenants == {f"guild:{s.a.id}", f"guild:{s.b.id}"}

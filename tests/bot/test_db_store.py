@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
@@ -347,3 +348,16 @@ def test_db_command_upgrades_and_reports(tmp_path: Path):
     )
     assert "database revision: 0001; this code: 0001" in cur.stdout
     assert (tmp_path / "bot.db").is_file()
+
+
+async def test_a_flood_of_concurrent_teaches_stops_exactly_at_the_quota(store: Store):
+    from tests.bot.harness import png_bytes as png
+
+    colours = ["red", "green", "blue", "white", "black", "yellow", "cyan", "magenta", "grey"]
+    results = await asyncio.gather(
+        *(teach(store, A, "a", png(colour=c)) for c in colours), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert results.count(True) == 5 and len(refused) == 4
+    assert (await store.guild(A).usage()).images == 5
+    assert len(list(store.guild(A).images_dir.iterdir())) == 5
