@@ -6,7 +6,7 @@ Exit codes:
   2  invalid configuration (the message names the setting)
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
-  5  the classifier backend could not start
+  5  the classifier backend or the database could not start
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ import aiohttp
 import discord
 from pydantic import ValidationError
 
-from bot.client import BackendStartFailed, ClassifierBot, configure_endpoints
+from bot.client import (
+    BackendStartFailed,
+    ClassifierBot,
+    DatabaseStartFailed,
+    configure_endpoints,
+)
 from bot.logconfig import setup_logging
 from bot.settings import Settings
 
@@ -95,6 +100,9 @@ def exit_code_for(exc: BaseException | None) -> int:
             "Gateway Intents, or set MESSAGE_CONTENT_INTENT=false."
         )
         return EXIT_INTENT
+    if isinstance(exc, DatabaseStartFailed):
+        log.error("The database could not be opened: %s", exc)
+        return EXIT_BACKEND
     if isinstance(exc, BackendStartFailed):
         log.error("The classifier backend could not start: %s", exc)
         return EXIT_BACKEND
@@ -111,6 +119,10 @@ def exit_code_for(exc: BaseException | None) -> int:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["db"]:  # python -m bot db upgrade|current|repair
+        from bot.db.cli import main as db_main
+
+        return db_main(sys.argv[2:])
     loaded = load_settings()
     if isinstance(loaded, int):
         return loaded

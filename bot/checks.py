@@ -17,6 +17,12 @@ from bot.errors import NotAdmin
 T = TypeVar("T")
 
 
+def is_operator(interaction: discord.Interaction) -> bool:
+    """One of the bot's operators (``ADMIN_USER_IDS``)."""
+    settings = interaction.client.settings  # type: ignore[attr-defined]
+    return interaction.user.id in settings.admin_user_ids
+
+
 def is_admin(interaction: discord.Interaction) -> bool:
     """Bot owners (``ADMIN_USER_IDS``) anywhere; server administrators in their server."""
     settings = interaction.client.settings  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,10 +12,19 @@ import discord
 
 from bot.download import check_url, download, too_large_message
 from bot.errors import DownloadError, explain
-from golem_backend import ImageError, ImageTooLarge, Prediction
+from golem_backend import (
+    BackendUnavailable,
+    ImageError,
+    ImageTooLarge,
+    ModelRef,
+    Outcome,
+    Prediction,
+)
 
 if TYPE_CHECKING:
     from bot.client import ClassifierBot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +54,32 @@ async def fetch(bot: ClassifierBot, attachment: discord.Attachment) -> bytes:
     )
 
 
+async def classify_images(
+    bot: ClassifierBot, images: list[bytes], top_k: int, model: ModelRef | None, tenant: str
+) -> list[Outcome]:
+    """Classify with ``model`` (``None``: the default model). A server model the backend
+    cannot use (file missing or failing verification) falls back to the default model."""
+    try:
+        return await bot.backend.classify(images, top_k, model=model, tenant=tenant)
+    except BackendUnavailable as exc:
+        if model is None:
+            raise
+        log.warning(
+            "model %s of %s is unusable (%s); answering with the default model",
+            model.model_id,
+            tenant,
+            exc,
+        )
+        return await bot.backend.classify(images, top_k, model=None, tenant=tenant)
+
+
 async def classify_attachments(
-    bot: ClassifierBot, attachments: Sequence[discord.Attachment], top_k: int
+    bot: ClassifierBot,
+    attachments: Sequence[discord.Attachment],
+    top_k: int,
+    *,
+    model: ModelRef | None,
+    tenant: str,
 ) -> list[ImageAnswer]:
     """Download every attachment concurrently and classify the good ones in one request.
 
@@ -62,7 +96,7 @@ async def classify_attachments(
     fetched = await asyncio.gather(*(get(a) for a in attachments))
     good = [i for i, data in enumerate(fetched) if isinstance(data, bytes)]
     outcomes = (
-        await bot.backend.classify([fetched[i] for i in good], top_k)  # type: ignore[misc]
+        await classify_images(bot, [fetched[i] for i in good], top_k, model, tenant)  # type: ignore[misc]
         if good
         else []
     )

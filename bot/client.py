@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -11,19 +10,23 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.db import DatabaseError, Store, open_store
 from bot.errors import ClassifierTree
 from bot.limits import Cooldowns, WorkGate
 from bot.settings import Settings
-from bot.store import BotStore
 from golem_backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.classify", "bot.cogs.autoclassify", "bot.cogs.admin")
+EXTENSIONS = ("bot.cogs.classify", "bot.cogs.autoclassify", "bot.cogs.admin", "bot.cogs.data")
 
 
 class BackendStartFailed(Exception):
     """The backend could not start; the bot cannot serve."""
+
+
+class DatabaseStartFailed(BackendStartFailed):
+    """The database could not be opened or migrated; the bot cannot serve."""
 
 
 def configure_endpoints(settings: Settings) -> None:
@@ -63,10 +66,9 @@ class ClassifierBot(commands.Bot):
         )
         self.settings = settings
         self.backend = backend if backend is not None else create_default_backend(settings)
-        self.store = BotStore(settings.state_path)
+        self._store: Store | None = None
         self.cooldowns = Cooldowns(settings.cooldown_uses, settings.cooldown_window_s)
         self.gate = WorkGate(settings.max_concurrent_requests)
-        self.retrain_lock = asyncio.Lock()
         self.started_at = time.monotonic()
         self._http_session: aiohttp.ClientSession | None = None
         self._closing = False
@@ -78,15 +80,21 @@ class ClassifierBot(commands.Bot):
         assert self._http_session is not None, "setup_hook has not run"
         return self._http_session
 
-    def watched_channels(self) -> set[int]:
-        return self.store.watched | set(self.settings.autoclassify_channel_ids)
+    @property
+    def store(self) -> Store:
+        """The database (opened in ``setup_hook``); ``store.guild(id)`` scopes it."""
+        assert self._store is not None, "setup_hook has not run"
+        return self._store
 
     async def setup_hook(self) -> None:
         self._http_session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": "golem-image-classifier-bot"},
         )
-        self.store.load()
+        try:
+            self._store = await open_store(self.settings)
+        except DatabaseError as exc:
+            raise DatabaseStartFailed(str(exc)) from exc
         try:
             await self.backend.start()
         except BackendError as exc:
@@ -151,3 +159,5 @@ class ClassifierBot(commands.Bot):
                 log.info("backend stopped")
             if self._http_session is not None:
                 await self._http_session.close()
+            if self._store is not None:
+                await self._store.close()

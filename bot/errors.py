@@ -49,6 +49,17 @@ class Busy(UserError):
         super().__init__("I'm busy with other images right now. Please try again in a few seconds.")
 
 
+class ServerBusy(Busy):
+    """One server holds its share (half) of the bot's classification slots."""
+
+    def __init__(self) -> None:
+        UserError.__init__(
+            self,
+            "This server is sending me a lot of images at once; the rest of my capacity is "
+            "kept for other servers. Please try again in a few seconds.",
+        )
+
+
 class ShuttingDown(UserError):
     def __init__(self) -> None:
         super().__init__("I'm restarting right now. Please try again in a minute.")

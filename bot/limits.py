@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from discord import app_commands
 
-from bot.errors import Busy, OnCooldown, ShuttingDown
+from bot.errors import Busy, OnCooldown, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class WorkGate:
     """Admits at most ``limit`` classifications at once and drains them on shutdown.
 
     ``slot()`` refuses immediately (``Busy``) instead of queueing, so nobody waits silently.
+    One tenant (a server) holds at most half of the slots (``ServerBusy`` beyond), so the
+    rest stays available to the others.
     A task that took a slot is tracked until it finishes (error reply included), so that
     shutdown never closes the HTTP session under a reply being sent.
     """
@@ -53,6 +55,8 @@ class WorkGate:
         self.limit = limit
         self.closing = False
         self.active = 0
+        self.tenant_limit = max(1, limit // 2)
+        self.by_tenant: dict[str, int] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._cancelled: set[asyncio.Task[object]] = set()
 
@@ -61,17 +65,25 @@ class WorkGate:
             raise ShuttingDown()
 
     @asynccontextmanager
-    async def slot(self, *, exclusive_ok: bool = False) -> AsyncIterator[None]:
-        """Hold one unit of work. ``exclusive_ok`` skips the concurrency limit (admin jobs)."""
+    async def slot(
+        self, tenant: str | None = None, *, exclusive_ok: bool = False
+    ) -> AsyncIterator[None]:
+        """Hold one unit of work for ``tenant``. ``exclusive_ok`` skips the limits (admin
+        jobs)."""
         self.check_open()
         if not exclusive_ok and self.active >= self.limit:
             raise Busy()
+        held = self.by_tenant.get(tenant, 0) if tenant is not None else 0
+        if not exclusive_ok and tenant is not None and held >= self.tenant_limit:
+            raise ServerBusy()
         task = asyncio.current_task()
         assert task is not None
         if task not in self._tasks:
             self._tasks.add(task)
             task.add_done_callback(self._forget)
         self.active += 1
+        if tenant is not None:
+            self.by_tenant[tenant] = held + 1
         try:
             yield
         except asyncio.CancelledError:
@@ -81,6 +93,12 @@ class WorkGate:
             raise
         finally:
             self.active -= 1
+            if tenant is not None:
+                left = self.by_tenant[tenant] - 1
+                if left:
+                    self.by_tenant[tenant] = left
+                else:
+                    del self.by_tenant[tenant]
 
     def _forget(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)

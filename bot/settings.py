@@ -51,6 +51,15 @@ class Settings(BackendSettings):
     shutdown_grace_s: float = Field(10.0, ge=0, le=300)
     progress_interval_s: float = Field(2.0, ge=0.1, le=60)
 
+    # --- database and per-server data (bot/db) ----------------------------------------
+    database_url: SecretStr | None = None  # default: sqlite+aiosqlite:///<DATA_DIR>/bot.db
+    guild_max_labels: int = Field(50, ge=1, le=10_000)
+    guild_max_taught_images: int = Field(2000, ge=1, le=10_000_000)
+    guild_max_taught_bytes: int = Field(500_000_000, ge=1, le=10**13)
+    guild_max_retrains_per_hour: int = Field(6, ge=1, le=1000)
+    guild_data_retention_days: float = Field(30.0, ge=0, le=3650)
+    retention_check_interval_s: float = Field(3600.0, gt=0, le=86_400)
+
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -91,6 +100,31 @@ class Settings(BackendSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                url = driver + url.removeprefix(plain)
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "DATABASE_URL must be sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
+            )
+        return SecretStr(url)
+
+    @property
+    def database_url_value(self) -> str:
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
+        return self.database_url.get_secret_value()
 
     @property
     def attachment_hosts(self) -> frozenset[str]:

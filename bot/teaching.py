@@ -1,14 +1,13 @@
-"""/teach storage and the training set for /retrain (shipped dataset + taught images).
+"""Labels, taught images and what /retrain trains on.
 
-Taught images live at ``data_dir/taught/<label>/<sha256>.<ext>``; who taught them and when
-is recorded in the bot's state file. ``build_training_dataset`` merges them with the
-shipped (or configured) dataset as a folder of symlinks, without copying image bytes.
+A taught image is stored by ``ScopedData.add_taught`` (``bot/db``) in its server's folder.
+Training follows the database records, never the folder's contents: a server's
+``TrainingSet`` lists its recorded images; the default scope's dataset is a folder of
+symlinks to the base dataset plus the default scope's recorded images.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import os
 import re
@@ -16,11 +15,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from bot.db import TaughtRecord
 from bot.download import sniff_image
 from bot.errors import UserError
 from bot.settings import Settings
-from bot.store import TaughtImage, write_atomic
-from golem_backend import UNKNOWN
+from golem_backend import UNKNOWN, Example, TrainingSet
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +52,17 @@ def normalize_label(raw: str) -> str:
     return label
 
 
-def taught_root(settings: Settings) -> Path:
-    return settings.data_dir / "taught"
-
-
-def save_taught_image(
-    settings: Settings,
-    label: str,
-    data: bytes,
-    *,
-    user_id: int,
-    user_name: str,
-    guild_id: int | None,
-) -> TaughtImage:
-    """Write ``data`` under ``taught/<label>/`` (content-addressed) and describe it."""
-    label = normalize_label(label)
+def image_extension(data: bytes) -> str:
+    """The file extension for these image bytes, or :class:`UserError`."""
     kind = sniff_image(data[:32])
     if kind is None:
         raise UserError("That file is not an image.")
-    digest = hashlib.sha256(data).hexdigest()
-    folder = taught_root(settings) / label
-    path = folder / f"{digest}.{_EXTENSIONS[kind]}"
-    if path.resolve().parent != folder.resolve():  # defence in depth; the pattern forbids it
-        raise UserError(LABEL_RULES)
-    if not path.exists():
-        write_atomic(path, data)
-    return TaughtImage(
-        label=label,
-        sha256=digest,
-        path=str(path.relative_to(settings.data_dir)),
-        user_id=user_id,
-        user_name=user_name,
-        guild_id=guild_id,
-        added_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
+    return _EXTENSIONS[kind]
 
 
 def visible(path: Path) -> bool:
     """Not hidden: skips dotfiles such as ``write_atomic``'s ``.<name>.XXXX.tmp``."""
     return not path.name.startswith(".")
-
-
-def taught_files(root: Path) -> list[Path]:
-    """The taught images under ``root/<label>/``, without temporary or hidden files."""
-    if not root.is_dir():
-        return []
-    return sorted(
-        f
-        for label_dir in root.iterdir()
-        if label_dir.is_dir() and visible(label_dir)
-        for f in label_dir.iterdir()
-        if f.is_file() and visible(f)
-    )
 
 
 def base_dataset(settings: Settings) -> Path:
@@ -116,17 +74,30 @@ def base_dataset(settings: Settings) -> Path:
     return Path(default_dataset())
 
 
-def build_training_dataset(settings: Settings) -> Path:
-    """The folder /retrain trains on: the base dataset merged with the taught images.
+def server_training_set(
+    out_dir: Path, records: list[TaughtRecord], include_default: bool
+) -> TrainingSet:
+    """What a server's /retrain trains on: exactly its recorded images."""
+    if not records and not include_default:
+        raise UserError(
+            "This server has no taught images and does not include the default dataset "
+            "(`/settings include_default:`): there is nothing to train on. Add images with "
+            "/teach first."
+        )
+    examples = tuple(Example(r.path, r.label) for r in records)
+    return TrainingSet(out_dir=out_dir, examples=examples, include_default=include_default)
 
-    Without taught images this is the base dataset itself. Otherwise a fresh
+
+def build_default_dataset(settings: Settings, records: list[TaughtRecord]) -> Path:
+    """The folder ``/retrain scope:default`` trains on: the base dataset plus the default
+    scope's recorded images (taught in DMs by the operators).
+
+    Without such images this is the base dataset itself. Otherwise a fresh
     ``data_dir/training-view/<label>/`` tree of symlinks (copies where symlinks are not
     supported) is built beside the old one and swapped in.
     """
     base = base_dataset(settings)
-    root = taught_root(settings)
-    taught = taught_files(root)
-    if not taught:
+    if not records:
         return base
     view = settings.data_dir / "training-view"
     tmp = settings.data_dir / f".training-view-{uuid.uuid4().hex[:8]}"
@@ -136,7 +107,7 @@ def build_training_dataset(settings: Settings) -> Path:
         for f in sorted(label_dir.iterdir()):
             if f.is_file() and visible(f):
                 sources.append((label_dir.name, f, f.name))
-    sources += [(f.parent.name, f, f"taught-{f.name}") for f in taught]
+    sources += [(r.label, r.path, f"taught-{r.path.name}") for r in records]
     for label, src, name in sources:
         dest = tmp / label / name
         dest.parent.mkdir(exist_ok=True)
@@ -149,5 +120,5 @@ def build_training_dataset(settings: Settings) -> Path:
         os.replace(view, old)
     os.replace(tmp, view)
     shutil.rmtree(old, ignore_errors=True)
-    log.info("training view: %d images (%d taught) from %s", len(sources), len(taught), base)
+    log.info("training view: %d images (%d taught) from %s", len(sources), len(records), base)
     return view

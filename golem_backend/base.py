@@ -39,6 +39,31 @@ class BackendTimeout(BackendError):
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A trained head to classify with: its content-derived id and its artifact file."""
+
+    model_id: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One taught image: a file on this machine and its (already normalised) label."""
+
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSet:
+    """What a server's head is trained on; the artifact goes to ``out_dir/<model_id>.model``."""
+
+    out_dir: Path  # where the new artifact is written (per-server folder)
+    examples: tuple[Example, ...]  # the server's taught images
+    include_default: bool = True  # plus every image of the default dataset
+
+
+@dataclass(frozen=True, slots=True)
 class TrainReport:
     model_id: str
     labels: tuple[str, ...]
@@ -85,18 +110,41 @@ class Backend(abc.ABC):
         """Make the backend ready to classify. Raises :class:`BackendUnavailable`."""
 
     @abc.abstractmethod
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
         """Classify encoded images (JPEG/PNG/... bytes); one outcome per image, in order.
 
+        ``model`` names the head to use (None: the default model). ``tenant`` (e.g.
+        ``"guild:123"``) is only for fairness: one tenant may hold at most half of the queue.
         Raises :class:`BackendBusy`, :class:`BackendTimeout` or :class:`BackendUnavailable`
-        for failures of the whole request; a bad image is an :class:`ImageError` *in* the list.
+        (also for a head whose file is missing or fails verification) for failures of the
+        whole request; a bad image is an :class:`ImageError` *in* the list.
         """
 
     @abc.abstractmethod
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
     ) -> TrainReport:
-        """Train a new model (from ``dataset`` or the default one) and swap it in."""
+        """Train a new model.
+
+        Without ``training_set``: from ``dataset`` or the default one, and swap it in as the
+        default model. With one: a head from the shared feature cache, written atomically to
+        ``training_set.out_dir/<model_id>.model``; the default model is not changed. At most
+        one retrain per ``tenant`` at a time, ``RETRAIN_CONCURRENCY`` overall, each within
+        ``RETRAIN_TIMEOUT_S``. ``TrainReport.extra`` holds ``model_path``,
+        ``per_label_recall`` and ``label_counts``.
+        """
 
     @abc.abstractmethod
     async def status(self) -> BackendStatus:

@@ -26,8 +26,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from golem_backend.base import Outcome
-
 log = logging.getLogger(__name__)
 
 _THREAD_ENV_VARS = (
@@ -44,6 +42,8 @@ class _WorkerState:
     key: tuple[str, str] | None = None  # (model path, model id) of ``model``
     load_error: Exception | None = None
     hang_next_load: bool = False  # test hook: see hang_on_next_load_for_tests()
+    heads: Any = None  # provider.heads.HeadCache: the servers' heads, created lazily
+    head_cache_bytes: int = 256 * 2**20
 
 
 _STATE = _WorkerState()
@@ -68,13 +68,17 @@ def limit_threads(threads: int | None) -> None:
     threadpool_limits(threads)
 
 
-def init_worker(model_path: str, threads: int | None) -> None:
+def init_worker(model_path: str, threads: int | None, head_cache_bytes: int | None = None) -> None:
     """``ProcessPoolExecutor`` initializer: set thread limits, load the model once.
+
+    ``head_cache_bytes`` bounds the memory of the servers' heads kept loaded (LRU).
 
     A load failure is kept (not raised: an initializer exception would break the pool) and
     raised by the first task, so the parent learns *why* the model is unusable.
     """
     limit_threads(threads)
+    if head_cache_bytes is not None:
+        _STATE.head_cache_bytes = head_cache_bytes
     try:
         _load(model_path)
     except Exception as exc:  # reported to the parent by describe()/classify_batch()
@@ -123,11 +127,45 @@ def classify_batch(
     sources: Sequence[bytes],
     top_k: int,
     max_pixels: int,
-) -> tuple[int, str, list[Outcome]]:
-    """Classify encoded images in one forward pass; returns (pid, model id, outcomes)."""
+    heads: Sequence[tuple[str, str] | None] | None = None,
+) -> tuple[int, str, list[Any]]:
+    """Classify encoded images in one forward pass; returns (pid, model id, outcomes).
+
+    ``heads`` names, per image, the (model id, file) of the head that answers it, or None
+    for the default model. An image whose head cannot be loaded gets that ``ModelError``
+    as its outcome; the other images are answered normally.
+    """
     model = _ensure_model(model_path, model_id)
-    outcomes = model.classify_sources(list(sources), top_k=top_k, max_pixels=max_pixels)
-    return os.getpid(), model.model_id, list(outcomes)
+    if heads is None or all(head is None for head in heads):
+        outcomes = model.classify_sources(list(sources), top_k=top_k, max_pixels=max_pixels)
+        return os.getpid(), model.model_id, list(outcomes)
+    from provider.errors import ModelError
+    from provider.heads import HeadKey, classify_with_heads
+
+    cache = _head_cache()
+    loaded: dict[tuple[str, str], Any] = {}
+    for head in heads:
+        if head is not None and head not in loaded:
+            try:
+                loaded[head] = cache.get(HeadKey(*head))
+            except ModelError as exc:
+                loaded[head] = exc
+    chosen = [loaded[head] if head is not None else None for head in heads]
+    outcomes = classify_with_heads(model, list(sources), chosen, top_k, max_pixels=max_pixels)
+    return os.getpid(), model.model_id, outcomes
+
+
+def _head_cache() -> Any:
+    if _STATE.heads is None:
+        from provider.heads import HeadCache
+
+        _STATE.heads = HeadCache(_STATE.head_cache_bytes)
+    return _STATE.heads
+
+
+def head_cache_stats() -> dict[str, int]:
+    """Heads in memory, their bytes and the budget, hits, loads and evictions so far."""
+    return dict(_head_cache().stats(), pid=os.getpid())
 
 
 def exit_for_tests(code: int) -> None:
@@ -145,13 +183,17 @@ def hang_on_next_load_for_tests() -> None:
 
 def train_in_process(
     conn: Connection,
-    dataset: str,
+    dataset: str | None,
     out: str,
     cache: str | None,
     threads: int | None,
     niceness: int,
+    examples: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Target of the training process: train, validate, report through ``conn``.
+
+    ``dataset`` (a folder-per-label dataset, or None) and ``examples`` ((path, label) pairs)
+    are trained on together.
 
     Messages: ``("progress", stage, done, total)`` any number of times, then exactly one of
     ``("done", summary_dict)`` or ``("error", code, message)``.
@@ -170,7 +212,7 @@ def train_in_process(
         send(("progress", str(stage), int(done), int(total)))
 
     try:
-        send(("done", _train(dataset, out, cache, progress)))
+        send(("done", _train(dataset, out, cache, progress, examples)))
     except Exception as exc:
         from provider.errors import ClassifierError
 
@@ -183,13 +225,24 @@ def train_in_process(
         conn.close()
 
 
-def _train(dataset: str, out: str, cache: str | None, progress: Any) -> dict[str, Any]:
+def _train(
+    dataset: str | None,
+    out: str,
+    cache: str | None,
+    progress: Any,
+    examples: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    from provider.dataset import DatasetItem
     from provider.model import Classifier
     from provider.report import confusion_png
     from provider.train import train_model
 
     result = train_model(
-        Path(dataset), Path(out), cache=Path(cache) if cache else None, progress=progress
+        Path(dataset) if dataset is not None else None,
+        Path(out),
+        examples=[DatasetItem(Path(path), label) for path, label in examples],
+        cache=Path(cache) if cache else None,
+        progress=progress,
     )
     model = Classifier.load(Path(result.model_path))  # never swap in an unloadable artifact
     return {
@@ -202,6 +255,8 @@ def _train(dataset: str, out: str, cache: str | None, progress: Any) -> dict[str
         "duration_s": float(result.duration_s),
         "skipped": tuple(str(s) for s in result.skipped),
         "warnings": tuple(str(w) for w in result.warnings),
+        "label_counts": dict(result.label_counts),
+        "per_label_recall": dict(result.per_label_recall),
         # Rendered here, in the training process, to keep it off the bot's event loop.
         "confusion_png": (
             confusion_png(result.confusion, result.labels) if result.confusion is not None else None

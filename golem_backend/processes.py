@@ -26,6 +26,7 @@ from typing import Any
 
 from golem_backend import child
 from golem_backend.base import Outcome
+from provider.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,14 @@ class Worker:
     Methods raise ``concurrent.futures.BrokenExecutor`` when the process died.
     """
 
-    def __init__(self, name: str, ctx: WorkerContext, model_path: Path, threads: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        ctx: WorkerContext,
+        model_path: Path,
+        threads: int,
+        head_cache_bytes: int | None = None,
+    ) -> None:
         self.name = name
         self.state = "starting"
         self.pid: int | None = None
@@ -76,6 +84,7 @@ class Worker:
         self._ctx = ctx
         self._path = str(model_path)
         self._threads = threads
+        self._head_cache_bytes = head_cache_bytes
         self._executor: ProcessPoolExecutor | None = None
         self.load_timeout_s = LOAD_TIMEOUT_S
 
@@ -94,7 +103,7 @@ class Worker:
                 max_workers=1,
                 mp_context=self._ctx,
                 initializer=child.init_worker,
-                initargs=(self._path, self._threads),
+                initargs=(self._path, self._threads, self._head_cache_bytes),
             )
         async with asyncio.timeout(_START_TIMEOUT_S):
             info = await self._call(child.describe, self._path, model_id)
@@ -113,16 +122,30 @@ class Worker:
         self.model_id, self.state = info["model_id"], "idle"
 
     async def classify(
-        self, model_id: str, sources: list[bytes], top_k: int, max_pixels: int
-    ) -> list[Outcome]:
-        """One forward pass over ``sources`` with ``model_id`` (loaded first if it changed)."""
+        self,
+        model_id: str,
+        sources: list[bytes],
+        top_k: int,
+        max_pixels: int,
+        heads: list[tuple[str, str] | None] | None = None,
+    ) -> list[Outcome | ModelError]:
+        """One forward pass over ``sources`` with ``model_id`` (loaded first if it changed).
+
+        ``heads``: per image, the (model id, file) of its server's head, or None for the
+        default model; an image whose head cannot be loaded gets the ``ModelError``.
+        """
         _, self.model_id, outcomes = await self._call(
-            child.classify_batch, self._path, model_id, sources, top_k, max_pixels
+            child.classify_batch, self._path, model_id, sources, top_k, max_pixels, heads
         )
         if len(outcomes) != len(sources):
             raise RuntimeError(f"{len(outcomes)} outcomes for {len(sources)} images")
         self.served += len(sources)
         return outcomes
+
+    async def head_cache_stats(self) -> dict[str, int]:
+        """The process's head cache: heads, bytes, max_bytes, hits, loads, evictions, pid."""
+        stats: dict[str, int] = await self._call(child.head_cache_stats)
+        return stats
 
     async def exit_for_tests(self) -> None:
         """Test hook: make the process exit abruptly, as a segfault would."""

@@ -32,6 +32,10 @@ class BackendSettings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, le=600)
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     max_image_pixels: int = Field(40_000_000, ge=10_000, le=500_000_000)
+    # Retrains (the default model and servers' heads) running at once, over all servers.
+    retrain_concurrency: int = Field(1, ge=1, le=16)
+    # Deadline of one retrain, waiting for its turn included.
+    retrain_timeout_s: float = Field(300.0, gt=0, le=24 * 3600)
 
     # --- local backend ------------------------------------------------------------------
     local_workers: int = Field(2, ge=1, le=64)
@@ -42,6 +46,8 @@ class BackendSettings(BaseSettings):
     local_batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     # Native (OpenCV/BLAS) threads per worker; 0 = the usable cores divided among the workers.
     local_worker_threads: int = Field(0, ge=0, le=64)
+    # Memory each worker may spend on servers' heads kept loaded (least recently used dropped).
+    head_cache_mb: float = Field(256.0, ge=1, le=64 * 1024)
 
     # --- golem backend ------------------------------------------------------------------
     yagna_appkey: SecretStr | None = None
@@ -130,6 +136,10 @@ class BackendSettings(BaseSettings):
     @property
     def model_path(self) -> Path:
         return self.data_dir / "models" / "current.model"
+
+    @property
+    def head_cache_bytes(self) -> int:
+        return int(self.head_cache_mb * 2**20)
 
     @property
     def cache_path(self) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_backend import child
-from golem_backend.base import BackendUnavailable, ProgressCallback, TrainReport
+from golem_backend.base import BackendUnavailable, ProgressCallback, TrainingSet, TrainReport
 from golem_backend.processes import WorkerContext
 from golem_backend.settings import BackendSettings
 
@@ -42,6 +42,30 @@ def default_dataset_dir(settings: BackendSettings) -> Path:
     from provider.train import default_dataset  # imports numpy & co.: only when needed
 
     return Path(default_dataset())
+
+
+def head_training_run(
+    ctx: WorkerContext,
+    settings: BackendSettings,
+    training_set: TrainingSet,
+    *,
+    threads: int | None,
+    niceness: int,
+) -> TrainingRun:
+    """The run that trains a server's head into ``training_set.out_dir/<model_id>.model``
+    from its taught images (plus the default dataset when it says so), features cached."""
+    dataset = default_dataset_dir(settings) if training_set.include_default else None
+    examples = tuple((str(e.path), str(e.label)) for e in training_set.examples)
+    return TrainingRun(
+        ctx,
+        dataset,
+        Path(training_set.out_dir) / "head.model",  # renamed to <model_id>.model when done
+        settings.cache_path,
+        threads=threads,
+        niceness=niceness,
+        examples=examples,
+        by_model_id=True,
+    )
 
 
 def training_failure(
@@ -70,25 +94,40 @@ def report_from_summary(summary: dict[str, Any], **extra: object) -> TrainReport
         skipped=tuple(summary["skipped"]),
         warnings=tuple(summary["warnings"]),
         confusion_png=summary["confusion_png"],
-        extra={"dataset": str(summary["dataset"]), **extra},
+        extra={
+            "dataset": str(summary["dataset"]),
+            "model_path": str(summary["model_path"]),
+            "per_label_recall": dict(summary.get("per_label_recall") or {}),
+            "label_counts": dict(summary.get("label_counts") or {}),
+            **extra,
+        },
     )
 
 
 class TrainingRun:
-    """One training in a child process; ``run()`` once, ``kill()`` from anywhere."""
+    """One training in a child process; ``run()`` once, ``kill()`` from anywhere.
+
+    The artifact replaces ``model_path`` (the default model), or with ``by_model_id`` goes
+    to ``model_path.parent / "<model_id>.model"`` (a server's head, content-addressed).
+    ``dataset`` (or None) and ``examples`` ((path, label) pairs) are trained on together.
+    """
 
     def __init__(
         self,
         ctx: WorkerContext,
-        dataset: Path,
+        dataset: Path | None,
         model_path: Path,
         cache_path: Path | None,
         *,
         threads: int | None,
         niceness: int,
+        examples: tuple[tuple[str, str], ...] = (),
+        by_model_id: bool = False,
     ) -> None:
         self._ctx = ctx
         self._dataset = dataset
+        self._examples = examples
+        self._by_model_id = by_model_id
         self._model_path = model_path
         self._cache_path = cache_path
         self._threads = threads
@@ -103,7 +142,13 @@ class TrainingRun:
 
         Raises :class:`TrainingFailed` (dataset unusable, training crashed, or ``kill()``).
         """
-        self._model_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._model_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            folder = self._model_path.parent
+            raise TrainingFailed(
+                f"the model folder {folder} cannot be created ({exc.strerror or exc})"
+            ) from exc
         tmp = self._model_path.with_name(
             f".training-{uuid.uuid4().hex[:8]}-{self._model_path.name}"
         )
@@ -112,27 +157,35 @@ class TrainingRun:
             target=child.train_in_process,
             args=(
                 sender,
-                str(self._dataset),
+                str(self._dataset) if self._dataset is not None else None,
                 str(tmp),
                 str(self._cache_path) if self._cache_path else None,
                 self._threads,
                 self._niceness,
+                self._examples,
             ),
             name="classifier-training",
         )
         process.start()
         sender.close()
-        log.info("training a model from %s (pid %s)", self._dataset, process.pid)
+        source = self._dataset if self._dataset is not None else "taught images"
+        taught = len(self._examples) if self._dataset is not None else 0
+        plus = f" + {taught} taught images" if taught else ""
+        log.info("training a model from %s%s (pid %s)", source, plus, process.pid)
         self._process = process
         produced: Path | None = None
+        final: Path | None = None
         try:
             summary = await self._collect(process, receiver, progress)
             produced = Path(summary["model_path"])
             await asyncio.to_thread(process.join, _JOIN_S)
             if self._killed:
                 raise TrainingFailed("the classifier is shutting down")
-            os.replace(produced, self._model_path)
-            summary["model_path"] = str(self._model_path)
+            final = self._model_path
+            if self._by_model_id:
+                final = self._model_path.parent / f"{summary['model_id']}.model"
+            os.replace(produced, final)
+            summary["model_path"] = str(final)
             log.info(
                 "trained model %s on %d images in %.1f s (accuracy %s)",
                 summary["model_id"],
@@ -145,7 +198,7 @@ class TrainingRun:
             receiver.close()
             await self._stop_process(process)
             for leftover in (tmp, produced):
-                if leftover is not None and leftover != self._model_path:
+                if leftover is not None and leftover != final:
                     leftover.unlink(missing_ok=True)
 
     async def kill(self) -> None:

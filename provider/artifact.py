@@ -151,6 +151,36 @@ def _check_compatible(meta: dict[str, Any], name: str) -> None:
         raise ModelError(f"{name} has no usable label list.")
 
 
+def verify_artifact_bytes(data: bytes, name: str) -> dict[str, Any]:
+    """Check an artifact held in memory without unpickling it: magic, header, payload size
+    and checksum, content-derived model id. Returns its metadata; raises :class:`ModelError`.
+
+    For the requestor, which ships heads to providers but never loads pickles itself.
+    """
+    start = len(MAGIC) + 4
+    if len(data) < start or data[: len(MAGIC)] != MAGIC:
+        raise ModelError(f"{name} is not a model file of this classifier.")
+    (size,) = struct.unpack(">I", data[len(MAGIC) : start])
+    if size > MAX_HEADER or start + size > len(data):
+        raise ModelError(f"{name} has a corrupted header.")
+    try:
+        meta = json.loads(data[start : start + size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{name} has a corrupted header ({exc}).") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{name} has a corrupted header.")
+    _check_compatible(meta, name)
+    payload = memoryview(data)[start + size :]
+    if len(payload) != meta.get("payload_size") or (
+        hashlib.sha256(payload).hexdigest() != meta.get("payload_sha256")
+    ):
+        raise ModelError(f"{name} is truncated or corrupted (checksum mismatch).")
+    identity = {k: meta[k] for k in ("labels", "extractor", "classifier", "dataset") if k in meta}
+    if meta.get("model_id") != model_id_for(meta["payload_sha256"], identity):
+        raise ModelError(f"{name} has an altered header (model id mismatch).")
+    return meta
+
+
 def load_model(path: Path) -> ModelArtifact:
     """Load and verify an artifact. Raises :class:`ModelError` with a clear message."""
     path = Path(path)

@@ -27,6 +27,7 @@ class Classifier:
 
     def __init__(self, artifact: ModelArtifact) -> None:
         self._artifact = artifact
+        self.artifact = artifact  # the verified artifact (pipeline, OOD scorer, metadata)
         self.metadata: dict[str, Any] = artifact.metadata
         self.labels: tuple[str, ...] = artifact.labels
         self.model_id: str = artifact.model_id

@@ -7,6 +7,7 @@ client, which only forwards the request over a Unix socket and writes the JSON r
     python3 -m provider.serve daemon --model /golem/work/model.bin --socket /golem/work/clf.sock
     python3 -m provider.serve ping   --socket S --wait 60 --out /golem/output/ready.json
     python3 -m provider.serve client --socket S --top-k 3 --out /golem/output/<id>.json FILE...
+    python3 -m provider.serve client --socket S --heads ID,-,ID ... FILE...   (one head a file)
     python3 -m provider.serve reload --socket S --model /golem/work/model-<id>.bin --out F
     python3 -m provider.serve stop   --socket S
 
@@ -18,6 +19,11 @@ Protocol: one JSON object and a newline each way per connection. Replies carry
 ``{"ok": true, "version": 1, "model_id", "labels", ...}`` or ``{"ok": false, "error"}``; a
 classification reply has ``results``: one object per file, either a prediction
 (``Prediction.to_json()``) or ``{"error": {"code", "message"}}``.
+
+Servers' heads: a classify request may carry ``heads``, one entry per file, a model id or
+null (the daemon's own model). The daemon loads a head from ``<head dir>/<id>.model`` (the
+requestor uploads it there first), verifies it and that it holds that id, and keeps loaded
+heads in an LRU bounded by ``--head-cache-mb``; each prediction names the head that made it.
 
 Client exit codes: 0 success, 1 the daemon answered with an error, 2 the daemon is not
 available (not started, crashed, or failed to load its model), 64 bad arguments.
@@ -107,11 +113,20 @@ def request(socket_path: str, payload: dict[str, Any], timeout: float = 120.0) -
 # --- daemon -----------------------------------------------------------------------------
 
 
-class _Daemon:
-    """Holds one loaded classifier and answers requests one at a time."""
+_HEAD_ID_CHARS = frozenset("0123456789abcdef")
 
-    def __init__(self, model_path: str) -> None:
+
+class _Daemon:
+    """Holds one loaded classifier (and servers' heads) and answers requests one at a time."""
+
+    def __init__(
+        self, model_path: str, head_dir: str | None = None, head_cache_mb: float = 256
+    ) -> None:
         self.classifier = self._load(model_path)
+        self.head_dir = Path(head_dir) if head_dir else None
+        from provider.heads import HeadCache
+
+        self.heads = HeadCache(int(head_cache_mb * 2**20))
 
     @staticmethod
     def _load(model_path: str) -> Any:
@@ -148,7 +163,13 @@ class _Daemon:
         if req.get("max_pixels"):
             kwargs["max_pixels"] = int(req["max_pixels"])
         started = time.perf_counter()
-        outcomes = self.classifier.classify_sources(files, top_k=top_k, **kwargs) if files else []
+        heads = req.get("heads")
+        if heads is not None:
+            outcomes = self._classify_with_heads(files, heads, top_k, kwargs)
+        else:
+            outcomes = (
+                self.classifier.classify_sources(files, top_k=top_k, **kwargs) if files else []
+            )
         results = [
             {"error": o.to_json()} if isinstance(o, ImageError) else o.to_json() for o in outcomes
         ]
@@ -157,8 +178,46 @@ class _Daemon:
         reply["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return reply
 
+    def _classify_with_heads(
+        self, files: list[Path], heads: Any, top_k: int, kwargs: dict[str, Any]
+    ) -> list[Any]:
+        """Each file answered by its head (a model id, or None for the daemon's own model).
 
-def run_daemon(model_path: str, socket_path: str) -> int:
+        Raises ``ValueError`` (the request is refused) for a malformed head list, an id
+        that is not a model id, or a head file that is missing or fails verification.
+        """
+        from provider.heads import HeadKey, classify_with_heads
+
+        if not isinstance(heads, list) or len(heads) != len(files):
+            raise ValueError("heads must list one model id (or null) per file")
+        chosen: list[Any] = []
+        for head in heads:
+            if head is None:
+                chosen.append(None)
+                continue
+            if (
+                not isinstance(head, str)
+                or not 1 <= len(head) <= 64
+                or not set(head) <= _HEAD_ID_CHARS
+                or self.head_dir is None
+            ):
+                raise ValueError(f"not a head this daemon can load: {str(head)[:80]!r}")
+            chosen.append(self.heads.get(HeadKey(head, str(self.head_dir / f"{head}.model"))))
+        outcomes = classify_with_heads(self.classifier, files, chosen, top_k, **kwargs)
+        from provider.errors import ModelError
+
+        for outcome in outcomes:
+            if isinstance(outcome, ModelError):
+                raise ValueError(outcome.message)
+        return outcomes
+
+    def head_stats(self) -> dict[str, int]:
+        return self.heads.stats()
+
+
+def run_daemon(
+    model_path: str, socket_path: str, head_dir: str | None = None, head_cache_mb: float = 256
+) -> int:
     """Load the model, then serve requests on ``socket_path`` until stopped (SIGTERM/stop)."""
     marker = failed_marker(socket_path)
     with contextlib.suppress(FileNotFoundError):
@@ -166,7 +225,7 @@ def run_daemon(model_path: str, socket_path: str) -> int:
     if len(socket_path.encode()) > MAX_UNIX_PATH:
         return _fatal(marker, f"socket path is too long for a Unix socket: {socket_path}")
     try:
-        daemon = _Daemon(model_path)
+        daemon = _Daemon(model_path, head_dir, head_cache_mb)
     except Exception as exc:  # a ModelError, or anything else that prevents serving
         return _fatal(marker, f"cannot load the model {model_path}: {exc}")
 
@@ -260,6 +319,8 @@ def _cleanup(files: Sequence[str], out: str) -> None:
 
 def cmd_client(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"op": "classify", "files": args.files, "top_k": args.top_k}
+    if args.heads:
+        payload["heads"] = [None if h == "-" else h for h in args.heads.split(",")]
     if args.max_pixels:
         payload["max_pixels"] = args.max_pixels
     reply = request(args.socket, payload, timeout=args.timeout)
@@ -303,6 +364,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("daemon", help="load the model and serve requests on a Unix socket")
     p.add_argument("--model", required=True)
     p.add_argument("--socket", required=True)
+    p.add_argument("--head-dir", help="folder of servers' heads, <model id>.model each")
+    p.add_argument("--head-cache-mb", type=float, default=256.0)
 
     p = sub.add_parser("client", help="classify image files through the daemon")
     p.add_argument("--socket", required=True)
@@ -311,6 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--cleanup", action="store_true", help="delete the inputs afterwards")
+    p.add_argument("--heads", help="comma-separated model id per file, '-' = the daemon's model")
     p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_client)
 
@@ -339,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, which means "unavailable" here
         return EXIT_USAGE if exc.code else EXIT_OK
     if args.command == "daemon":
-        return run_daemon(args.model, args.socket)
+        return run_daemon(args.model, args.socket, args.head_dir, args.head_cache_mb)
     try:
         return int(args.func(args))
     except DaemonUnavailable as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 from provider.artifact import save_model
 from provider.cache import FeatureCache
 from provider.dataset import (
+    MAX_LABEL_LENGTH,
     MIN_IMAGES_PER_LABEL,
     DatasetItem,
     dataset_fingerprint,
@@ -26,6 +27,7 @@ from provider.extraction import ExtractedDataset, extract_items
 from provider.features import DEFAULT_EXTRACTOR, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.ood import KnnOodScorer
+from provider.results import UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +54,68 @@ class TrainResult:
     confusion: np.ndarray | None = None
     n_cached: int = 0
     metadata: dict[str, object] = field(default_factory=dict)
+    label_counts: dict[str, int] = field(default_factory=dict)  # images per label
+    per_label_recall: dict[str, float] = field(default_factory=dict)  # cross-validated
+
+
+def check_examples(examples: Sequence[DatasetItem]) -> list[DatasetItem]:
+    """Explicit (path, label) examples, checked like dataset folder names are.
+
+    Raises :class:`DatasetError` for a label that is empty, too long, not printable or
+    the word reserved for "no label".
+    """
+    out: list[DatasetItem] = []
+    for example in examples:
+        label = str(example.label)
+        if not label.strip() or len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+            raise DatasetError(f"{label[:MAX_LABEL_LENGTH]!r} is not a usable label name.")
+        if label.lower() == UNKNOWN:
+            raise DatasetError(f"{UNKNOWN!r} is the answer for no label; it cannot be taught.")
+        out.append(DatasetItem(Path(example.path), label))
+    return out
 
 
 def load_features(
-    dataset: Path,
+    dataset: Path | None,
     extractor_name: str,
     cache: Path | None,
     progress: Progress | None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    examples: Sequence[DatasetItem] = (),
 ) -> tuple[ExtractedDataset, tuple[str, ...], list[str], np.ndarray]:
-    """Scan and featurise a dataset. Returns (extracted, labels, warnings, y)."""
-    scan = scan_dataset(dataset)
+    """Featurise a dataset folder and/or explicit examples. Returns (extracted, labels,
+    warnings, y). Either may be empty; together they need two labels with readable images."""
+    items = check_examples(examples)
+    taught = Counter(item.label for item in items)
+    warnings: list[str] = [
+        f"label {label!r} has only {n} images (at least {MIN_IMAGES_PER_LABEL} advised)"
+        for label, n in sorted(taught.items())
+        if n < MIN_IMAGES_PER_LABEL
+    ]
+    scanned_labels: list[str] = []
+    if dataset is not None:
+        scan = scan_dataset(dataset)
+        items = scan.items + items
+        warnings += scan.warnings
+        scanned_labels += scan.labels
+        if scan.ignored:
+            warnings.append(f"ignored {len(scan.ignored)} files that are not images")
     extractor = get_extractor(extractor_name)
     feature_cache = FeatureCache(cache, extractor.cache_key, extractor.dim) if cache else None
     data = extract_items(
-        scan.items, extractor, cache=feature_cache, progress=progress, max_pixels=max_pixels
+        items, extractor, cache=feature_cache, progress=progress, max_pixels=max_pixels
     )
-    warnings = list(scan.warnings)
-    if scan.ignored:
-        warnings.append(f"ignored {len(scan.ignored)} files that are not images")
     present = sorted({item.label for item in data.items})
     if len(present) < 2:
+        where = f" in {dataset}" if dataset is not None else ""
         raise DatasetError(
-            f"Only {len(present)} label(s) in {dataset} have readable images; need two or more."
+            f"Only {len(present)} label(s){where} have readable images; need two or more."
         )
-    lost = [lb for lb in scan.labels if lb not in present]
+    wanted = dict.fromkeys(scanned_labels + [item.label for item in items])
+    lost = [lb for lb in wanted if lb not in present]
     if lost:
         warnings.append(f"labels with no readable image were left out: {', '.join(lost)}")
-    warnings += _few_readable(scan.items, data.items)
+    warnings += _few_readable(items, data.items)
     index = {label: i for i, label in enumerate(present)}
     y = np.array([index[item.label] for item in data.items], np.int64)
     return data, tuple(present), warnings, y
@@ -97,10 +133,23 @@ def _few_readable(scanned: list[DatasetItem], readable: list[DatasetItem]) -> li
     ]
 
 
+def recall_per_label(confusion: np.ndarray | None, labels: Sequence[str]) -> dict[str, float]:
+    """Cross-validated recall of each label (correct / images of that label) from the
+    (L, L) confusion counts; empty when no cross-validation ran."""
+    if confusion is None:
+        return {}
+    totals = confusion.sum(axis=1)
+    return {
+        label: float(confusion[i, i] / totals[i]) if totals[i] else 0.0
+        for i, label in enumerate(labels)
+    }
+
+
 def train_model(
-    dataset: Path | str,
+    dataset: Path | str | None,
     out: Path | str,
     *,
+    examples: Sequence[DatasetItem] = (),
     extractor: str = DEFAULT_EXTRACTOR,
     classifier: str = DEFAULT_CLASSIFIER,
     cache: Path | str | None = None,
@@ -108,7 +157,8 @@ def train_model(
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> TrainResult:
-    """Train on a folder-per-label dataset and write the model artifact to ``out``.
+    """Train on a folder-per-label dataset and/or explicit ``examples`` (path, label), and
+    write the model artifact to ``out``. ``dataset`` None: the examples only.
 
     Deterministic: the same images, labels and options give the same model id. With
     ``folds >= 2`` the accuracy is measured by stratified k-fold CV first (set 0 to skip).
@@ -120,9 +170,10 @@ def train_model(
             f"unknown classifier {classifier!r}; choose one of: {', '.join(CLASSIFIERS)}"
         )
     started = time.perf_counter()
-    dataset, out = Path(dataset), Path(out)
+    dataset = Path(dataset) if dataset is not None else None
+    out = Path(out)
     data, labels, warnings, y = load_features(
-        dataset, extractor, Path(cache) if cache else None, progress, max_pixels
+        dataset, extractor, Path(cache) if cache else None, progress, max_pixels, examples
     )
     X = data.features
     cv = None
@@ -141,6 +192,7 @@ def train_model(
     pipeline = fit_pipeline(classifier, X, np.array(labels, dtype=object)[y])
     ood = KnnOodScorer().fit(X)
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
+    recall = recall_per_label(cv.confusion if cv else None, labels)
     ext = get_extractor(extractor)
     if not ext.detects_unknown:
         warnings.append(
@@ -160,6 +212,7 @@ def train_model(
             "cv_accuracy": cv.accuracy if cv else None,
             "cv_accuracy_std": cv.accuracy_std if cv else None,
             "cv_folds": cv.folds if cv else 0,
+            "per_label_recall": recall,
         },
         "ood": {
             "method": "knn-cosine",
@@ -187,4 +240,6 @@ def train_model(
         confusion=cv.confusion if cv else None,
         n_cached=data.n_cached,
         metadata=artifact.metadata,
+        label_counts=per_label,
+        per_label_recall=recall,
     )

@@ -1,47 +1,90 @@
-"""Admin commands: /retrain, /teach and /status."""
+"""Admin commands: /retrain, /teach and /status, each on the caller's server only."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import admin_only
-from bot.classifying import fetch, precheck
+from bot.checks import admin_only, is_operator
+from bot.classifying import classify_images, fetch, precheck
 from bot.client import ClassifierBot
+from bot.db import ScopedData
 from bot.embeds import percent, report_embed, status_embed
 from bot.errors import APOLOGY, UserError, explain
 from bot.retrain_message import ProgressMessage, RetrainMessage
-from bot.teaching import build_training_dataset, normalize_label, save_taught_image
-from golem_backend import BackendError, ImageError
+from bot.server_embeds import server_status_embed
+from bot.teaching import (
+    build_default_dataset,
+    image_extension,
+    normalize_label,
+    server_training_set,
+)
+from bot.tenancy import in_server, labels_of, model_of, scope_of, tenant_of
+from golem_backend import BackendError, ImageError, TrainReport
 
 log = logging.getLogger(__name__)
+
+OPERATORS_ONLY = "Only the bot's operators (ADMIN_USER_IDS) can change the default model."
+
+
+def model_metrics(report: TrainReport) -> dict[str, object]:
+    """What the models table keeps of a training report (JSON-safe)."""
+    extra = report.extra
+    return {
+        "accuracy": report.accuracy,
+        "accuracy_std": report.accuracy_std,
+        "n_images": report.n_images,
+        "duration_s": round(report.duration_s, 3),
+        "per_label_recall": {
+            str(k): float(v) for k, v in dict(extra.get("per_label_recall") or {}).items()
+        },  # type: ignore[call-overload]
+        "label_counts": {str(k): int(v) for k, v in dict(extra.get("label_counts") or {}).items()},  # type: ignore[call-overload]
+    }
 
 
 class AdminCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
+        self.retrain_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    @app_commands.command(name="retrain", description="Retrain the model (admins)")
+    def _target(self, interaction: discord.Interaction, scope: str) -> ScopedData:
+        if scope == "default" or not in_server(interaction):
+            if not is_operator(interaction):
+                raise UserError(OPERATORS_ONLY)
+            return self.bot.store.default_scope()
+        return scope_of(self.bot, interaction)
+
+    @app_commands.command(name="retrain", description="Retrain this server's model (admins)")
+    @app_commands.describe(
+        scope="server: this server's model; default: the default model (bot operators only)"
+    )
     @app_commands.default_permissions(administrator=True)
     @admin_only()
-    async def retrain(self, interaction: discord.Interaction) -> None:
+    async def retrain(
+        self, interaction: discord.Interaction, scope: Literal["server", "default"] = "server"
+    ) -> None:
         bot = self.bot
-        if bot.retrain_lock.locked():
+        target = self._target(interaction, scope)
+        lock = self.retrain_locks[target.scope_id]
+        if lock.locked():
             raise UserError("A retrain is already running; its message shows the progress.")
-        async with bot.retrain_lock, bot.gate.slot(exclusive_ok=True):
+        async with lock, bot.gate.slot(exclusive_ok=True):
+            retrain_id = await target.start_retrain(interaction.user.id)  # the hourly quota
             message = RetrainMessage(interaction)
             await interaction.response.send_message("Retraining: preparing the dataset…")
             interaction.extras["answered"] = True
             progress = ProgressMessage(message, bot.settings.progress_interval_s)
             shower = asyncio.create_task(progress.run())
             try:
-                dataset = await asyncio.to_thread(build_training_dataset, bot.settings)
-                report = await bot.backend.retrain(dataset=dataset, progress=progress.update)
+                report, taught = await self._train(target, progress)
             except BaseException as exc:
                 reason = explain(exc) if isinstance(exc, Exception) else None
                 if isinstance(exc, asyncio.CancelledError):
@@ -49,21 +92,47 @@ class AdminCog(commands.Cog):
                 if reason is None:
                     reason = APOLOGY
                 shower.cancel()
+                await asyncio.shield(target.finish_retrain(retrain_id, "failed", reason))
                 if await self._show_quietly(message, f"❌ Retraining failed: {reason}"):
                     interaction.extras["error_shown"] = True  # on_error only logs it
                 raise
             finally:
                 shower.cancel()
-            taught = len(bot.store.taught)
+            await target.finish_retrain(retrain_id, "ok", report.model_id)
             await message.show(
                 None, embed=report_embed(report, taught=taught), png=report.confusion_png
             )
             log.info(
-                "retrained: model %s accuracy %s by %s",
+                "retrained %s: model %s accuracy %s by %s",
+                target.tenant,
                 report.model_id,
                 report.accuracy,
                 interaction.user.id,
             )
+
+    async def _train(
+        self, target: ScopedData, progress: ProgressMessage
+    ) -> tuple[TrainReport, int]:
+        """Train from the scope's database records; a server's model is registered."""
+        bot = self.bot
+        records = await target.taught()
+        if target.scope_id == 0:
+            dataset = await asyncio.to_thread(build_default_dataset, bot.settings, records)
+            report = await bot.backend.retrain(
+                dataset=dataset, progress=progress.update, tenant=target.tenant
+            )
+            return report, len(records)
+        settings = await target.settings()
+        training_set = server_training_set(target.models_dir, records, settings.include_default)
+        await asyncio.to_thread(target.models_dir.mkdir, parents=True, exist_ok=True)
+        report = await bot.backend.retrain(
+            progress=progress.update, training_set=training_set, tenant=target.tenant
+        )
+        path = Path(str(report.extra["model_path"]))
+        await asyncio.shield(
+            target.register_model(report.model_id, path, report.labels, model_metrics(report))
+        )
+        return report, len(records)
 
     @staticmethod
     async def _show_quietly(message: RetrainMessage, text: str) -> bool:
@@ -89,23 +158,35 @@ class AdminCog(commands.Cog):
         image: discord.Attachment,
     ) -> None:
         bot = self.bot
-        async with bot.gate.slot():  # refused during shutdown; shutdown waits for it
+        scope = self._target(interaction, "server")
+        tenant = tenant_of(interaction)
+        async with bot.gate.slot(tenant):  # refused during shutdown; shutdown waits for it
             label = normalize_label(label)
             precheck(bot, image)
             await interaction.response.defer(ephemeral=True, thinking=True)
             data = await fetch(bot, image)
-            try:  # the backend decodes it: a corrupt or unreadable image is refused here
-                [outcome] = await bot.backend.classify([data], top_k=1)
+            extension = image_extension(data)
+            model = await model_of(scope)
+            try:  # the backend decodes it: what it cannot verify is not stored
+                [outcome] = await classify_images(bot, [data], 1, model, tenant)
             except BackendError as exc:
-                outcome = None
-                log.info("could not verify a taught image (%s); storing it anyway", exc)
+                raise UserError(
+                    f"I couldn't check this image ({explain(exc)}), so I didn't store it. "
+                    "Please try again in a moment."
+                ) from exc
             if isinstance(outcome, ImageError):
                 raise outcome
-            # the image file and its record are written together, even if shutdown
-            # cancels this command meanwhile
-            added = await asyncio.shield(self._record(interaction, label, data))
-            count = sum(1 for t in bot.store.taught if t.label == label)
-            known = label in (await bot.backend.status()).labels
+            # the file and its record are written together, even if shutdown cancels this
+            added, count = await asyncio.shield(
+                scope.add_taught(
+                    label,
+                    data,
+                    extension,
+                    user_id=interaction.user.id,
+                    user_name=str(interaction.user),
+                )
+            )
+            known = label in (await labels_of(bot, scope))[0]
             lines = [
                 f"Learned **{label}** from `{image.filename}`. {count} taught image(s) for "
                 "this label; they're used by the next /retrain."
@@ -114,37 +195,54 @@ class AdminCog(commands.Cog):
             ]
             if not known:
                 lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
-            if outcome is not None:
-                guess = f"{outcome.label} ({percent(outcome.confidence)})"
-                lines.append(f"The current model says: {guess}.")
+            guess = f"{outcome.label} ({percent(outcome.confidence)})"
+            lines.append(f"The current model says: {guess}.")
             await interaction.followup.send("\n".join(lines), ephemeral=True)
 
-    async def _record(self, interaction: discord.Interaction, label: str, data: bytes) -> bool:
-        """Store a taught image and its record; ``False`` if it was already taught."""
-        record = await asyncio.to_thread(
-            save_taught_image,
-            self.bot.settings,
-            label,
-            data,
-            user_id=interaction.user.id,
-            user_name=str(interaction.user),
-            guild_id=interaction.guild_id,
-        )
-        return await self.bot.store.add_taught(record)
-
-    @app_commands.command(name="status", description="Backend, model and queue status (admins)")
+    @app_commands.command(
+        name="status", description="This server's model, data and quotas (admins)"
+    )
     @app_commands.default_permissions(administrator=True)
     @admin_only()
     async def status(self, interaction: discord.Interaction) -> None:
         bot = self.bot
-        status = await bot.backend.status()
-        embed = status_embed(
-            status,
-            uptime_s=time.monotonic() - bot.started_at,
-            watched=len(bot.watched_channels()),
-            latency_ms=bot.latency * 1000 if bot.latency != float("inf") else -1,
-        )
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        embeds = []
+        if in_server(interaction):
+            scope = scope_of(bot, interaction)
+            guild = interaction.guild
+            embeds.append(
+                server_status_embed(
+                    server_name=guild.name if guild else str(interaction.guild_id),
+                    model=await scope.current_model(),
+                    default_model_id=(await bot.backend.status()).model_id,
+                    label_counts=await scope.label_counts(),
+                    usage=await scope.usage(),
+                    quotas=bot.store.quotas,
+                    last_retrain=await scope.last_retrain(),
+                    settings=await scope.settings(),
+                    watched=len(await scope.watched_channels()),
+                )
+            )
+        if is_operator(interaction):
+            totals = await bot.store.operator.totals()
+            embed = status_embed(
+                await bot.backend.status(),
+                uptime_s=time.monotonic() - bot.started_at,
+                watched=totals["channels"] + len(bot.settings.autoclassify_channel_ids),
+                latency_ms=bot.latency * 1000 if bot.latency != float("inf") else -1,
+            )
+            embed.add_field(
+                name="All servers",
+                value=(
+                    f"{totals['servers']} servers, {totals['images']} taught images, "
+                    f"{totals['models']} models"
+                ),
+                inline=False,
+            )
+            embeds.append(embed)
+        if not embeds:
+            raise UserError("/status shows a server's data in a server where the bot is installed.")
+        await interaction.response.send_message(embeds=embeds, ephemeral=True)
 
 
 async def setup(bot: ClassifierBot) -> None:

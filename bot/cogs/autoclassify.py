@@ -16,6 +16,7 @@ from bot.client import ClassifierBot
 from bot.cogs.classify import answer_embeds
 from bot.download import looks_like_image
 from bot.errors import Busy, OnCooldown, UserError, explain
+from bot.tenancy import model_of
 from golem_backend import BackendError, ImageError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class AutoClassifyCog(commands.Cog):
                 "This channel is watched by configuration (AUTOCLASSIFY_CHANNEL_IDS); "
                 "remove it there to stop auto-replies."
             )
-        changed = await bot.store.set_watched(channel.id, on)
+        assert interaction.guild_id is not None  # guild_only
+        changed = await bot.store.guild(interaction.guild_id).set_watched(channel.id, on)
         if on:
             text = (
                 "I'll reply to images posted in this channel."
@@ -73,19 +75,28 @@ class AutoClassifyCog(commands.Cog):
         bot = self.bot
         if message.author.bot or message.guild is None or bot.gate.closing:
             return
-        if message.channel.id not in bot.watched_channels():
-            return
         images = [a for a in message.attachments if looks_like_image(a)]
         if not images:
+            return
+        scope = bot.store.guild(message.guild.id)
+        configured = message.channel.id in bot.settings.autoclassify_channel_ids
+        if not configured and not await scope.is_watched(message.channel.id):
             return
         cap = bot.settings.max_images_per_message
         note = None
         if len(images) > cap:
             note = f"Only the first {cap} of {len(images)} images were classified."
+        tenant = f"guild:{message.guild.id}"
         try:
-            async with bot.gate.slot():
+            async with bot.gate.slot(tenant):
                 bot.cooldowns.hit(message.author.id)
-                answers = await classify_attachments(bot, images[:cap], bot.settings.top_k)
+                answers = await classify_attachments(
+                    bot,
+                    images[:cap],
+                    bot.settings.top_k,
+                    model=await model_of(scope),
+                    tenant=tenant,
+                )
                 await reply(message, content=note, embeds=answer_embeds(bot, answers))
         except (OnCooldown, Busy) as exc:
             if self.warnings.should_warn(message.author.id):
@@ -96,6 +107,22 @@ class AutoClassifyCog(commands.Cog):
             log.warning("no permission to reply in channel %s", message.channel.id)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+
+    @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self._claim_legacy_channels(guild)
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._claim_legacy_channels(guild)
+
+    async def _claim_legacy_channels(self, guild: discord.Guild) -> None:
+        """Channels watched in the old JSON state join their server's scope."""
+        moved = await self.bot.store.guild(guild.id).claim_legacy_channels(
+            c.id for c in guild.channels
+        )
+        if moved:
+            log.info("server %s: %d watched channel(s) from the old state file", guild.id, moved)
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         try:

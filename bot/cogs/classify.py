@@ -14,6 +14,7 @@ from bot.discord_limits import CONTENT_MAX, clip, fit_embeds
 from bot.download import looks_like_image
 from bot.embeds import error_embed, labels_embed, prediction_embed
 from bot.errors import NoImages, UserError
+from bot.tenancy import labels_of, model_of, scope_of, tenant_of
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,15 @@ class ClassifyCog(commands.Cog):
         top_k: app_commands.Range[int, 1, 10] | None = None,
     ) -> None:
         bot = self.bot
-        async with bot.gate.slot():
+        tenant = tenant_of(interaction)
+        async with bot.gate.slot(tenant):
             bot.cooldowns.hit(interaction.user.id)
             precheck(bot, image)
             await defer_public(interaction)
-            [answer] = await classify_attachments(bot, [image], top_k or bot.settings.top_k)
+            model = await model_of(scope_of(bot, interaction))
+            [answer] = await classify_attachments(
+                bot, [image], top_k or bot.settings.top_k, model=model, tenant=tenant
+            )
             if answer.error is not None:
                 raise UserError(answer.error)
             await interaction.followup.send(embeds=answer_embeds(bot, [answer]))
@@ -99,10 +104,14 @@ class ClassifyCog(commands.Cog):
     ) -> None:
         bot = self.bot
         images, note = select_images(message.attachments, bot.settings.max_images_per_message)
-        async with bot.gate.slot():
+        tenant = tenant_of(interaction)
+        async with bot.gate.slot(tenant):
             bot.cooldowns.hit(interaction.user.id)
             await defer_public(interaction)
-            answers = await classify_attachments(bot, images, bot.settings.top_k)
+            model = await model_of(scope_of(bot, interaction))
+            answers = await classify_attachments(
+                bot, images, bot.settings.top_k, model=model, tenant=tenant
+            )
             if all(a.prediction is None for a in answers):
                 if len(answers) == 1:
                     raise UserError(answers[0].error or "That image could not be classified.")
@@ -112,9 +121,9 @@ class ClassifyCog(commands.Cog):
 
     @app_commands.command(name="labels", description="List the labels the model knows")
     async def labels(self, interaction: discord.Interaction) -> None:
-        status = await self.bot.backend.status()
+        labels, model_id = await labels_of(self.bot, scope_of(self.bot, interaction))
         await interaction.response.send_message(
-            embed=labels_embed(status.labels, status.model_id), ephemeral=True
+            embed=labels_embed(labels, model_id), ephemeral=True
         )
 
 

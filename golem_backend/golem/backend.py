@@ -28,16 +28,20 @@ from golem_backend.base import (
     BackendStatus,
     BackendUnavailable,
     InstanceInfo,
+    ModelRef,
     Outcome,
     ProgressCallback,
+    TrainingSet,
     TrainReport,
 )
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
+from golem_backend.golem.heads import HeadShelf
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.processes import LOAD_TIMEOUT_S, executor_processes, worker_context
 from golem_backend.settings import BackendSettings
+from golem_backend.trainer import Trainer
 from golem_backend.training import (
     TrainingFailed,
     TrainingRun,
@@ -96,7 +100,12 @@ class GolemBackend(Backend):
         self._store: ModelStore | None = None
         self._accuracy: float | None = None
         self._training: TrainingRun | None = None
+        # Servers' heads; the providers classify, so trainings may use every core.
+        self._trainer = Trainer(
+            worker_context(), settings, serving_threads=None, shutting_down=self._shutting_down
+        )
         self._life = Lifecycle()
+        self._heads = HeadShelf(settings.head_cache_bytes)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -139,6 +148,7 @@ class GolemBackend(Backend):
     async def _release(self) -> None:
         if self._training is not None:
             await self._training.kill()
+        await self._trainer.kill_all()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         await self._runtime.close()
@@ -151,6 +161,7 @@ class GolemBackend(Backend):
                 store=self._store,
                 script_timeout_s=self._settings.golem_script_timeout_s,
                 max_pixels=self._settings.max_image_pixels,
+                head_cache_mb=self._settings.head_cache_mb,
             )
         }
 
@@ -196,7 +207,28 @@ class GolemBackend(Backend):
         return summary
 
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
+    ) -> TrainReport:
+        self._ready()
+        if training_set is not None:
+            head = training_set
+            return await self._trainer.queued(tenant, lambda: self._train_head(head, progress))
+        return await self._trainer.queued(tenant, lambda: self._retrain_default(dataset, progress))
+
+    async def _train_head(
+        self, training_set: TrainingSet, progress: ProgressCallback | None
+    ) -> TrainReport:
+        """A server's head, trained on this machine (the providers only classify)."""
+        self._ready()
+        return await self._trainer.train_head(training_set, progress)
+
+    async def _retrain_default(
+        self, dataset: Path | None, progress: ProgressCallback | None
     ) -> TrainReport:
         dispatcher, store = self._ready()
         if self._training is not None:
@@ -212,6 +244,9 @@ class GolemBackend(Backend):
 
     # --- serving ----------------------------------------------------------------------
 
+    def _shutting_down(self) -> str | None:
+        return _SHUTTING_DOWN if self._life.state == "stopped" else None
+
     def _ready(self) -> tuple[Dispatcher, ModelStore]:
         if self._life.state != "ready" or self._dispatcher is None or self._store is None:
             if self._life.state == "stopped":
@@ -219,8 +254,18 @@ class GolemBackend(Backend):
             raise BackendUnavailable("The Golem backend is not started yet.")
         return self._dispatcher, self._store
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
-        dispatcher, _ = self._ready()
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        dispatcher, store = self._ready()
+        head = None
+        if model is not None and model.model_id != store.current.model_id:
+            head = await self._heads.get(model)  # uploaded to each instance when it lacks it
         limit = self._settings.max_image_bytes
         outcomes: list[Outcome | None] = [None] * len(images)
         send: list[int] = []
@@ -236,7 +281,11 @@ class GolemBackend(Backend):
                 send.append(i)
         if send:
             results = await dispatcher.submit(
-                [images[i] for i in send], max(1, top_k), self._settings.request_timeout_s
+                [images[i] for i in send],
+                max(1, top_k),
+                self._settings.request_timeout_s,
+                head=head,
+                tenant=tenant,
             )
             for i, outcome in zip(send, results, strict=True):
                 outcomes[i] = outcome

@@ -37,7 +37,12 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.service import BatchRefused, ClassifierService, ClassifyBatch
+from golem_backend.golem.service import (
+    BatchRefused,
+    ClassifierService,
+    ClassifyBatch,
+    ModelArtifact,
+)
 from provider.results import Prediction
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ class _Request:
     enqueued_at: float
     attempts: int = 0
     alone: bool = False  # refused within a batch: retried in a batch of its own
+    head: ModelArtifact | None = None  # the server's head that answers it (None: default)
+    tenant: str | None = None  # whose request it is: one tenant holds at most half the queue
 
 
 class Dispatcher:
@@ -85,8 +92,16 @@ class Dispatcher:
         if not self._closing:  # stop() may have run while the pool was starting
             self._loop_task = asyncio.create_task(self._dispatch_loop())
 
-    async def submit(self, images: list[bytes], top_k: int, timeout_s: float) -> list[Outcome]:
-        """Classify ``images``; one outcome per image, or a typed error for the request."""
+    async def submit(
+        self,
+        images: list[bytes],
+        top_k: int,
+        timeout_s: float,
+        head: ModelArtifact | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        """Classify ``images`` (with a server's ``head``, or the uploaded model); one outcome
+        per image, or a typed error for the request."""
         if self._closing:
             raise BackendUnavailable(_SHUTTING_DOWN)
         waiting = self.queue_depth
@@ -94,8 +109,16 @@ class Dispatcher:
             raise BackendBusy(
                 f"The Golem backend already has {waiting} requests waiting; try again in a moment."
             )
+        share = max(1, self.config.queue_size // 2)
+        if tenant is not None and self._queued_for(tenant) >= share:
+            raise BackendBusy(
+                "This server is sending too many requests at once "
+                f"(at most {share} waiting per server); try again in a moment."
+            )
         loop = asyncio.get_running_loop()
-        req = _Request(list(images), top_k, loop.create_future(), time.monotonic())
+        req = _Request(
+            list(images), top_k, loop.create_future(), time.monotonic(), head=head, tenant=tenant
+        )
         self._queue.append(req)
         self._wakeup.set()
         try:
@@ -122,6 +145,9 @@ class Dispatcher:
             return 0
         done, _ = await asyncio.wait(futures, timeout=timeout_s)
         return sum(1 for f in done if not f.cancelled() and f.exception() is None)
+
+    def _queued_for(self, tenant: str) -> int:
+        return sum(1 for r in self._queue if r.tenant == tenant and not r.future.done())
 
     @property
     def queue_depth(self) -> int:
@@ -217,9 +243,10 @@ class Dispatcher:
 
     def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
         images = [img for r in reqs for img in r.images]
+        heads = [r.head for r in reqs for _ in r.images] if any(r.head for r in reqs) else []
         top_k = max(r.top_k for r in reqs)
         future = asyncio.get_running_loop().create_future()
-        self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future), reqs)
+        self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future, heads), reqs)
 
     def _send(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
         worker.in_flight[batch.batch_id] = batch

@@ -29,6 +29,15 @@ READY_PATH = f"{OUTPUT_DIR}/ready.json"
 RELOAD_PATH = f"{OUTPUT_DIR}/reload.json"
 
 
+#: Servers' heads, uploaded on demand: /golem/work/<model id>.model (no sub-folder to create)
+HEAD_DIR = WORK_DIR
+
+
+def head_path(model_id: str) -> str:
+    """Where a server's head is uploaded (its id is hex digits; the daemon refuses others)."""
+    return f"{HEAD_DIR}/{model_id}.model"
+
+
 def model_update_path(model_id: str) -> str:
     """Where a retrained model is uploaded before the daemon reloads it."""
     safe = "".join(c for c in model_id if c.isalnum() or c in "-_")[:64] or "model"

@@ -97,8 +97,14 @@ def parse_classify_reply(
     top_k: int,
     model_id: str,
     labels: Sequence[str],
+    heads: Sequence[tuple[str, Sequence[str]] | None] | None = None,
 ) -> list[Prediction | ImageError]:
-    """Validate a classification reply and rebuild one outcome per image, in order."""
+    """Validate a classification reply and rebuild one outcome per image, in order.
+
+    ``heads``: per image, the (model id, labels) of the server's head that must answer it,
+    or None for the uploaded model (``model_id``, ``labels``): each prediction is checked
+    against its own head's id and labels.
+    """
     obj = load_reply(data, reply_limit(n_images))
     check_model(obj, model_id, labels)
     results = obj.get("results")
@@ -107,12 +113,21 @@ def parse_classify_reply(
             f"expected {n_images} results, got "
             f"{len(results) if isinstance(results, list) else type(results).__name__}"
         )
-    known = frozenset(labels)
-    return [_outcome(item, i, top_k, model_id, known) for i, item in enumerate(results)]
+    default = (model_id, frozenset(labels))
+    expected = [
+        (head[0], frozenset(head[1])) if head is not None else default
+        for head in (heads if heads is not None else [None] * n_images)
+    ]
+    if len(expected) != n_images:
+        raise ValueError(f"{len(expected)} heads for {n_images} images")
+    return [
+        _outcome(item, i, top_k, *expected[i], strict_id=expected[i] is not default)
+        for i, item in enumerate(results)
+    ]
 
 
 def _outcome(
-    item: Any, index: int, top_k: int, model_id: str, known: frozenset[str]
+    item: Any, index: int, top_k: int, model_id: str, known: frozenset[str], *, strict_id: bool
 ) -> Prediction | ImageError:
     where = f"result {index}"
     if not isinstance(item, dict):
@@ -124,7 +139,8 @@ def _outcome(
     if not isinstance(label, str) or (label not in known and label != UNKNOWN):
         raise ProtocolError(f"{where}: unknown label {_short(label)}")
     confidence = _probability(item.get("confidence"), f"{where} confidence")
-    if item.get("model_id", model_id) != model_id:
+    # A server's head must name itself; the uploaded model may leave its id implicit.
+    if item.get("model_id", None if strict_id else model_id) != model_id:
         raise ProtocolError(f"{where}: answered by another model")
     ood = item.get("ood_score", 0.0)
     if not _is_number(ood) or not math.isfinite(ood):

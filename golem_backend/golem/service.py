@@ -11,6 +11,11 @@ Lifecycle of one instance on a provider (all paths from :mod:`golem_backend.gole
   stdlib-only client (``provider.serve client``), download ``/golem/output/<batch>.json``
   (size-limited), validate it (:mod:`.protocol`) and resolve the batch's future. When the
   model was retrained, the same script first uploads the new artifact and reloads it.
+* Servers' heads: a batch names, per image, the head that answers it (None: the uploaded
+  model). A head this instance lacks is uploaded by the batch's own script, first, to
+  ``/golem/work/<model id>.model`` (content-addressed: uploaded at most once per instance
+  while it stays); the instance keeps the ``head_files`` most recently used ones and
+  removes the oldest beyond that. The reply is checked against each head's own labels.
 * ``shutdown()``: terminate the activity.
 
 A batch that fails (command error, timeout, malformed reply) fails its future with
@@ -28,6 +33,7 @@ import asyncio
 import logging
 import re
 import shlex
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -78,6 +84,8 @@ class ServiceConfig:
     prepare_timeout_s: float = 120.0  # model upload + daemon start + readiness
     max_pixels: int = 40_000_000
     python: str = layout.PYTHON
+    head_files: int = 64  # servers' heads kept on the provider's disk (LRU)
+    head_cache_mb: float = 256.0  # of them, loaded in the daemon's memory (LRU)
 
 
 class InstanceFailed(Exception):
@@ -103,6 +111,8 @@ class ClassifyBatch:
     images: list[bytes]
     top_k: int
     future: asyncio.Future[list[Outcome]] = field(repr=False)
+    #: per image, the server's head that answers it (None: the uploaded model); [] = none
+    heads: list[ModelArtifact | None] = field(default_factory=list, repr=False)
 
 
 class _Sink:
@@ -125,6 +135,8 @@ class ClassifierService(Service):
         self.failure: str | None = None  # why this instance stopped serving, if it failed
         self.batches_served = 0
         self.images_served = 0
+        self.head_files: OrderedDict[str, None] = OrderedDict()  # heads on the provider, LRU
+        self.head_uploads: Counter[str] = Counter()  # uploads per head id (for operators)
 
     @property
     def restart_condition(self) -> bool:
@@ -161,7 +173,10 @@ class ClassifierService(Service):
         script = self._script(cfg.prepare_timeout_s)
         script.upload_bytes(artifact.data, layout.MODEL_PATH)
         daemon = shlex.join(
-            self._serve("daemon", "--model", layout.MODEL_PATH, "--socket", layout.SOCKET_PATH)
+            self._serve(
+                *("daemon", "--model", layout.MODEL_PATH, "--socket", layout.SOCKET_PATH),
+                *("--head-dir", layout.HEAD_DIR, "--head-cache-mb", f"{cfg.head_cache_mb:g}"),
+            )
         )
         script.run("/bin/sh", "-c", f"{daemon} > {layout.DAEMON_LOG} 2>&1 < /dev/null &")
         wait_s = str(max(1, int(cfg.prepare_timeout_s) - 5))
@@ -248,16 +263,20 @@ class ClassifierService(Service):
             reload_sink = _Sink()
             script.download_bytes(layout.RELOAD_PATH, reload_sink.store, limit=reply_limit(0))
 
+        heads = batch.heads if any(h is not None for h in batch.heads) else []
+        uploads, removals = self._head_transfers(script, heads)
         sink = _Sink()
         if batch.images:
             files = [f"{layout.INPUT_DIR}/{batch.batch_id}-{i}" for i in range(len(batch.images))]
             for data, dst in zip(batch.images, files, strict=True):
                 script.upload_bytes(data, dst)
             out = f"{layout.OUTPUT_DIR}/{batch.batch_id}.json"
+            names = ",".join(h.model_id if h is not None else "-" for h in heads)
             script.run(
                 *self._serve("client", "--socket", layout.SOCKET_PATH),
                 *("--top-k", str(batch.top_k), "--max-pixels", str(cfg.max_pixels)),
                 *("--timeout", str(int(cfg.script_timeout_s) + 1), "--cleanup", "--out", out),
+                *(("--heads", names) if heads else ()),
                 *files,
             )
             script.download_bytes(out, sink.store, limit=reply_limit(len(batch.images)))
@@ -269,6 +288,7 @@ class ClassifierService(Service):
                 )
                 self.model_id = artifact.model_id
                 logger.info("%s now serves model %s", self.name, artifact.model_id)
+            self._heads_transferred(heads, uploads, removals)
             if not batch.images:
                 return []
             return parse_classify_reply(
@@ -277,9 +297,39 @@ class ClassifierService(Service):
                 top_k=batch.top_k,
                 model_id=artifact.model_id,
                 labels=artifact.labels,
+                heads=[(h.model_id, h.labels) if h else None for h in heads] if heads else None,
             )
 
         return script, parse
+
+    def _head_transfers(
+        self, script: Script, heads: list[ModelArtifact | None]
+    ) -> tuple[list[ModelArtifact], list[str]]:
+        """Add to ``script`` the uploads of the heads this instance lacks, and the removal
+        of the least recently used ones beyond ``head_files``; returns both lists."""
+        needed = {h.model_id: h for h in heads if h is not None}
+        uploads = [h for model_id, h in needed.items() if model_id not in self.head_files]
+        for head in uploads:
+            script.upload_bytes(head.data, layout.head_path(head.model_id))
+        kept = [m for m in self.head_files if m not in needed] + list(needed)
+        excess = max(0, len(kept) - max(self.config.head_files, len(needed)))
+        removals = kept[:excess]
+        for model_id in removals:
+            script.run("/bin/rm", "-f", layout.head_path(model_id))
+        return uploads, removals
+
+    def _heads_transferred(
+        self, heads: list[ModelArtifact | None], uploads: list[ModelArtifact], removals: list[str]
+    ) -> None:
+        """The script ran: record what is on the provider now (most recently used last)."""
+        for head in uploads:
+            self.head_uploads[head.model_id] += 1
+        for head in heads:
+            if head is not None:
+                self.head_files[head.model_id] = None
+                self.head_files.move_to_end(head.model_id)
+        for model_id in removals:
+            self.head_files.pop(model_id, None)
 
     # --- shutdown ---------------------------------------------------------------------
 

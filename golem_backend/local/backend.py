@@ -31,26 +31,23 @@ from typing import Any
 
 from golem_backend.base import (
     Backend,
-    BackendBusy,
     BackendStatus,
     BackendTimeout,
     BackendUnavailable,
     InstanceInfo,
+    ModelRef,
     Outcome,
     ProgressCallback,
+    TrainingSet,
     TrainReport,
 )
+from golem_backend.heads import check_head_file, unusable_head
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.local.queue import Job, RequestQueue
 from golem_backend.processes import Worker, worker_context, worker_threads
 from golem_backend.settings import BackendSettings
-from golem_backend.training import (
-    TrainingFailed,
-    TrainingRun,
-    default_dataset_dir,
-    report_from_summary,
-    training_failure,
-)
+from golem_backend.trainer import Trainer
+from golem_backend.training import report_from_summary
 from provider.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -83,7 +80,13 @@ class LocalBackend(Backend):
         self._ctx = worker_context()
         self._threads = worker_threads(settings.local_workers, settings.local_worker_threads)
         self._workers = [
-            Worker(f"worker-{i + 1}", self._ctx, settings.model_path, self._threads)
+            Worker(
+                f"worker-{i + 1}",
+                self._ctx,
+                settings.model_path,
+                self._threads,
+                settings.head_cache_bytes,
+            )
             for i in range(settings.local_workers)
         ]
         self._queue = RequestQueue(
@@ -93,7 +96,10 @@ class LocalBackend(Backend):
         self._tasks: set[asyncio.Task[None]] = set()
         self._model: _Model | None = None
         self._life = Lifecycle()
-        self._training: TrainingRun | None = None
+        # While serving, trainings use one thread at a lower priority so requests stay fast.
+        self._trainer = Trainer(
+            self._ctx, settings, serving_threads=1, shutting_down=self._shutting_down
+        )
         self._batches = 0
         self._crashes_for_tests = 0
 
@@ -152,18 +158,28 @@ class LocalBackend(Backend):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._training is not None:
-            await self._training.kill()
+        await self._trainer.kill_all()
         await asyncio.gather(*(w.shutdown() for w in self._workers))
         log.info("local backend stopped")
 
     # --- serving ------------------------------------------------------------------------------
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
         self._check_serving()
         if not images:
             return []
-        request = self._queue.submit(images, top_k)
+        head = None
+        if model is not None:
+            check_head_file(model)
+            head = (model.model_id, str(model.path))
+        request = self._queue.submit(images, top_k, head=head, tenant=tenant)
         self._wakeup.set()
         timeout = self._settings.request_timeout_s
         try:
@@ -178,6 +194,9 @@ class LocalBackend(Backend):
         except asyncio.CancelledError:
             self._queue.drop(request)
             raise
+
+    def _shutting_down(self) -> str | None:
+        return _SHUTTING_DOWN if self._life.state == "stopped" else None
 
     def _check_serving(self) -> None:
         if self._life.state == "ready":
@@ -233,11 +252,13 @@ class LocalBackend(Backend):
                 self._crashes_for_tests -= 1
                 await worker.exit_for_tests()
             async with asyncio.timeout(stuck_after):
+                heads = [job.request.head for job in batch]
                 outcomes = await worker.classify(
                     model_id,
                     [job.data for job in batch],
                     max(job.request.top_k for job in batch),
                     self._settings.max_image_pixels,
+                    heads if any(heads) else None,
                 )
         except TimeoutError:
             log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)
@@ -255,7 +276,11 @@ class LocalBackend(Backend):
                 )
         else:
             for job, outcome in zip(batch, outcomes, strict=True):
-                self._queue.deliver(job, outcome)
+                if isinstance(outcome, ModelError):  # this request's head is unusable
+                    log.error("model %s is unusable: %s", job.request.head, outcome)
+                    self._queue.fail(job.request, unusable_head(job.request.head, outcome))
+                else:
+                    self._queue.deliver(job, outcome)
         finally:
             worker.batch = []
             self._wakeup.set()
@@ -321,41 +346,42 @@ class LocalBackend(Backend):
     # --- training -----------------------------------------------------------------------------
 
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
     ) -> TrainReport:
         self._check_serving()
-        if self._training is not None:
-            raise BackendBusy("A retrain is already running; wait for it to finish.")
+        if training_set is not None:
+            head = training_set
+            return await self._trainer.queued(tenant, lambda: self._train_head(head, progress))
+        return await self._trainer.queued(tenant, lambda: self._retrain_default(dataset, progress))
+
+    async def _retrain_default(
+        self, dataset: Path | None, progress: ProgressCallback | None
+    ) -> TrainReport:
+        self._check_serving()  # it may have stopped while this retrain waited its turn
         previous = self._model.model_id if self._model else None
         summary = await self._train(dataset, progress, serving=True)
         self._wakeup.set()  # idle workers load the new model now
         log.info("model %s replaced by %s", previous, summary["model_id"])
         return report_from_summary(summary, previous_model_id=previous)
 
+    async def _train_head(
+        self, training_set: TrainingSet, progress: ProgressCallback | None
+    ) -> TrainReport:
+        self._check_serving()
+        return await self._trainer.train_head(training_set, progress)
+
     async def _train(
         self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
     ) -> dict[str, Any]:
         """Train in a child process, replace the model file, make it the current model."""
-        source = Path(dataset) if dataset else default_dataset_dir(self._settings)
-        self._training = TrainingRun(
-            self._ctx,
-            source,
-            self._settings.model_path,
-            self._settings.cache_path,
-            # While serving, train on one thread at a lower priority so requests stay fast.
-            threads=1 if serving else None,
-            niceness=5 if serving else 0,
-        )
-        try:
-            summary = await self._training.run(progress)
-        except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
-            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
-        finally:
-            self._training = None
+        summary = await self._trainer.train_default(dataset, progress, serving=serving)
         # The file was replaced just now, without an await since: from here every batch
         # dispatched carries the new id, and batches already running finish on the old model.
-        summary["dataset"] = source
         self._model = _Model(summary["model_id"], tuple(summary["labels"]), summary["accuracy"])
         return summary
 
@@ -380,8 +406,7 @@ class LocalBackend(Backend):
             detail=(
                 f"{len(self._workers)} worker(s) x {self._threads} thread(s); "
                 f"{in_flight} image(s) in flight; {self._batches} batch(es) run; "
-                f"{self._queue.refused} request(s) refused as busy"
-                + ("; retraining" if self._training is not None else "")
+                f"{self._queue.refused} request(s) refused as busy" + self._trainer.describe()
             ),
         )
 
@@ -390,6 +415,14 @@ class LocalBackend(Backend):
         """Process ids of the running workers (for operators and tests)."""
         serving = ("idle", "busy", "loading")
         return tuple(w.pid for w in self._workers if w.pid is not None and w.state in serving)
+
+    async def head_cache_stats(self) -> list[dict[str, int]]:
+        """Each running worker's head cache (heads, bytes, max_bytes, hits, loads, evictions).
+
+        Runs on the workers between batches; for operators, benchmarks and tests.
+        """
+        serving = [w for w in self._workers if w.alive and w.state in ("idle", "busy")]
+        return list(await asyncio.gather(*(w.head_cache_stats() for w in serving)))
 
     @property
     def batches_dispatched(self) -> int:

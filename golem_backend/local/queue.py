@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,6 +26,8 @@ class Request:
     outcomes: list[Outcome | None]
     remaining: int
     future: asyncio.Future[list[Outcome]]
+    head: tuple[str, str] | None = None  # (model id, file) of its server's head; None: default
+    tenant: str | None = None  # whose request it is, for the per-tenant share of the queue
 
 
 @dataclass(eq=False, slots=True)
@@ -45,6 +47,9 @@ class RequestQueue:
     def __init__(self, capacity: int, batch_size: int, max_image_bytes: int) -> None:
         self._jobs: deque[Job] = deque()
         self._capacity = capacity
+        #: images one tenant may have queued: half the queue, so the rest stays for others
+        self.tenant_share = max(1, capacity // 2)
+        self._per_tenant: Counter[str] = Counter()
         self._batch_size = batch_size
         self._max_bytes = max_image_bytes
         self.served = 0  # requests answered (each image classified or rejected)
@@ -58,8 +63,20 @@ class RequestQueue:
     def jobs(self) -> tuple[Job, ...]:
         return tuple(self._jobs)
 
-    def submit(self, images: list[bytes], top_k: int) -> Request:
-        """Queue ``images`` as one request; raises :class:`BackendBusy` when they do not fit.
+    def queued_for(self, tenant: str) -> int:
+        """Images of ``tenant`` waiting in the queue."""
+        return self._per_tenant[tenant]
+
+    def submit(
+        self,
+        images: list[bytes],
+        top_k: int,
+        *,
+        head: tuple[str, str] | None = None,
+        tenant: str | None = None,
+    ) -> Request:
+        """Queue ``images`` as one request; raises :class:`BackendBusy` when they do not fit
+        in the queue, or in ``tenant``'s half of it.
 
         An image over ``max_image_bytes`` is answered at once with :class:`ImageTooLarge`.
         """
@@ -75,8 +92,17 @@ class RequestQueue:
             raise BackendBusy(
                 f"The classifier is busy ({queued} images waiting); try again in a moment."
             )
+        if tenant is not None and self._per_tenant[tenant] + len(images) > self.tenant_share:
+            self.refused += 1
+            raise BackendBusy(
+                "This server is sending too many images at once "
+                f"({self._per_tenant[tenant]} waiting; at most {self.tenant_share} per server); "
+                "try again in a moment."
+            )
         loop = asyncio.get_running_loop()
-        request = Request(max(1, top_k), [None] * len(images), len(images), loop.create_future())
+        request = Request(
+            max(1, top_k), [None] * len(images), len(images), loop.create_future(), head, tenant
+        )
         for index, data in enumerate(images):
             if len(data) > self._max_bytes:
                 too_large = ImageTooLarge(
@@ -85,8 +111,28 @@ class RequestQueue:
                 )
                 self._settle(request, index, too_large)
             else:
-                self._jobs.append(Job(request, index, bytes(data), loop.time()))
+                self._push(Job(request, index, bytes(data), loop.time()))
         return request
+
+    def _push(self, job: Job, *, first: bool = False) -> None:
+        if first:
+            self._jobs.appendleft(job)
+        else:
+            self._jobs.append(job)
+        if job.request.tenant is not None:
+            self._per_tenant[job.request.tenant] += 1
+
+    def _pop(self) -> Job:
+        job = self._jobs.popleft()
+        self._forget(job)
+        return job
+
+    def _forget(self, job: Job) -> None:
+        tenant = job.request.tenant
+        if tenant is not None:
+            self._per_tenant[tenant] -= 1
+            if self._per_tenant[tenant] <= 0:
+                del self._per_tenant[tenant]
 
     def hold_for(self, wait_s: float) -> float:
         """Seconds to keep a small batch open for more images (0: dispatch now)."""
@@ -98,18 +144,44 @@ class RequestQueue:
     def take_batch(self, idle_workers: int) -> list[Job]:
         """The next batch, sharing the queue among ``idle_workers``; a retried job goes alone."""
         if self._jobs[0].attempts:
-            return [self._jobs.popleft()]
+            return [self._pop()]
         limit = min(self._batch_size, math.ceil(len(self._jobs) / max(1, idle_workers)))
-        batch: list[Job] = []
-        while self._jobs and len(batch) < limit and self._jobs[0].attempts == 0:
-            batch.append(self._jobs.popleft())
+        if not self._per_tenant:  # no tenants named: first come, first served
+            batch: list[Job] = []
+            while self._jobs and len(batch) < limit and self._jobs[0].attempts == 0:
+                batch.append(self._pop())
+            return batch
+        return self._take_round_robin(limit)
+
+    def _take_round_robin(self, limit: int) -> list[Job]:
+        """Up to ``limit`` jobs taken in turn from each tenant (in order of their first job),
+        so a tenant with a long backlog does not fill every batch ahead of the others."""
+        groups: dict[object, deque[Job]] = {}
+        for job in self._jobs:
+            if job.attempts:
+                break  # a retried job waits at the front for a batch of its own
+            key = job.request.tenant if job.request.tenant is not None else id(job.request)
+            groups.setdefault(key, deque()).append(job)
+        batch = []
+        while len(batch) < limit and groups:
+            for key in list(groups):
+                if len(batch) >= limit:
+                    break
+                group = groups[key]
+                batch.append(group.popleft())
+                if not group:
+                    del groups[key]
+        taken = {id(job) for job in batch}
+        self._jobs = deque(job for job in self._jobs if id(job) not in taken)
+        for job in batch:
+            self._forget(job)
         return batch
 
     def retry_first(self, jobs: Iterable[Job]) -> None:
         """Put jobs (from a crashed batch) back at the head of the queue, in order."""
         for job in reversed(list(jobs)):
             if not job.request.future.done():
-                self._jobs.appendleft(job)
+                self._push(job, first=True)
 
     def deliver(self, job: Job, outcome: Outcome) -> None:
         """Record one image's outcome; the request completes with its last image."""
@@ -136,12 +208,16 @@ class RequestQueue:
         """Fail every queued request with :class:`BackendUnavailable` (``message``)."""
         requests = {id(job.request): job.request for job in self._jobs}
         self._jobs.clear()
+        self._per_tenant.clear()
         for request in requests.values():
             self.fail(request, BackendUnavailable(message))
 
     def drop(self, request: Request) -> None:
         """Unqueue the images of a request that failed, timed out or was cancelled."""
         if any(job.request is request for job in self._jobs):
+            for job in self._jobs:
+                if job.request is request:
+                    self._forget(job)
             self._jobs = deque(job for job in self._jobs if job.request is not request)
         if not request.future.done():
             request.future.cancel()

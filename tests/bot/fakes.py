@@ -9,10 +9,13 @@ from golem_backend import (
     Backend,
     BackendError,
     BackendStatus,
+    BackendUnavailable,
     LabelScore,
+    ModelRef,
     Outcome,
     Prediction,
     ProgressCallback,
+    TrainingSet,
     TrainReport,
 )
 
@@ -32,6 +35,9 @@ class ScriptedBackend(Backend):
         self.gate: asyncio.Event | None = None
         self.started = self.stopped = False
         self.calls: list[int] = []
+        self.requests: list[tuple[ModelRef | None, str | None]] = []  # (model, tenant)
+        self.trained: list[TrainingSet | None] = []
+        self.heads: dict[str, tuple[str, ...]] = {}  # model id -> labels, from retrain()
         self.entered = asyncio.Event()  # set when a classification starts
         self.cancelled = 0
         self.retrain_steps = 0
@@ -45,8 +51,16 @@ class ScriptedBackend(Backend):
             raise self.fail_start
         self.started = True
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
         self.calls.append(len(images))
+        self.requests.append((model, tenant))
         self.entered.set()
         if self.gate is not None:
             try:
@@ -56,18 +70,63 @@ class ScriptedBackend(Backend):
                 raise
         if self.fail_with is not None:
             raise self.fail_with
+        if model is not None:  # a server head answers with its own first label
+            labels = self.heads.get(model.model_id)
+            if labels is None or not model.path.is_file():
+                raise BackendUnavailable(f"model {model.model_id} cannot be loaded")
+            return [
+                Prediction(labels[0], 0.8, (LabelScore(labels[0], 0.8),), model.model_id)
+                for _ in images
+            ]
         return [self.prediction for _ in images]
 
     async def retrain(
-        self, dataset: Path | None = None, progress: ProgressCallback | None = None
+        self,
+        dataset: Path | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        training_set: TrainingSet | None = None,
+        tenant: str | None = None,
     ) -> TrainReport:
+        """A server's retrain writes ``<out_dir>/<model_id>.model`` like the real backends
+        (the id derived from the examples, so the same set gives the same id)."""
+        self.trained.append(training_set)
         for step in range(self.retrain_steps):
             if progress is not None:
                 progress("training", step, self.retrain_steps)
             await asyncio.sleep(self.retrain_step_s)
         if self.fail_with is not None:
             raise self.fail_with
-        return TrainReport("scripted-2", ("daisy",), 1, None, None, 0.0)
+        if training_set is None:
+            return TrainReport("scripted-2", ("daisy",), 1, None, None, 0.0)
+        import hashlib
+
+        labels = tuple(sorted({e.label for e in training_set.examples}))
+        digest = hashlib.sha256(
+            repr(
+                (
+                    sorted((e.label, e.path.name) for e in training_set.examples),
+                    training_set.include_default,
+                )
+            ).encode()
+        ).hexdigest()[:16]
+        path = training_set.out_dir / f"{digest}.model"
+        path.write_bytes(b"scripted head " + digest.encode())
+        self.heads[digest] = labels or ("daisy",)
+        counts = {lb: sum(e.label == lb for e in training_set.examples) for lb in labels}
+        return TrainReport(
+            digest,
+            labels,
+            len(training_set.examples),
+            0.75,
+            0.05,
+            0.0,
+            extra={
+                "model_path": str(path),
+                "per_label_recall": {lb: 0.5 for lb in labels},
+                "label_counts": counts,
+            },
+        )
 
     async def status(self) -> BackendStatus:
         return BackendStatus("scripted", True, "scripted-1", ("daisy", "tulip"), None, 0, 0, 0)
@@ -79,7 +138,15 @@ class ScriptedBackend(Backend):
 class DecodingBackend(ScriptedBackend):
     """DEV ONLY until provider.train lands: decodes with the real decoder, fixed answer."""
 
-    async def classify(self, images: list[bytes], top_k: int = 3) -> list[Outcome]:
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        self.requests.append((model, tenant))
         from provider.errors import ImageError
         from provider.imageio import decode_image
 

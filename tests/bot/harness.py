@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.client import ClassifierBot, configure_endpoints
+from bot.db import Store, TaughtRecord
 from bot.settings import Settings
 from golem_backend import Backend
 from tests.bot.fakes import ScriptedBackend
@@ -132,6 +133,17 @@ async def launch_scripted(
     }
     running = await launch(world, app, {**base_env, **(env or {})}, backend=backend)
     return running, backend
+
+
+# --- the database --------------------------------------------------------------------
+async def stored_taught(settings: Settings, guild_id: int) -> list[TaughtRecord]:
+    """The taught images recorded for ``guild_id``, read through a fresh connection."""
+    store = Store(settings.database_url_value, settings.data_dir)
+    await store.open()
+    try:
+        return await store.guild(guild_id).taught()
+    finally:
+        await store.close()
 
 
 # --- images ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 import bot.retrain_message
+from bot.db import TaughtRecord
 from golem_backend import BackendUnavailable
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import (
@@ -29,9 +29,12 @@ ADMIN_COMMANDS = ("status", "retrain", "teach", "autoclassify")
 DENIED = "This command is only for server administrators and the bot's owners."
 
 
-def state(bot: RunningBot) -> dict:
-    path = bot.settings.data_dir / "bot-state.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+async def taught(bot: RunningBot) -> list[TaughtRecord]:
+    return await bot.bot.store.guild(bot.world.guild.id).taught()
+
+
+def images_dir(bot: RunningBot) -> Path:
+    return bot.settings.data_dir / "guilds" / str(bot.world.guild.id) / "images"
 
 
 async def test_admin_commands_are_synced_with_administrator_default_permission(
@@ -72,25 +75,41 @@ async def test_explicit_check_refuses_non_admins_when_the_server_opens_commands(
         # ADMIN_USER_IDS: carol is a plain member but one of the bot's owners
         ix = await main_bot.slash(w.carol, "status")
         msg = await main_bot.reply(ix)
-        assert msg.ephemeral and msg.embeds[0]["title"] == "Classifier status"
+        assert msg.ephemeral
+        assert [e["title"] for e in msg.embeds] == ["This server: Test server", "Classifier status"]
     finally:
         w.guild.commands_open_to_everyone = False
-    assert not state(main_bot).get("taught")
+    assert not await taught(main_bot)
 
 
-async def test_status_for_an_admin(main_bot: RunningBot):
+async def test_status_for_an_operator_adds_the_operator_wide_figures(main_bot: RunningBot):
     w = main_bot.world
-    ix = await main_bot.slash(w.admin, "status")
-    msg = await main_bot.reply(ix)
+    w.guild.commands_open_to_everyone = True  # carol (ADMIN_USER_IDS) is a plain member
+    try:
+        msg = await main_bot.reply(await main_bot.slash(w.carol, "status"))
+    finally:
+        w.guild.commands_open_to_everyone = False
     assert msg.ephemeral
-    fields = {f["name"]: f["value"] for f in msg.embeds[0]["fields"]}
+    fields = {f["name"]: f["value"] for f in msg.embeds[1]["fields"]}
     assert fields["Backend"].startswith(main_bot.bot.backend.kind)
     assert fields["Model"] != "none"
     labels_field = next(k for k in fields if k.startswith("Labels"))
     for label in TINY_LABELS:
         assert label in fields[labels_field]
-    for name in ("Accuracy", "Queue", "Served", "Uptime", "Watched channels"):
+    for name in ("Accuracy", "Queue", "Served", "Uptime", "Watched channels", "All servers"):
         assert name in fields
+
+
+async def test_status_for_a_server_admin_shows_only_that_server(main_bot: RunningBot):
+    w = main_bot.world
+    msg = await main_bot.reply(await main_bot.slash(w.admin, "status"))
+    assert msg.ephemeral and len(msg.embeds) == 1
+    fields = {f["name"]: f["value"] for f in msg.embeds[0]["fields"]}
+    assert fields["Quotas"].startswith("labels ")
+    for name in ("Model", "Last retrain", "Default dataset", "Watched channels"):
+        assert name in fields
+    for operator_only in ("Backend", "Queue", "Instances", "GLM spent", "All servers"):
+        assert operator_only not in fields
 
 
 @pytest.mark.parametrize(
@@ -107,8 +126,9 @@ async def test_teach_rejects_bad_labels(main_bot: RunningBot, label: str):
     msg = await main_bot.reply(ix)
     assert msg.ephemeral
     assert "not a valid label" in msg.content or "reserved" in msg.content, msg.content
-    taught = main_bot.settings.data_dir / "taught"
-    assert not taught.exists() or all(p.parent.parent == taught for p in taught.rglob("*.*"))
+    assert not images_dir(main_bot).exists() or all(
+        p.parent == images_dir(main_bot) for p in images_dir(main_bot).rglob("*")
+    )
 
 
 async def test_teach_rejects_files_that_are_not_images(main_bot: RunningBot):
@@ -121,7 +141,7 @@ async def test_teach_rejects_files_that_are_not_images(main_bot: RunningBot):
         ix = await main_bot.slash(w.admin, "teach", label="daisy", image=att)
         msg = await main_bot.reply(ix)
         assert msg.ephemeral and expected in msg.content, msg.content
-    assert not (main_bot.settings.data_dir / "taught" / "daisy").exists()
+    assert not [r for r in await taught(main_bot) if r.label == "daisy"]
 
 
 async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
@@ -143,12 +163,12 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
     msg = await main_bot.reply(await main_bot.slash(w.admin, "teach", label=new_label, image=att))
     assert "already had this image" in msg.content
 
-    files = sorted((data_dir / "taught" / new_label).iterdir())
-    assert len(files) == 5 and all(f.suffix == ".jpg" and len(f.stem) == 64 for f in files)
-    records = state(main_bot)["taught"]
+    records = [r for r in await taught(main_bot) if r.label == new_label]
     assert len(records) == 5
-    assert {r["user_id"] for r in records} == {w.admin.id, w.carol.id}
-    assert all(r["label"] == new_label and r["added_at"].endswith("+00:00") for r in records)
+    assert all(r.path.parent == images_dir(main_bot) and r.path.is_file() for r in records)
+    assert all(r.path.suffix == ".jpg" and r.path.stem == r.sha256 for r in records)
+    assert {r.user_id for r in records} == {w.admin.id, w.carol.id}
+    assert all(r.added_at.tzinfo is not None for r in records)
 
     before = (await main_bot.bot.backend.status()).model_id
     ix = await main_bot.slash(w.admin, "retrain")
@@ -175,10 +195,16 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
     assert msg.embeds[0]["image"]["url"] == png.url
 
     status = await main_bot.bot.backend.status()
-    assert status.model_id != before
-    assert new_label in status.labels
+    assert status.model_id == before, "a server's retrain leaves the default model alone"
+    assert new_label not in status.labels
+    model = await main_bot.bot.store.guild(w.guild.id).current_model()
+    assert model is not None and new_label in model.labels and model.path.is_file()
+    assert model.path.parent == data_dir / "guilds" / str(w.guild.id) / "models"
     ix = await main_bot.slash(w.alice, "labels")
     assert new_label in (await main_bot.reply(ix)).embeds[0]["description"]
+    flower = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, 9), "bb.jpg")
+    answer = await main_bot.reply(await main_bot.slash(w.alice, "classify", image=flower))
+    assert answer.embeds[0]["footer"]["text"] == f"model {model.model_id}"
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,12 +95,12 @@ async def test_bad_image_in_watched_channel_gets_a_short_reply(main_bot: Running
 
 async def test_autoclassify_on_off_is_persisted(main_bot: RunningBot):
     w = main_bot.world
-    path = main_bot.settings.data_dir / "bot-state.json"
+    scope = main_bot.bot.store.guild(w.guild.id)
 
     ix = await main_bot.slash(w.admin, "autoclassify", channel=w.other, mode="on")
     msg = await main_bot.reply(ix)
     assert msg.ephemeral and msg.content.startswith("I'll reply to images")
-    assert w.other.id in json.loads(path.read_text())["watched_channels"]
+    assert w.other.id in await scope.watched_channels()
     posted = await post_image(main_bot, w.other, index=64)
     await wait_reply(main_bot, posted)
 
@@ -110,7 +109,7 @@ async def test_autoclassify_on_off_is_persisted(main_bot: RunningBot):
 
     ix = await main_bot.slash(w.admin, "autoclassify", channel=w.other, mode="off")
     assert (await main_bot.reply(ix)).content == "I stopped watching this channel."
-    assert w.other.id not in json.loads(path.read_text())["watched_channels"]
+    assert w.other.id not in await scope.watched_channels()
     ignored = await post_image(main_bot, w.other, index=65)
     marker = await post_image(main_bot, w.watched, index=66)
     await wait_reply(main_bot, marker)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,7 @@ from tests.bot.harness import (
     flower_bytes,
     launch,
     launch_scripted,
+    stored_taught,
 )
 from tests.discord_sim import Application
 
@@ -344,6 +344,7 @@ async def test_shutdown_refuses_new_teach_and_waits_for_one_in_flight(world: Wor
     assert learned.ephemeral and learned.content.startswith("Learned **daisy**"), learned.text
     await asyncio.wait_for(closing, 15)
     await asyncio.wait_for(running.task, 15)
-    state = json.loads((tmp_path / "bot-state.json").read_text())
-    assert [r["label"] for r in state["taught"]] == ["daisy"]
-    assert len(list((tmp_path / "taught" / "daisy").iterdir())) == 1
+    records = await stored_taught(running.settings, world.guild.id)
+    assert [r.label for r in records] == ["daisy"]
+    images = tmp_path / "guilds" / str(world.guild.id) / "images"
+    assert [p.name for p in images.iterdir()] == [records[0].path.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -10,14 +11,20 @@ import discord
 import pytest
 from pydantic import ValidationError
 
+from bot.db import TaughtRecord
+from bot.db.files import write_atomic
 from bot.discord_limits import EMBED_TOTAL_MAX, fit_embeds
 from bot.download import check_url, download, sniff_image, too_large_message
 from bot.embeds import bar, is_unsure, prediction_embed
 from bot.errors import DownloadError, UserError
 from bot.logconfig import REDACTED, RedactingFormatter
-from bot.store import write_atomic
-from bot.teaching import build_training_dataset, normalize_label, save_taught_image
-from golem_backend import UNKNOWN, LabelScore, Prediction
+from bot.teaching import (
+    build_default_dataset,
+    image_extension,
+    normalize_label,
+    server_training_set,
+)
+from golem_backend import UNKNOWN, Example, LabelScore, Prediction
 from tests.bot.harness import settings_from_env
 
 
@@ -100,7 +107,11 @@ def test_label_validation(raw):
         normalize_label(raw)
 
 
-def test_training_view_merges_taught_images(tmp_path: Path):
+def _record(path: Path, label: str) -> TaughtRecord:
+    return TaughtRecord(label, path.stem, 7, "u", dt.datetime.now(dt.UTC), path, 1)
+
+
+def test_default_training_view_merges_recorded_images_only(tmp_path: Path):
     base = tmp_path / "base"
     for label in ("daisy", "tulip"):
         (base / label).mkdir(parents=True)
@@ -109,28 +120,47 @@ def test_training_view_merges_taught_images(tmp_path: Path):
     s = settings_from_env(
         {"DISCORD_TOKEN": "a.b.c", "DATA_DIR": str(tmp_path / "data"), "DATASET_DIR": str(base)}
     )
-    assert build_training_dataset(s) == base  # nothing taught yet
-    jpeg = b"\xff\xd8\xff\xe0taught"
-    rec = save_taught_image(s, "Rose", jpeg, user_id=7, user_name="u", guild_id=None)
-    save_taught_image(s, "daisy", jpeg + b"2", user_id=7, user_name="u", guild_id=1)
-    assert rec.label == "rose" and rec.path == f"taught/rose/{rec.sha256}.jpg"
-    view = build_training_dataset(s)
+    assert build_default_dataset(s, []) == base  # nothing taught yet
+    taught = tmp_path / "data" / "guilds" / "default" / "images"
+    taught.mkdir(parents=True)
+    rose, daisy = taught / ("a" * 64 + ".jpg"), taught / ("b" * 64 + ".jpg")
+    rose.write_bytes(b"\xff\xd8\xff\xe0taught")
+    daisy.write_bytes(b"\xff\xd8\xff\xe0taught2")
+    (taught / ("c" * 64 + ".jpg")).write_bytes(b"\xff\xd8\xff no record names me")
+    (taught / ".x.jpg.k2j4.tmp").write_bytes(b"half-written")
+    view = build_default_dataset(s, [_record(rose, "rose"), _record(daisy, "daisy")])
     files = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file())
-    assert len(files) == 4 and "daisy/1.jpg" in files
-    assert (view / "rose" / f"taught-{rec.sha256}.jpg").read_bytes() == jpeg
-    again = build_training_dataset(s)  # rebuilt in place, no leftovers
-    assert again == view
+    assert files == [
+        "daisy/1.jpg",
+        f"daisy/taught-{daisy.name}",
+        f"rose/taught-{rose.name}",
+        "tulip/1.jpg",
+    ]
+    again = build_default_dataset(s, [_record(rose, "rose")])  # rebuilt, no leftovers
+    assert again == view and not (view / "daisy" / f"taught-{daisy.name}").exists()
     assert [p.name for p in (tmp_path / "data").iterdir() if "training-view" in p.name] == [
         "training-view"
     ]
-    with pytest.raises(UserError):
-        save_taught_image(s, "daisy", b"not an image", user_id=7, user_name="u", guild_id=1)
+
+
+def test_server_training_set_lists_exactly_the_records(tmp_path: Path):
+    recs = [_record(tmp_path / "x.jpg", "rose")]
+    ts = server_training_set(tmp_path / "models", recs, include_default=False)
+    assert ts.examples == (Example(tmp_path / "x.jpg", "rose"),) and not ts.include_default
+    with pytest.raises(UserError, match="nothing to train on"):
+        server_training_set(tmp_path / "models", [], include_default=False)
+
+
+def test_image_extension_refuses_what_is_not_an_image():
+    assert image_extension(b"\xff\xd8\xff\xe0x") == "jpg"
+    with pytest.raises(UserError, match="not an image"):
+        image_extension(b"not an image")
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path: Path):
     target = tmp_path / "d" / "state.json"
-    write_atomic(target, "one")
-    write_atomic(target, "two")
+    write_atomic(target, b"one")
+    write_atomic(target, b"two")
     assert target.read_text() == "two" and os.listdir(target.parent) == ["state.json"]
 
 
@@ -172,23 +202,6 @@ def test_redacting_formatter():
 )
 def test_size_limits_are_shown_exactly(limit: int, expected: str):
     assert too_large_message(limit) == f"That file is too large (the limit is {expected})."
-
-
-def test_training_view_skips_temporary_and_hidden_files(tmp_path: Path):
-    base = tmp_path / "base"
-    (base / "daisy").mkdir(parents=True)
-    (base / "daisy" / "1.jpg").write_bytes(b"\xff\xd8\xff")
-    s = settings_from_env(
-        {"DISCORD_TOKEN": "a.b.c", "DATA_DIR": str(tmp_path / "data"), "DATASET_DIR": str(base)}
-    )
-    rec = save_taught_image(s, "rose", b"\xff\xd8\xff\xe0x", user_id=7, user_name="u", guild_id=1)
-    rose = s.data_dir / "taught" / "rose"
-    (rose / f".{rec.sha256}.jpg.k2j4.tmp").write_bytes(b"half-written")  # /teach mid-write
-    (s.data_dir / "taught" / ".hidden").mkdir()
-    (s.data_dir / "taught" / ".hidden" / "x.jpg").write_bytes(b"\xff\xd8\xff")
-    view = build_training_dataset(s)
-    files = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file())
-    assert files == ["daisy/1.jpg", f"rose/taught-{rec.sha256}.jpg"]
 
 
 def test_fit_embeds_keeps_ten_big_answers_within_discord_limits():

@@ -259,6 +259,7 @@ class Message:
     reference_id: int | None = None
     interaction_id: int | None = None
     deleted: bool = False
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows
     #: (monotonic time, content, embeds, flags) for each state, the first one included.
     history: list[tuple[float, str, list[dict[str, Any]], int]] = field(default_factory=list)
     created_mono: float = field(default_factory=time.monotonic)
@@ -301,7 +302,7 @@ class Message:
             "pinned": False,
             "type": 19 if self.reference_id else 0,
             "flags": self.flags,
-            "components": [],
+            "components": self.components,
         }
         if self.guild_id is not None:
             data["guild_id"] = str(self.guild_id)

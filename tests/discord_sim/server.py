@@ -192,6 +192,21 @@ class RestApi:
         elif rtype == 5:
             flags = (int(data.get("flags") or 0) & EPHEMERAL) | LOADING
             data = {}
+        elif rtype in (6, 7) and ix.component_message is not None:  # a button's message
+            target = ix.component_message
+            if rtype == 7:
+                validate_message(data, len(files), edit=True)
+                self._apply(target, data, files, replace=True)
+            ix.response_type = rtype
+            ix.responded_at = time.monotonic()
+            ix.original = target
+            sim.notify()
+            return json_response(
+                {
+                    "interaction": {"id": str(ix.id), "type": 3},
+                    "resource": {"type": rtype, "message": target.payload()},
+                }
+            )
         else:
             raise DiscordError(400, 50035, "Invalid Form Body", {"type": "invalid for command"})
         msg = Message(
@@ -351,6 +366,8 @@ class RestApi:
         """Set content/embeds/attachments of ``msg`` from a create or edit payload."""
         if "content" in payload or not replace:
             msg.content = payload.get("content") or ""
+        if "components" in payload or not replace:
+            msg.components = list(payload.get("components") or [])
         new: dict[str, Attachment] = {}
         if files or "attachments" in payload:
             kept = []

@@ -10,12 +10,12 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
-from tests.discord_sim.commands import build_options, visible_command
+from tests.discord_sim.commands import CommandRejected, build_options, visible_command
 from tests.discord_sim.gateway import SIM_KEY, GatewaySession, gateway_handler
 from tests.discord_sim.model import (
     DEFAULT_EVERYONE,
@@ -53,6 +53,7 @@ class Interaction:
     original: Message | None = None
     followups: list[Message] = field(default_factory=list)
     late: bool = False  # the bot answered after the deadline and got 10062
+    component_message: Message | None = None  # the message whose button was pressed
 
     @property
     def messages(self) -> list[Message]:
@@ -340,12 +341,71 @@ class DiscordSimulator:
     ) -> Interaction:
         """Invoke ``/name`` as ``user`` in ``channel`` the way the Discord client would."""
         guild = self.guilds[channel.guild_id]
-        cmd = visible_command(app, guild, channel, user, name, 1)
-        opts, resolved = build_options(cmd, options or {})
-        data: dict[str, Any] = {"id": str(cmd.id), "name": name, "type": 1, "options": opts}
+        top, _, sub = name.partition(" ")  # "forget label": a subcommand of /forget
+        cmd = visible_command(app, guild, channel, user, top, 1)
+        if sub:
+            spec = next(
+                (o for o in cmd.data.get("options", []) if o.get("type") == 1 and o["name"] == sub),
+                None,
+            )
+            if spec is None:
+                raise CommandRejected(f"/{top} has no subcommand {sub!r}")
+            opts, resolved = build_options(replace(cmd, data=spec), options or {})
+            opts = [{"type": 1, "name": sub, "options": opts}]
+        else:
+            opts, resolved = build_options(cmd, options or {})
+        data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = {"attachments": resolved}
         return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
+
+    async def press_button(
+        self, app: Application, message: Message, user: User, label: str
+    ) -> Interaction:
+        """Press the button labelled ``label`` on ``message`` as ``user``."""
+        buttons = [c for row in message.components for c in row.get("components", [])]
+        button = next((b for b in buttons if b.get("label") == label), None)
+        if button is None:
+            raise CommandRejected(f"no button {label!r} on message {message.id}")
+        guild = self.guilds[message.guild_id] if message.guild_id else None
+        channel = self.channels[message.channel_id]
+        ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
+        payload: dict[str, Any] = {
+            "id": str(ix_id),
+            "application_id": str(app.id),
+            "type": 3,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel.id),
+            "channel": channel.payload(),
+            "message": message.payload(),
+            "locale": "en-US",
+            "attachment_size_limit": ATTACHMENT_LIMIT,
+            "entitlements": [],
+            "context": 0,
+            "data": {"custom_id": button["custom_id"], "component_type": 2},
+        }
+        if guild is not None:
+            payload["guild_id"] = str(guild.id)
+            payload["member"] = guild.member_payload(user, channel)
+            payload["app_permissions"] = str(guild.channel_permissions(app.user.id, channel))
+            payload["authorizing_integration_owners"] = {"0": str(guild.id)}
+        ix = Interaction(ix_id, token, app, message.guild_id, channel.id, user, label, payload)
+        ix.component_message = message
+        self.interactions[ix_id] = ix
+        self.interactions_by_token[token] = ix
+        session = self.session_for(app)
+        if session is None:
+            raise RuntimeError(f"{app.user.name} is not connected")
+        await session.dispatch("INTERACTION_CREATE", payload)
+        return ix
+
+    async def remove_bot(self, app: Application, guild: Guild) -> None:
+        """Kick ``app``'s bot from ``guild`` (GUILD_DELETE without "unavailable")."""
+        guild.members.pop(app.user.id, None)
+        session = self.session_for(app)
+        if session is not None:
+            await session.dispatch("GUILD_DELETE", {"id": str(guild.id)})
 
     async def message_command(
         self, app: Application, channel: Channel, user: User, name: str, target: Message

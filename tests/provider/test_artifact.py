@@ -77,7 +77,10 @@ def test_metadata_records_everything_the_contract_lists(small_model):
         "cv_accuracy": metrics.accuracy,
         "cv_accuracy_std": metrics.accuracy_std,
         "cv_folds": 3,
+        "per_label_recall": metrics.per_label_recall,
     }
+    assert set(metrics.per_label_recall) == set(LABELS)
+    assert all(0.0 <= r <= 1.0 for r in metrics.per_label_recall.values())
     assert re.fullmatch(r"[0-9a-f]{16}", meta["dataset"]["fingerprint"])
     assert meta["dataset"]["n_images"] == len(LABELS) * PER_LABEL
     assert meta["dataset"]["per_label"] == dict.fromkeys(LABELS, PER_LABEL)

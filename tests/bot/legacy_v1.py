@@ -1,4 +1,8 @@
-"""The bot's small persistent state: watched channels and /teach records (one JSON file).
+"""TEST FIXTURE: the JSON state writer of the bot before the database (bot/store.py and
+``save_taught_image`` of bot/teaching.py at commit 752dc0c, the reading half left out), kept
+to write state files exactly as deployed bots did, for the import tests.
+
+The bot's small persistent state: watched channels and /teach records (one JSON file).
 
 Writes are atomic (temporary file + ``os.replace``) and serialised by a lock. The file is
 ``{"version": 1, "watched_channels": [int, ...], "taught": [TaughtImage fields, ...]}``.
@@ -12,11 +16,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from bot.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TaughtImage:
     added_at: str  # ISO 8601, UTC
 
 
-class StateSaveError(UserError):
+class StateSaveError(Exception):
     """The state file could not be written; memory was left as it was."""
 
     def __init__(self) -> None:
@@ -56,45 +57,6 @@ class BotStore:
         self._lock = asyncio.Lock()
         self.watched: set[int] = set()
         self.taught: list[TaughtImage] = []
-
-    def load(self) -> None:
-        """Read the file if it exists. A file that cannot be read or does not have the
-        expected shape is kept aside under a unique name, and the bot starts empty."""
-        try:
-            raw = json.loads(self.path.read_text("utf-8"))
-            watched, taught = parse_state(raw)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            self._set_aside(exc)
-            return
-        self.watched, self.taught = watched, taught
-
-    def _set_aside(self, exc: Exception) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        broken = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        n = 1
-        while broken.exists():
-            n += 1
-            broken = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-        try:
-            os.replace(self.path, broken)
-        except OSError as move_exc:
-            log.error(
-                "state file %s is unusable (%s) and could not be moved aside (%s); "
-                "starting with no watched channels and no taught images",
-                self.path,
-                exc,
-                move_exc,
-            )
-            return
-        log.error(
-            "state file %s is unusable (%s); kept as %s; "
-            "starting with no watched channels and no taught images",
-            self.path,
-            exc,
-            broken,
-        )
 
     async def _write(self, watched: set[int], taught: list[TaughtImage]) -> None:
         """Write this state (the caller holds the lock); :class:`StateSaveError` on failure."""
@@ -130,53 +92,6 @@ class BotStore:
             return True
 
 
-def parse_state(raw: object) -> tuple[set[int], list[TaughtImage]]:
-    """The state in a decoded file; ``ValueError`` naming what does not fit the schema."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
-    if raw.get("version", STATE_VERSION) != STATE_VERSION:
-        raise ValueError(f"unsupported version {raw['version']!r}")
-    channels = raw.get("watched_channels", [])
-    if not isinstance(channels, list) or not all(_is_int(c) for c in channels):
-        raise ValueError("watched_channels is not a list of channel ids")
-    records = raw.get("taught", [])
-    if not isinstance(records, list):
-        raise ValueError("taught is not a list")
-    return set(channels), [_taught_image(r, i) for i, r in enumerate(records)]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_optional_int(value: object) -> bool:
-    return value is None or _is_int(value)
-
-
-_TAUGHT_FIELDS: dict[str, Callable[[object], bool]] = {
-    "label": _is_str,
-    "sha256": _is_str,
-    "path": _is_str,
-    "user_id": _is_int,
-    "user_name": _is_str,
-    "guild_id": _is_optional_int,
-    "added_at": _is_str,
-}
-
-
-def _taught_image(raw: object, index: int) -> TaughtImage:
-    if not isinstance(raw, dict) or set(raw) != set(_TAUGHT_FIELDS):
-        raise ValueError(f"taught[{index}] does not have the fields {', '.join(_TAUGHT_FIELDS)}")
-    for name, ok in _TAUGHT_FIELDS.items():
-        if not ok(raw[name]):
-            raise ValueError(f"taught[{index}].{name} has the wrong type")
-    return TaughtImage(**raw)
-
-
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``path`` so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,3 +106,31 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_taught_image(
+    data_dir: Path,
+    label: str,
+    data: bytes,
+    *,
+    user_id: int,
+    user_name: str,
+    guild_id: int | None,
+) -> TaughtImage:
+    """Write ``data`` under ``taught/<label>/`` (content-addressed) and describe it."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    folder = data_dir / "taught" / label
+    path = folder / f"{digest}.jpg"
+    if not path.exists():
+        write_atomic(path, data)
+    return TaughtImage(
+        label=label,
+        sha256=digest,
+        path=str(path.relative_to(data_dir)),
+        user_id=user_id,
+        user_name=user_name,
+        guild_id=guild_id,
+        added_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the bot's database (run by ``bot.db.engine.upgrade``)."""

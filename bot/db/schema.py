@@ -1,0 +1,141 @@
+"""The database schema: typed SQLAlchemy 2 models, one schema for SQLite and PostgreSQL.
+
+Every per-server table carries ``guild_id``; scope ``0`` (:data:`DEFAULT_SCOPE`) holds
+what belongs to the default model (images taught in DMs by the bot's operators). Discord
+snowflakes are never 0. Changing this file needs a new Alembic revision in
+``bot/db/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DEFAULT_SCOPE = 0
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both engines (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: use datetime.now(UTC)")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class GuildRow(Base):
+    """A server (or the default scope) and its settings."""
+
+    __tablename__ = "guilds"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    include_default: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    left_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WatchedChannelRow(Base):
+    __tablename__ = "watched_channels"
+    guild_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LegacyWatchedChannelRow(Base):
+    """A channel watched in ``bot-state.json``, whose server is not known yet: it is
+    moved to ``watched_channels`` when that server shows up."""
+
+    __tablename__ = "legacy_watched_channels"
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class TaughtImageRow(Base):
+    __tablename__ = "taught_images"
+    __table_args__ = (
+        UniqueConstraint("guild_id", "sha256", "label", name="uq_taught_image"),
+        Index("ix_taught_guild_label", "guild_id", "label"),
+        Index("ix_taught_guild_user", "guild_id", "user_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    file_name: Mapped[str] = mapped_column(String(80))  # in the scope's images/ folder
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelRow(Base):
+    """A trained head of a server; exactly one row per scope is current (if any)."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("guild_id", "model_id", name="uq_model"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), index=True
+    )
+    model_id: Mapped[str] = mapped_column(String(80))
+    file_name: Mapped[str] = mapped_column(String(120))  # in the scope's models/ folder
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RetrainRow(Base):
+    """One /retrain attempt (the per-hour quota counts these)."""
+
+    __tablename__ = "retrains"
+    __table_args__ = (Index("ix_retrain_guild_started", "guild_id", "started_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")  # ok | failed
+    detail: Mapped[str] = mapped_column(String(200), default="")
+
+
+class MetaRow(Base):
+    """Facts about the database itself (e.g. when the JSON state was imported)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(400))
