@@ -13,7 +13,7 @@ from provider.artifact import ModelArtifact, load_model
 from provider.blas import use_one_blas_thread
 from provider.errors import ImageError
 from provider.extraction import decode_many
-from provider.features import FeatureExtractor, get_extractor
+from provider.features import FeatureExtractor, cnn, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.results import UNKNOWN, LabelScore, Prediction
 
@@ -101,7 +101,15 @@ class Classifier:
             waiting.clear()
             images.clear()
 
-        decoded = decode_many(srcs, max_pixels, ext.decode_min_side, reduce=ext.reduce)  # type: ignore[arg-type]
+        # As many decoder threads as network cores: a one-core worker process decodes in
+        # one thread beside its network (one malloc arena, not two, for the big frames).
+        decoded = decode_many(
+            srcs,  # type: ignore[arg-type]
+            max_pixels,
+            ext.decode_min_side,
+            cnn.parallelism(),
+            reduce=ext.reduce,
+        )
         try:
             for item in decoded:
                 if isinstance(item, ImageError):

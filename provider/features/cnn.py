@@ -283,10 +283,15 @@ def set_parallelism(n: int) -> None:
     _PARALLELISM = n
 
 
+def parallelism() -> int:
+    """Cores this process gives the network (:func:`set_parallelism`, else the default)."""
+    return _PARALLELISM or default_parallelism()
+
+
 def network(variant: Variant = "fp32") -> NetworkPool:
     """The process-wide network pool of ``variant``, loaded on first use."""
     with _NETWORK_LOCK:
         pool = _NETWORKS.get(variant)
         if pool is None:
-            pool = _NETWORKS[variant] = NetworkPool(_PARALLELISM or default_parallelism(), variant)
+            pool = _NETWORKS[variant] = NetworkPool(parallelism(), variant)
         return pool
