@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-classifier bench-network bench-local bench-golem bench-bot image clean
+.PHONY: setup run test lint bench bench-classifier bench-engines bench-network bench-local bench-golem bench-bot image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,15 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-bench: bench-classifier bench-network bench-local bench-golem bench-bot
+bench: bench-classifier bench-engines bench-network bench-local bench-golem bench-bot
 
 bench-classifier: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.bench_classifier
+
+bench-engines: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.bench_engines
 
 bench-network: setup
 	$(BIN)/python -m bench.bench_network
