@@ -26,6 +26,7 @@ import numpy as np
 from bench.bench_classifier import other_subject_photos
 from bench.common import OUT, flowers_dir, median, table
 from bench.legacy_engine import opencv_engine
+from provider.cache import FeatureCache
 from provider.dataset import scan_dataset
 from provider.evaluation import CV_SEED, cross_validate
 from provider.extraction import decode_many, extract_items
@@ -43,12 +44,15 @@ def calibration_names() -> set[str]:
     return {image["path"] for image in manifest["calibration"]["images"]}
 
 
-def _features(engine: str, items: list, cache: Path | None) -> np.ndarray:
+def _features(engine: str, items: list, cache: Path) -> np.ndarray:
     ext = get_extractor(EXTRACTOR_OF[engine])
-    if engine == ENGINES[0]:
+    if engine == ENGINES[0]:  # never cached: its rows would carry the onnxruntime key
         with opencv_engine():
-            return extract_items(items, ext, cache=None).features
-    return extract_items(items, ext, cache=cache).features
+            data = extract_items(items, ext, cache=None)
+    else:
+        data = extract_items(items, ext, cache=FeatureCache(cache, ext.cache_key, ext.dim))
+    assert len(data.items) == len(items), data.skipped
+    return data.features
 
 
 def bench_accuracy(dataset: Path) -> list[tuple[str, ...]]:
