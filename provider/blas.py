@@ -1,8 +1,8 @@
 """One BLAS thread for the classifier's matrix work, in every process that runs it.
 
 The matrix work here is small (a logistic regression over 2 000 features, kNN distances to
-1 400 training rows) and runs between or beside ``cv2.dnn`` forward passes that already
-use every core. Multi-threaded OpenBLAS loses twice: its threads fight the network for the
+1 400 training rows) and runs between or beside the network's forward passes (ONNX Runtime),
+which already use every core. Multi-threaded OpenBLAS loses twice: its threads fight the network for the
 cores, and after each call they spin before sleeping, stealing the cores from the next
 forward pass. Measured on the 2-core reference machine (bench/bench_classifier.py):
 one image back to back 26 ms -> 17 ms, batches 59 -> 70 images/s, and 5-fold CV of the
