@@ -2,9 +2,9 @@
 
 The matrix work here is small (a logistic regression over 2 000 features, kNN distances to
 1 400 training rows) and runs between or beside the network's forward passes (ONNX Runtime),
-which already use every core. Multi-threaded OpenBLAS loses twice: its threads fight the network for the
-cores, and after each call they spin before sleeping, stealing the cores from the next
-forward pass. Measured on the 2-core reference machine (bench/bench_classifier.py):
+which already use every core. Multi-threaded OpenBLAS loses twice: its threads fight the
+network for the cores, and after each call they spin before sleeping, stealing the cores
+from the next forward pass. Measured on the 2-core reference machine (bench/bench_classifier.py):
 one image back to back 26 ms -> 17 ms, batches 59 -> 70 images/s, and 5-fold CV of the
 default model 1.7 s -> 0.4 s. One thread also makes the floating-point sums, and so the
 model id, independent of the machine's core count.
