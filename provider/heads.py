@@ -23,6 +23,7 @@ import numpy as np
 
 from provider.errors import ImageError, ModelError
 from provider.extraction import decode_many
+from provider.features import cnn
 from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.model import BATCH_SIZE, Classifier, Source
 from provider.results import Prediction
@@ -149,7 +150,13 @@ def classify_with_heads(
         if isinstance(head, ModelError):
             outcomes[i] = head
     srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
-    decoded = decode_many([srcs[i] for i in wanted], max_pixels, extractor.decode_min_side)  # type: ignore[misc]
+    decoded = decode_many(
+        [srcs[i] for i in wanted],  # type: ignore[misc]
+        max_pixels,
+        extractor.decode_min_side,
+        cnn.parallelism(),
+        reduce=extractor.reduce,  # held reduced, not at full size (issue 9)
+    )
     images: list[np.ndarray] = []
     rows: list[int] = []
     for i, image in zip(wanted, decoded, strict=True):
