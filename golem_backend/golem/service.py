@@ -276,7 +276,7 @@ class ClassifierService(Service):
                 *self._serve("client", "--socket", layout.SOCKET_PATH),
                 *("--top-k", str(batch.top_k), "--max-pixels", str(cfg.max_pixels)),
                 *("--timeout", str(int(cfg.script_timeout_s) + 1), "--cleanup", "--out", out),
-                *(("--heads", names) if heads else ()),
+                *((f"--heads={names}",) if heads else ()),  # "=": names may start with "-"
                 *files,
             )
             script.download_bytes(out, sink.store, limit=reply_limit(len(batch.images)))

@@ -159,15 +159,19 @@ async def test_an_instance_keeps_its_most_recent_heads_and_reuploads_evicted_one
             ModelArtifact(h.ref.path.read_bytes(), h.ref.model_id, h.labels) for h in heads[:3]
         ]
 
-        async def ask(*picks: int) -> list[object]:
+        async def ask(*picks: int | None) -> list[object]:
             future = asyncio.get_running_loop().create_future()
-            chosen = [artifacts[i] for i in picks]
-            images = [held_out(a.labels[0], 1)[0] for a in chosen]
+            chosen = [artifacts[i] if i is not None else None for i in picks]
+            images = [held_out(a.labels[0] if a else "bluebell", 1)[0] for a in chosen]
             service.send_message_nowait(ClassifyBatch("batch-t", images, 2, future, chosen))
             return await asyncio.wait_for(future, 30)
 
+        # The uploaded model first, then a head, in one batch (the head list starts "-,").
+        default_first = await ask(None, 0)
+        assert [o.model_id for o in default_first] == [model.model_id, artifacts[0].model_id]  # type: ignore[attr-defined]
+
         work = Path(runtime.activities[0].root) / "work"
-        for picks in ((0, 1), (0,), (2,), (1,)):
+        for picks in ((0, 1), (0,), (2,), (1,)):  # head 0 is on the provider already
             outcomes = await ask(*picks)
             for outcome, i in zip(outcomes, picks, strict=True):
                 assert isinstance(outcome, Prediction)
