@@ -12,15 +12,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import files
 from bot.db.quotas import Usage, check_retrain, check_teach
-from bot.db.records import Forgotten, GuildSettings, ModelRecord, RetrainRecord, TaughtRecord
+from bot.db.records import Forgotten, GuildSettings, RetrainRecord, TaughtRecord
 from bot.db.schema import (
     GuildRow,
     LegacyWatchedChannelRow,
@@ -30,53 +29,16 @@ from bot.db.schema import (
     WatchedChannelRow,
     utcnow,
 )
-from bot.errors import UserError
-
-if TYPE_CHECKING:
-    from bot.db.store import Store
+from bot.db.scope_base import StoreWriteError
+from bot.db.scope_models import MODELS_KEPT, ScopeModels
 
 log = logging.getLogger(__name__)
-
-#: Earlier models of a server kept for ``/model rollback`` besides the current one.
-MODELS_KEPT = 5
 
 #: Test seam: called after an image file is written and before its row is committed.
 after_file_written: Callable[[Path], None] | None = None
 
 
-class StoreWriteError(UserError):
-    """The database or the disk refused a change; nothing of it was kept."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "I couldn't save that, so nothing was stored or changed. "
-            "The error has been logged for the bot's operator."
-        )
-
-
-class ScopedData:
-    def __init__(self, store: Store, scope_id: int) -> None:
-        self._store = store
-        self.scope_id = scope_id
-        self.folder = files.scope_dir(store.data_dir, scope_id)
-        self.images_dir = files.images_dir(store.data_dir, scope_id)
-        self.models_dir = files.models_dir(store.data_dir, scope_id)
-
-    @property
-    def tenant(self) -> str:
-        return "default" if self.scope_id == 0 else f"guild:{self.scope_id}"
-
-    def _session(self) -> AsyncSession:
-        return self._store.sessions()
-
-    async def _ensure_row(self, session: AsyncSession) -> GuildRow:
-        row = await session.get(GuildRow, self.scope_id)
-        if row is None:
-            row = GuildRow(id=self.scope_id, include_default=True, created_at=utcnow())
-            session.add(row)
-            await session.flush()
-        return row
-
+class ScopedData(ScopeModels):
     # --- settings and lifecycle ---------------------------------------------------------
     async def settings(self) -> GuildSettings:
         async with self._session() as s:
@@ -337,108 +299,6 @@ class ScopedData:
             await asyncio.to_thread(files.remove_tree, self.folder)
             return Forgotten(images=int(n_images or 0), models=int(n_models or 0))
 
-    # --- models ---------------------------------------------------------------------------
-    def _model(self, row: ModelRow) -> ModelRecord:
-        return ModelRecord(
-            row.model_id,
-            self.models_dir / row.file_name,
-            tuple(row.labels),
-            dict(row.metrics),
-            row.created_at,
-            row.is_current,
-        )
-
-    async def current_model(self) -> ModelRecord | None:
-        async with self._session() as s:
-            row = await s.scalar(
-                select(ModelRow).where(ModelRow.guild_id == self.scope_id, ModelRow.is_current)
-            )
-            return self._model(row) if row else None
-
-    async def models(self) -> list[ModelRecord]:
-        """Newest first."""
-        async with self._session() as s:
-            rows = await s.scalars(
-                select(ModelRow)
-                .where(ModelRow.guild_id == self.scope_id)
-                .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
-            )
-            return [self._model(r) for r in rows]
-
-    async def register_model(
-        self, model_id: str, path: Path, labels: Iterable[str], metrics: dict[str, Any]
-    ) -> ModelRecord:
-        """Make the trained file at ``path`` (in :attr:`models_dir`) this scope's current
-        model; older ones beyond :data:`MODELS_KEPT` are deleted. If the row cannot be
-        committed the file is removed (it belongs to no record)."""
-        if not files.is_file_in(path, self.models_dir):
-            raise ValueError(f"{path} is not a model file in {self.models_dir}")
-        try:
-            async with self._store.lock(self.scope_id), self._write() as s:
-                await self._ensure_row(s)
-                await s.execute(
-                    update(ModelRow)
-                    .where(ModelRow.guild_id == self.scope_id)
-                    .values(is_current=False)
-                )
-                row = await s.scalar(
-                    select(ModelRow).where(
-                        ModelRow.guild_id == self.scope_id, ModelRow.model_id == model_id
-                    )
-                )
-                if row is None:
-                    row = ModelRow(guild_id=self.scope_id, model_id=model_id)
-                    s.add(row)
-                row.file_name, row.labels, row.metrics = path.name, list(labels), metrics
-                row.created_at, row.is_current = utcnow(), True
-                await s.flush()
-                old = list(
-                    await s.scalars(
-                        select(ModelRow)
-                        .where(ModelRow.guild_id == self.scope_id, ~ModelRow.is_current)
-                        .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
-                        .offset(MODELS_KEPT)
-                    )
-                )
-                for r in old:
-                    await s.delete(r)
-                record = self._model(row)
-        except BaseException:
-            files.unlink(path)
-            raise
-        for r in old:
-            if r.file_name != path.name:
-                files.unlink(self.models_dir / r.file_name)
-        return record
-
-    async def rollback(self) -> ModelRecord | None:
-        """Drop the current model; the previous one (or the default model: ``None``)
-        becomes current. :class:`UserError` if there is no server model."""
-        async with self._store.lock(self.scope_id):
-            async with self._write() as s:
-                rows = list(
-                    await s.scalars(
-                        select(ModelRow)
-                        .where(ModelRow.guild_id == self.scope_id)
-                        .order_by(
-                            ModelRow.is_current.desc(),
-                            ModelRow.created_at.desc(),
-                            ModelRow.id.desc(),
-                        )
-                    )
-                )
-                if not rows or not rows[0].is_current:
-                    raise UserError(
-                        "This server uses the default model: there is nothing to roll back."
-                    )
-                current, previous = rows[0], rows[1] if len(rows) > 1 else None
-                await s.delete(current)
-                if previous is not None:
-                    previous.is_current = True
-                record = self._model(previous) if previous else None
-            files.unlink(self.models_dir / current.file_name)
-            return record
-
     # --- retrains ---------------------------------------------------------------------
     async def start_retrain(self, user_id: int) -> int:
         """Count one retrain (the per-hour quota); its id for :meth:`finish_retrain`."""
@@ -471,40 +331,5 @@ class ScopedData:
             )
             return RetrainRecord(row.started_at, row.outcome, row.detail) if row else None
 
-    # --- plumbing -----------------------------------------------------------------------
-    def _write(self) -> _WriteSession:
-        return _WriteSession(self._store)
 
-
-class _WriteSession:
-    """``async with`` a session in a transaction; database errors become
-    :class:`StoreWriteError` (logged), after a rollback."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._session: AsyncSession | None = None
-
-    async def __aenter__(self) -> AsyncSession:
-        self._session = self._store.sessions()
-        await self._session.__aenter__()
-        await self._session.begin()
-        return self._session
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        session = self._session
-        assert session is not None
-        try:
-            if exc is None:
-                try:
-                    await session.commit()
-                except SQLAlchemyError as commit_exc:
-                    log.error("database write failed: %s", commit_exc)
-                    await session.rollback()
-                    raise StoreWriteError() from commit_exc
-            else:
-                await session.rollback()
-                if isinstance(exc, SQLAlchemyError):
-                    log.error("database write failed: %s", exc)
-                    raise StoreWriteError() from exc
-        finally:
-            await session.close()
+__all__ = ["MODELS_KEPT", "ScopedData", "StoreWriteError", "after_file_written"]

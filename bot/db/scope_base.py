@@ -1,0 +1,90 @@
+"""What every scoped view shares: its scope, sessions, and writes that fail cleanly."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import files
+from bot.db.schema import GuildRow, utcnow
+from bot.errors import UserError
+
+if TYPE_CHECKING:
+    from bot.db.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class StoreWriteError(UserError):
+    """The database or the disk refused a change; nothing of it was kept."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "I couldn't save that, so nothing was stored or changed. "
+            "The error has been logged for the bot's operator."
+        )
+
+
+class ScopeBase:
+    def __init__(self, store: Store, scope_id: int) -> None:
+        self._store = store
+        self.scope_id = scope_id
+        self.folder = files.scope_dir(store.data_dir, scope_id)
+        self.images_dir = files.images_dir(store.data_dir, scope_id)
+        self.models_dir = files.models_dir(store.data_dir, scope_id)
+
+    @property
+    def tenant(self) -> str:
+        return "default" if self.scope_id == 0 else f"guild:{self.scope_id}"
+
+    def _session(self) -> AsyncSession:
+        return self._store.sessions()
+
+    async def _ensure_row(self, session: AsyncSession) -> GuildRow:
+        row = await session.get(GuildRow, self.scope_id)
+        if row is None:
+            row = GuildRow(id=self.scope_id, include_default=True, created_at=utcnow())
+            session.add(row)
+            await session.flush()
+        return row
+
+    # --- plumbing -----------------------------------------------------------------------
+    def _write(self) -> WriteSession:
+        return WriteSession(self._store)
+
+
+class WriteSession:
+    """``async with`` a session in a transaction; database errors become
+    :class:`StoreWriteError` (logged), after a rollback."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        self._session = self._store.sessions()
+        await self._session.__aenter__()
+        await self._session.begin()
+        return self._session
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        session = self._session
+        assert session is not None
+        try:
+            if exc is None:
+                try:
+                    await session.commit()
+                except SQLAlchemyError as commit_exc:
+                    log.error("database write failed: %s", commit_exc)
+                    await session.rollback()
+                    raise StoreWriteError() from commit_exc
+            else:
+                await session.rollback()
+                if isinstance(exc, SQLAlchemyError):
+                    log.error("database write failed: %s", exc)
+                    raise StoreWriteError() from exc
+        finally:
+            await session.close()

@@ -1,0 +1,122 @@
+"""A scope's trained models: the current one, the previous ones, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bot.db import files
+from bot.db.records import ModelRecord
+from bot.db.schema import ModelRow, utcnow
+from bot.db.scope_base import ScopeBase
+from bot.errors import UserError
+
+#: Earlier models of a server kept for ``/model rollback`` besides the current one.
+MODELS_KEPT = 5
+
+
+class ScopeModels(ScopeBase):
+    # --- models ---------------------------------------------------------------------------
+    def _model(self, row: ModelRow) -> ModelRecord:
+        return ModelRecord(
+            row.model_id,
+            self.models_dir / row.file_name,
+            tuple(row.labels),
+            dict(row.metrics),
+            row.created_at,
+            row.is_current,
+        )
+
+    async def current_model(self) -> ModelRecord | None:
+        async with self._session() as s:
+            row = await s.scalar(
+                select(ModelRow).where(ModelRow.guild_id == self.scope_id, ModelRow.is_current)
+            )
+            return self._model(row) if row else None
+
+    async def models(self) -> list[ModelRecord]:
+        """Newest first."""
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(ModelRow)
+                .where(ModelRow.guild_id == self.scope_id)
+                .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+            )
+            return [self._model(r) for r in rows]
+
+    async def register_model(
+        self, model_id: str, path: Path, labels: Iterable[str], metrics: dict[str, Any]
+    ) -> ModelRecord:
+        """Make the trained file at ``path`` (in :attr:`models_dir`) this scope's current
+        model; older ones beyond :data:`MODELS_KEPT` are deleted. If the row cannot be
+        committed the file is removed (it belongs to no record)."""
+        if not files.is_file_in(path, self.models_dir):
+            raise ValueError(f"{path} is not a model file in {self.models_dir}")
+        try:
+            async with self._store.lock(self.scope_id), self._write() as s:
+                await self._ensure_row(s)
+                await s.execute(
+                    update(ModelRow)
+                    .where(ModelRow.guild_id == self.scope_id)
+                    .values(is_current=False)
+                )
+                row = await s.scalar(
+                    select(ModelRow).where(
+                        ModelRow.guild_id == self.scope_id, ModelRow.model_id == model_id
+                    )
+                )
+                if row is None:
+                    row = ModelRow(guild_id=self.scope_id, model_id=model_id)
+                    s.add(row)
+                row.file_name, row.labels, row.metrics = path.name, list(labels), metrics
+                row.created_at, row.is_current = utcnow(), True
+                await s.flush()
+                old = list(
+                    await s.scalars(
+                        select(ModelRow)
+                        .where(ModelRow.guild_id == self.scope_id, ~ModelRow.is_current)
+                        .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+                        .offset(MODELS_KEPT)
+                    )
+                )
+                for r in old:
+                    await s.delete(r)
+                record = self._model(row)
+        except BaseException:
+            files.unlink(path)
+            raise
+        for r in old:
+            if r.file_name != path.name:
+                files.unlink(self.models_dir / r.file_name)
+        return record
+
+    async def rollback(self) -> ModelRecord | None:
+        """Drop the current model; the previous one (or the default model: ``None``)
+        becomes current. :class:`UserError` if there is no server model."""
+        async with self._store.lock(self.scope_id):
+            async with self._write() as s:
+                rows = list(
+                    await s.scalars(
+                        select(ModelRow)
+                        .where(ModelRow.guild_id == self.scope_id)
+                        .order_by(
+                            ModelRow.is_current.desc(),
+                            ModelRow.created_at.desc(),
+                            ModelRow.id.desc(),
+                        )
+                    )
+                )
+                if not rows or not rows[0].is_current:
+                    raise UserError(
+                        "This server uses the default model: there is nothing to roll back."
+                    )
+                current, previous = rows[0], rows[1] if len(rows) > 1 else None
+                await s.delete(current)
+                if previous is not None:
+                    previous.is_current = True
+                record = self._model(previous) if previous else None
+            files.unlink(self.models_dir / current.file_name)
+            return record
