@@ -7,7 +7,6 @@ discord.py raises the same exceptions it would against Discord.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,10 +25,12 @@ from tests.discord_sim.model import (
     Message,
     snowflake,
 )
+from tests.discord_sim.openapi import SpecViolation, load_spec
 from tests.discord_sim.validation import (
-    ATTACHMENT_LIMIT,
+    BODY,
     DiscordError,
     json_response,
+    parse_body,
     sign_path,
     validate_message,
 )
@@ -97,6 +98,8 @@ class RestApi:
                     headers=headers,
                 )
         try:
+            if request.path.startswith("/api/"):
+                await self.check_against_spec(request)
             return await handler(request)
         except DiscordError as exc:
             body: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -108,6 +111,30 @@ class RestApi:
         except web.HTTPNotFound:
             sim.rejected.append((request.method, request.path, 404, {"code": 0}))
             return json_response({"code": 0, "message": "404: Not Found"}, status=404)
+
+    async def check_against_spec(self, request: web.Request) -> None:
+        """Parse the body once (kept in ``request[BODY]``) and refuse, as Discord would, a
+        route or body that Discord's OpenAPI spec does not allow."""
+        raw = await request.read()
+        payload, files = parse_body(request.content_type, request.headers, raw)
+        request[BODY] = (payload, files)
+        api_path = re.sub(r"^/api/v10(?=/)", "", request.path)
+        if api_path == request.path:
+            violation = SpecViolation(request.method, request.path, 404, 0, "404: Not Found")
+        else:
+            kind = (
+                "multipart/form-data"
+                if files or request.content_type.startswith("multipart/")
+                else "application/json"
+            )
+            violation = load_spec().check(
+                request.method, api_path, dict(request.query), kind, payload, bool(raw)
+            )
+        if violation is not None:
+            self.sim.spec_violations.append(violation)
+            raise DiscordError(
+                violation.status, violation.code, violation.message, violation.error_body()
+            )
 
     # --- auth & login ------------------------------------------------------------------
     def auth(self, request: web.Request) -> Application:
@@ -146,7 +173,7 @@ class RestApi:
         guild_id = int(request.match_info["guild_id"]) if "guild_id" in request.match_info else None
         if guild_id is not None and guild_id not in self.sim.guilds:
             raise DiscordError(403, 50001, "Missing Access")
-        body = await request.json()
+        body, _ = await self._read_body(request)
         table: dict[tuple[str, int], Command] = {}
         for data in body:
             ctype = int(data.get("type", 1))
@@ -342,23 +369,9 @@ class RestApi:
         return web.Response(status=204)
 
     # --- bodies ------------------------------------------------------------------------
-    async def _read_body(self, request: web.Request) -> tuple[dict[str, Any], dict[int, Any]]:
-        """JSON body or multipart (``payload_json`` + ``files[n]``)."""
-        if not request.content_type.startswith("multipart/"):
-            return (await request.json() if request.can_read_body else {}), {}
-        payload: dict[str, Any] = {}
-        files: dict[int, tuple[str, bytes]] = {}
-        reader = await request.multipart()
-        async for part in reader:
-            name = part.name or ""
-            data = await part.read()  # type: ignore[union-attr]
-            if name == "payload_json":
-                payload = json.loads(data)
-            elif m := re.fullmatch(r"files\[(\d+)\]", name):
-                if len(data) > ATTACHMENT_LIMIT:
-                    raise DiscordError(413, 40005, "Request entity too large")
-                files[int(m.group(1))] = (part.filename or "file", bytes(data))
-        return payload, files
+    async def _read_body(self, request: web.Request) -> tuple[Any, dict[int, Any]]:
+        """JSON body or multipart (``payload_json`` + ``files[n]``), parsed by the middleware."""
+        return request[BODY]
 
     def _apply(
         self, msg: Message, payload: dict[str, Any], files: dict[int, Any], *, replace: bool = False

@@ -31,7 +31,9 @@ from tests.discord_sim.model import (
     User,
     snowflake,
 )
-from tests.discord_sim.server import ATTACHMENT_LIMIT, RestApi, sign_path
+from tests.discord_sim.openapi import SpecViolation
+from tests.discord_sim.server import RestApi
+from tests.discord_sim.validation import ATTACHMENT_LIMIT, sign_path
 
 CDN_HOST = "localhost"  # resolves to 127.0.0.1; the bot must list it in DISCORD_CDN_HOSTS
 OTHER_HOST = "127.0.0.1"  # same server, a host the bot must refuse
@@ -88,6 +90,10 @@ class DiscordSimulator:
         self.cdn_aborted = 0
         self.rejected: list[tuple[str, str, int, dict[str, Any]]] = []
         self.rate_limited: list[tuple[str, str]] = []
+        #: requests Discord's OpenAPI spec refuses (answered as Discord would, 404/400)
+        self.spec_violations: list[SpecViolation] = []
+        #: set by a test that sends bad requests on purpose; otherwise stop() fails on any
+        self.expect_spec_violations = False
         self._rate_limits: list[list[Any]] = []
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
@@ -110,6 +116,15 @@ class DiscordSimulator:
             await s.close(1001, "simulator stopping")
         if self._runner is not None:
             await self._runner.cleanup()
+        if not self.expect_spec_violations:
+            self.assert_spec_clean()
+
+    def assert_spec_clean(self, since: int = 0) -> None:
+        """Fail if the bot made a REST call Discord's OpenAPI spec refuses."""
+        found = self.spec_violations[since:]
+        if found:
+            listed = "\n  ".join(str(v) for v in found)
+            raise AssertionError(f"REST calls Discord would refuse:\n  {listed}")
 
     @property
     def api_base(self) -> str:
