@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 
 from bot.discord_limits import CONTENT_MAX, clip
+from bot.request_deadline import DiscordRequestTimeout
 from golem_backend import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, ImageError
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def explain(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, ImageError):
         return error.message
+    if isinstance(error, DiscordRequestTimeout):
+        return "Discord did not answer in time. Please try again."
     if isinstance(error, BackendBusy):
         return error.message or "The classifier is busy right now. Please try again soon."
     if isinstance(error, BackendTimeout):
@@ -132,6 +135,10 @@ class ClassifierTree(app_commands.CommandTree):
     ) -> None:
         message = explain(error)
         name = interaction.command.name if interaction.command else "?"
+        metrics = getattr(interaction.client, "metrics", None)
+        if metrics is not None:
+            qualified = interaction.command.qualified_name if interaction.command else None
+            metrics.interaction(qualified, "error" if message is None else "refused")
         if message is None:
             original = getattr(error, "original", error)
             log.error("command /%s failed", name, exc_info=original)

@@ -36,6 +36,10 @@ class Settings(BackendSettings):
     message_content_intent: bool = False
     dev_guild_id: int | None = None
     sync_commands: bool = True
+    # faults: every REST call bounded; a failed command sync retried with back-off
+    discord_request_timeout_s: float = Field(30.0, ge=1, le=600)
+    command_sync_retry_s: float = Field(60.0, gt=0, le=3600)
+    command_sync_retry_max_s: float = Field(3600.0, gt=0, le=86400)
 
     # --- who may do what --------------------------------------------------------------
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -62,6 +66,11 @@ class Settings(BackendSettings):
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # --- health and metrics endpoint (off unless HTTP_PORT is set) ----------------------
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(None, ge=0, le=65535)
 
     @field_validator(
         "discord_cdn_hosts", "admin_user_ids", "autoclassify_channel_ids", mode="before"
@@ -125,6 +134,24 @@ class Settings(BackendSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
         return self.database_url.get_secret_value()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _empty_port(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("http_host")
+    @classmethod
+    def _http_host(cls, value: str) -> str:
+        host = value.strip()
+        if not host or "/" in host or " " in host:
+            raise ValueError(f"{value!r} is not a host name or IP address to bind")
+        return host
 
     @property
     def attachment_hosts(self) -> frozenset[str]:

@@ -79,6 +79,7 @@ class RestApi:
             if limited is not None:
                 retry_after, via = limited
                 sim.rate_limited.append((request.method, request.path))
+                sim.notify()
                 headers = {"Via": "1.1 google"} if via else {}
                 headers.update(
                     {
@@ -100,6 +101,12 @@ class RestApi:
         try:
             if request.path.startswith("/api/"):
                 await self.check_against_spec(request)
+                fault = sim.take_fault(request.method, request.path)
+                if fault is not None and fault[0] == "hang":
+                    await sim.hang(request.method, request.path)
+                    return web.Response(status=504)  # only once the simulator stops
+                if fault is not None:
+                    raise DiscordError(fault[1], fault[2], "Simulated failure")
             return await handler(request)
         except DiscordError as exc:
             body: dict[str, Any] = {"code": exc.code, "message": exc.message}

@@ -95,6 +95,12 @@ class DiscordSimulator:
         #: set by a test that sends bad requests on purpose; otherwise stop() fails on any
         self.expect_spec_violations = False
         self._rate_limits: list[list[Any]] = []
+        #: [method, path_contains, times, status, code]: answered with that error instead
+        self._failures: list[list[Any]] = []
+        #: [method, path_contains, times]: never answered (until the simulator stops)
+        self._hangs: list[list[Any]] = []
+        self.hung: list[tuple[str, str]] = []
+        self._release_hung = asyncio.Event()
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
 
@@ -112,6 +118,7 @@ class DiscordSimulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._release_hung.set()
         for s in list(self.sessions):
             await s.close(1001, "simulator stopping")
         if self._runner is not None:
@@ -262,6 +269,46 @@ class DiscordSimulator:
     ) -> None:
         """Answer the next ``times`` matching requests with 429 (with a ``Via`` header)."""
         self._rate_limits.append([method.upper(), path_contains, retry_after, times, via])
+
+    def fail_next(
+        self,
+        method: str,
+        path_contains: str,
+        *,
+        status: int = 400,
+        code: int = 50035,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` matching requests with this Discord error."""
+        self._failures.append([method.upper(), path_contains, times, status, code])
+
+    def hang_next(self, method: str, path_contains: str, *, times: int = 1) -> None:
+        """Never answer the next ``times`` matching requests (as Spacebar does with the
+        callback of an interaction it does not know)."""
+        self._hangs.append([method.upper(), path_contains, times])
+
+    def take_fault(self, method: str, path: str) -> tuple[str, int, int] | None:
+        """``("hang", 0, 0)``, ``("fail", status, code)`` or ``None`` for this request."""
+        for rule in self._hangs:
+            if rule[0] == method and rule[1] in path and rule[2] > 0:
+                rule[2] -= 1
+                return "hang", 0, 0
+        for rule in self._failures:
+            if rule[0] == method and rule[1] in path and rule[2] > 0:
+                rule[2] -= 1
+                return "fail", rule[3], rule[4]
+        return None
+
+    def clear_faults(self) -> None:
+        """Forget every pending ``fail_next``/``hang_next``/``rate_limit_next`` rule."""
+        self._failures.clear()
+        self._hangs.clear()
+        self._rate_limits.clear()
+
+    async def hang(self, method: str, path: str) -> None:
+        self.hung.append((method, path))
+        self.notify()
+        await self._release_hung.wait()
 
     def take_rate_limit(self, method: str, path: str) -> tuple[float, bool] | None:
         for rule in self._rate_limits:
