@@ -130,7 +130,7 @@ def main() -> int:
     secrets = [settings.discord_token.get_secret_value()]
     if settings.yagna_appkey is not None:
         secrets.append(settings.yagna_appkey.get_secret_value())
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, secrets, settings.log_format)
     try:
         return asyncio.run(run(settings))
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 
 from bot.discord_limits import CONTENT_MAX, clip
+from bot.logconfig import set_request_context
 from bot.request_deadline import DiscordRequestTimeout
 from golem_backend import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, ImageError
 
@@ -129,6 +130,17 @@ class ClassifierTree(app_commands.CommandTree):
     A command that already showed the user why it failed sets ``extras["error_shown"]``:
     the error is still logged, but not repeated.
     """
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Not a check: names the request in every log record of its task."""
+        command = interaction.command
+        set_request_context(
+            command=command.qualified_name if command else None,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            interaction_id=interaction.id,
+        )
+        return True
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

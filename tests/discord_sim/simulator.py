@@ -101,6 +101,7 @@ class DiscordSimulator:
         self._hangs: list[list[Any]] = []
         self.hung: list[tuple[str, str]] = []
         self._release_hung = asyncio.Event()
+        self.gateway_down = False  # True: new gateway connections are refused (503)
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
 
@@ -298,6 +299,11 @@ class DiscordSimulator:
                 rule[2] -= 1
                 return "fail", rule[3], rule[4]
         return None
+
+    async def drop_connections(self, app: Application, code: int = 4000) -> None:
+        """Close ``app``'s gateway sessions (4000: unknown error, the client reconnects)."""
+        for session in [s for s in self.sessions if s.app is app]:
+            await session.close(code, "simulated disconnect")
 
     def clear_faults(self) -> None:
         """Forget every pending ``fail_next``/``hang_next``/``rate_limit_next`` rule."""
