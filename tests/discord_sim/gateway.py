@@ -88,7 +88,11 @@ class GatewaySession:
             {
                 "v": 10,
                 "user": app.user.payload(),
-                "guilds": [{"id": str(g), "unavailable": True} for g in sim.guilds],
+                "guilds": [
+                    {"id": str(g.id), "unavailable": True}
+                    for g in sim.guilds.values()
+                    if app.user.id in g.members
+                ],
                 "session_id": self.session_id,
                 "resume_gateway_url": host,
                 "application": {"id": str(app.id), "flags": 0},
@@ -97,7 +101,8 @@ class GatewaySession:
             },
         )
         for guild in sim.guilds.values():
-            await self.dispatch("GUILD_CREATE", guild.payload(sim.users))
+            if app.user.id in guild.members:  # only the servers the bot is in
+                await self.dispatch("GUILD_CREATE", guild.payload(sim.users))
         self.ready = True
         sim.notify()
 

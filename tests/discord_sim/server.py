@@ -243,6 +243,9 @@ class RestApi:
             )
         else:
             raise DiscordError(400, 50035, "Invalid Form Body", {"type": "invalid for command"})
+        if ix.ephemeral_only and not flags & EPHEMERAL:
+            ix.forced_private += 1
+            flags |= EPHEMERAL
         msg = Message(
             snowflake(), ix.channel_id, ix.guild_id, ix.app.user, flags=flags, interaction_id=ix.id
         )
@@ -287,6 +290,9 @@ class RestApi:
             msg = original
         else:
             flags = int(payload.get("flags") or 0) & EPHEMERAL
+            if ix.ephemeral_only and not flags & EPHEMERAL:
+                ix.forced_private += 1
+                flags |= EPHEMERAL
             msg = Message(
                 snowflake(),
                 ix.channel_id,

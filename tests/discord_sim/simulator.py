@@ -56,6 +56,9 @@ class Interaction:
     followups: list[Message] = field(default_factory=list)
     late: bool = False  # the bot answered after the deadline and got 10062
     component_message: Message | None = None  # the message whose button was pressed
+    #: a server that forbids external apps: Discord makes every reply ephemeral
+    ephemeral_only: bool = False
+    forced_private: int = 0  # replies the bot asked to be public that were made private
 
     @property
     def messages(self) -> list[Message]:
