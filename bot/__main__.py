@@ -21,14 +21,10 @@ import aiohttp
 import discord
 from pydantic import ValidationError
 
-from bot.client import (
-    BackendStartFailed,
-    ClassifierBot,
-    DatabaseStartFailed,
-    configure_endpoints,
-)
+from bot.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
 from bot.logconfig import setup_logging
 from bot.settings import Settings
+from bot.sharding import create_bot
 
 log = logging.getLogger("bot")
 
@@ -62,7 +58,7 @@ def load_settings() -> Settings | int:
 async def run(settings: Settings) -> int:
     """Run until a signal or a fatal error; return the exit code."""
     configure_endpoints(settings)
-    bot = ClassifierBot(settings)
+    bot = create_bot(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import aiohttp
 import discord
@@ -58,7 +59,9 @@ def create_default_backend(settings: Settings) -> Backend:
 
 
 class ClassifierBot(commands.Bot):
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, **client_options: Any
+    ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -67,6 +70,7 @@ class ClassifierBot(commands.Bot):
             help_command=None,
             max_messages=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            **client_options,
         )
         self.settings = settings
         self.backend = backend if backend is not None else create_default_backend(settings)

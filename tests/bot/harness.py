@@ -14,6 +14,7 @@ from typing import Any
 from bot.client import ClassifierBot, configure_endpoints
 from bot.db import Store, TaughtRecord
 from bot.settings import Settings
+from bot.sharding import create_bot
 from golem_backend import Backend
 from tests.bot.fakes import ScriptedBackend
 from tests.discord_sim import (
@@ -111,7 +112,7 @@ async def launch(
 ) -> RunningBot:
     settings = settings_from_env({**world.sim.bot_env(app), **env})
     configure_endpoints(settings)
-    bot = ClassifierBot(settings, backend=backend)
+    bot = create_bot(settings, backend=backend)
     task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
     connected = asyncio.create_task(
         world.sim.wait_connected(app, timeout_s=180, synced=wait_synced)

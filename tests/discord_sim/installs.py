@@ -132,7 +132,7 @@ async def user_install_interaction(
     ix.ephemeral_only = ephemeral_only
     sim.interactions[ix_id] = ix
     sim.interactions_by_token[token] = ix
-    session = sim.session_for(app)
+    session = sim.session_for(app, guild_id)
     if session is None:
         raise RuntimeError(f"{app.user.name} is not connected")
     ix.created = time.monotonic()

@@ -162,7 +162,7 @@ class RestApi:
         return json_response(
             {
                 "url": url,
-                "shards": 1,
+                "shards": self.sim.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,

@@ -105,6 +105,7 @@ class DiscordSimulator:
         self.hung: list[tuple[str, str]] = []
         self._release_hung = asyncio.Event()
         self.gateway_down = False  # True: new gateway connections are refused (503)
+        self.recommended_shards = 1  # what GET /gateway/bot advises
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
 
@@ -201,8 +202,8 @@ class DiscordSimulator:
         self.users[user.id] = user
         return user
 
-    def create_guild(self, name: str, owner: User) -> Guild:
-        gid = snowflake()
+    def create_guild(self, name: str, owner: User, *, guild_id: int | None = None) -> Guild:
+        gid = guild_id or snowflake()
         guild = Guild(gid, name, owner.id, everyone=Role(gid, "@everyone", DEFAULT_EVERYONE))
         guild.members[owner.id] = []
         for app in self.apps_by_token.values():
@@ -327,17 +328,26 @@ class DiscordSimulator:
         return None
 
     # --- sessions ----------------------------------------------------------------------
-    def session_for(self, app: Application) -> GatewaySession | None:
-        return next((s for s in self.sessions if s.app is app and s.ready), None)
+    def session_for(self, app: Application, guild_id: int | None = None) -> GatewaySession | None:
+        """The ready session of ``app`` that receives ``guild_id``'s events (its shard)."""
+        return next(
+            (s for s in self.sessions if s.app is app and s.ready and s.owns(guild_id)), None
+        )
+
+    def shard_sessions(self, app: Application) -> list[GatewaySession]:
+        """Every ready session of ``app`` (one per shard), by shard id."""
+        ready = [s for s in self.sessions if s.app is app and s.ready]
+        return sorted(ready, key=lambda s: s.shard_id)
 
     async def wait_connected(
         self, app: Application, timeout_s: float = 30.0, synced: bool = True
     ) -> GatewaySession:
         """Wait until ``app`` is connected (READY + GUILD_CREATEs sent) and, by default,
         has synced its commands."""
-        return await self.wait_until(
-            lambda: (not synced or app.command_syncs > 0) and self.session_for(app), timeout_s
+        found = await self.wait_until(
+            lambda: (not synced or app.command_syncs > 0) and self.shard_sessions(app), timeout_s
         )
+        return found[0]
 
     # --- acting as a user --------------------------------------------------------------
     async def post_message(
@@ -367,6 +377,8 @@ class DiscordSimulator:
             if not session.ready or session.app is None:
                 continue
             if not session.intents & INTENT_GUILD_MESSAGES:
+                continue
+            if not session.owns(msg.guild_id):  # another shard's server
                 continue
             own = msg.author.id == session.app.user.id
             strip = not (session.message_content or own)
@@ -554,7 +566,7 @@ class DiscordSimulator:
         ix = Interaction(ix_id, token, app, guild.id, channel.id, user, cmd.name, payload)
         self.interactions[ix_id] = ix
         self.interactions_by_token[token] = ix
-        session = self.session_for(app)
+        session = self.session_for(app, guild.id)
         if session is None:
             raise RuntimeError(f"{app.user.name} is not connected")
         ix.created = time.monotonic()
