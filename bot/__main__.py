@@ -3,7 +3,7 @@
 Exit codes:
   0  stopped cleanly (SIGINT/SIGTERM)
   1  unexpected error (logged with its traceback)
-  2  invalid configuration (the message names the setting)
+  2  invalid configuration (the message names the setting; HTTP_PORT that cannot be bound)
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start
@@ -22,6 +22,7 @@ import discord
 from pydantic import ValidationError
 
 from bot.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
+from bot.health import HealthEndpointFailed
 from bot.logconfig import setup_logging
 from bot.settings import Settings
 from bot.sharding import create_bot
@@ -99,6 +100,9 @@ def exit_code_for(exc: BaseException | None) -> int:
     if isinstance(exc, DatabaseStartFailed):
         log.error("The database could not be opened: %s", exc)
         return EXIT_BACKEND
+    if isinstance(exc, HealthEndpointFailed):
+        log.error("%s. Choose another port or unset HTTP_PORT.", exc)
+        return EXIT_CONFIG
     if isinstance(exc, BackendStartFailed):
         log.error("The classifier backend could not start: %s", exc)
         return EXIT_BACKEND

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 STATUS_TIMEOUT_S = 5.0  # a backend that cannot say how it is, is not ready
 
 
+class HealthEndpointFailed(Exception):
+    """``HTTP_HOST``/``HTTP_PORT`` cannot be bound (port in use, address not local...)."""
+
+
 class HealthServer:
     def __init__(self, bot: ClassifierBot, host: str, port: int) -> None:
         self.bot = bot
@@ -47,7 +51,13 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            where = f"HTTP_HOST={self.host} HTTP_PORT={self.port}"
+            raise HealthEndpointFailed(f"{where} cannot be bound: {exc.strerror or exc}") from exc
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("health and metrics on http://%s:%d/", self.host, self.port)
 

@@ -8,17 +8,29 @@ LocalBackend for classification.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import socket
 from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
+from bot.__main__ import exit_code_for
+from bot.health import HealthEndpointFailed
 from bot.logconfig import REDACTED, make_handler, set_request_context
-from tests.bot.harness import RunningBot, World, flower_bytes, launch_scripted, png_bytes
+from tests.bot.harness import (
+    RunningBot,
+    World,
+    flower_bytes,
+    launch_scripted,
+    png_bytes,
+    settings_from_env,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -192,3 +204,58 @@ async def test_json_log_of_a_real_command_carries_its_context(main_bot: RunningB
     assert mine, records
     assert all(r["command"] == "classify" and r["guild_id"] == w.guild.id for r in mine)
     assert all(r["channel_id"] == w.general.id for r in mine)
+
+
+@pytest.mark.parametrize(
+    ("var", "bad"),
+    [
+        ("HTTP_PORT", "70000"),
+        ("HTTP_PORT", "http"),
+        ("HTTP_HOST", "http://0.0.0.0/"),
+        ("LOG_FORMAT", "xml"),
+        ("DISCORD_REQUEST_TIMEOUT_S", "0"),
+        ("COMMAND_SYNC_RETRY_S", "-1"),
+    ],
+)
+def test_bad_service_settings_are_refused(var: str, bad: str):
+    with pytest.raises(ValidationError) as caught:
+        settings_from_env({"DISCORD_TOKEN": "a.b.c", var: bad})
+    assert var.lower() in str(caught.value)
+
+
+async def test_a_port_in_use_is_a_clear_configuration_error(world: World, tmp_path: Path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        with pytest.raises(HealthEndpointFailed, match=f"HTTP_PORT={port} cannot be bound"):
+            await launch_scripted(world, "PortTaken", tmp_path, {"HTTP_PORT": str(port)})
+    finally:
+        blocker.close()
+    assert exit_code_for(HealthEndpointFailed("x")) == 2
+
+
+async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Path):
+    running, backend = await launch_scripted(
+        world, "Counted", tmp_path, {"MAX_CONCURRENT_REQUESTS": "1"}
+    )
+    metrics = running.bot.metrics
+    try:
+        backend.gate = asyncio.Event()
+        image = world.sim.upload(png_bytes(), "x.png", content_type="image/png")
+        held = await running.slash(world.new_member("holder"), "classify", image=image)
+        await asyncio.wait_for(backend.entered.wait(), 10)
+        refused = await running.slash(world.new_member("refused"), "classify", image=image)
+        assert "busy" in (await running.reply(refused)).text.lower()
+        backend.gate.set()
+        await running.reply(held)
+        ix = await running.slash(world.admin, "retrain")
+        await running.reply(ix, predicate=lambda m: "scripted-2" in m.text, timeout_s=20)
+        page = samples(metrics.render().decode())
+        assert value(page, "classifier_bot_busy_refusals_total", source="gate") == 1
+        assert value(page, "classifier_bot_retrains_total", outcome="ok") == 1
+        assert value(page, "classifier_bot_retrain_seconds_count") == 1
+        assert value(page, "classifier_bot_interactions_total", command="retrain", outcome="ok")
+    finally:
+        await running.stop()
