@@ -12,6 +12,8 @@ import asyncio
 import io
 import json
 import logging
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -259,3 +261,20 @@ async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Pa
         assert value(page, "classifier_bot_interactions_total", command="retrain", outcome="ok")
     finally:
         await running.stop()
+
+
+async def test_a_crashed_worker_is_counted_as_a_restart(main_bot: RunningBot):
+    """The real LocalBackend: SIGKILL its worker; the next request finds it dead, replaces
+    it (the request is retried and answered), and the restart is counted."""
+    backend = main_bot.bot.backend
+    before = (await backend.status()).worker_restarts
+    [pid] = backend.worker_pids  # LOCAL_WORKERS=1
+    os.kill(pid, signal.SIGKILL)
+    w = main_bot.world
+    image = main_bot.sim.upload(flower_bytes("tulip", 61), "t.jpg", content_type="image/jpeg")
+    ix = await main_bot.slash(w.new_member("after-crash"), "classify", image=image)
+    assert (await main_bot.reply(ix, timeout_s=90)).embeds
+    main_bot.bot.metrics.update_from(main_bot.bot, await backend.status())
+    page = samples(main_bot.bot.metrics.render().decode())
+    assert value(page, "classifier_bot_backend_worker_restarts") == before + 1
+    assert backend.worker_pids and backend.worker_pids[0] != pid
