@@ -155,7 +155,7 @@ async def test_metrics_endpoint_reads_backend_and_gateway(world: World, tmp_path
         await running.stop()
 
 
-def test_json_log_lines_parse_and_redact():
+async def test_json_log_lines_parse_and_redact():
     stream = io.StringIO()
     token = "MTIz.secret-token.abcdef"
     handler = make_handler(stream, "json", [token])
@@ -219,7 +219,7 @@ async def test_json_log_of_a_real_command_carries_its_context(main_bot: RunningB
         ("COMMAND_SYNC_RETRY_S", "-1"),
     ],
 )
-def test_bad_service_settings_are_refused(var: str, bad: str):
+async def test_bad_service_settings_are_refused(var: str, bad: str):
     with pytest.raises(ValidationError) as caught:
         settings_from_env({"DISCORD_TOKEN": "a.b.c", var: bad})
     assert var.lower() in str(caught.value)

@@ -37,7 +37,7 @@ SHARDS = 4
         ({"SHARD_COUNT": "two"}, "valid integer"),
     ],
 )
-def test_bad_shard_settings_are_refused(env: dict[str, str], message: str):
+async def test_bad_shard_settings_are_refused(env: dict[str, str], message: str):
     with pytest.raises(ValidationError, match=message):
         settings_of({"DISCORD_TOKEN": "a.b.c", **env})
 
