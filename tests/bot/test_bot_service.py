@@ -253,7 +253,7 @@ async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Pa
         backend.gate.set()
         await running.reply(held)
         ix = await running.slash(world.admin, "retrain")
-        await running.reply(ix, predicate=lambda m: "scripted-2" in m.text, timeout_s=20)
+        await running.reply(ix, predicate=lambda m: "Retraining finished" in m.text, timeout_s=20)
         page = samples(metrics.render().decode())
         assert value(page, "classifier_bot_busy_refusals_total", source="gate") == 1
         assert value(page, "classifier_bot_retrains_total", outcome="ok") == 1
