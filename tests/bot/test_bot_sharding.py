@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.sharding import ShardedClassifierBot
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import World, data_dir_with_model, flower_bytes, launch_scripted
 from tests.bot.harness import settings_from_env as settings_of
 from tests.bot.test_bot_lifecycle import finish, run_bot_process
@@ -67,18 +68,25 @@ def guild_id_on_shard(shard: int, step: int) -> int:
     return ((ms + shard) << 22) | step
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_two_processes_two_shards_each_answer_every_server_once(
-    world: World, tiny_model: Path, tiny_dataset: Path, tmp_path: Path
+    world: World, tiny_model: Path, tiny_dataset: Path, tmp_path: Path, engine: str
 ):
+    """SQLite: each process its own database file; PostgreSQL: both share one database
+    (both migrate it at start, concurrently)."""
+    async with database_url(engine, tmp_path) as url:
+        await _two_processes(world, tiny_model, tiny_dataset, tmp_path, url, engine)
+
+
+async def _two_processes(world, tiny_model, tiny_dataset, tmp_path, url: str, engine: str):
     sim = world.sim
-    app = sim.create_application("ShardedPair")
+    app = sim.create_application(f"ShardedPair-{engine}")
     guilds, channels = [], []
     for step in range(2):
         for shard in range(SHARDS):
-            owner = sim.create_user(f"shard{shard}-owner{step}")
-            guild = sim.create_guild(
-                f"shard {shard} #{step}", owner, guild_id=guild_id_on_shard(shard, step)
-            )
+            owner = sim.create_user(f"shard{shard}-owner{step}-{engine}")
+            gid = guild_id_on_shard(shard, step + (10 if engine == "postgresql" else 0))
+            guild = sim.create_guild(f"shard {shard} #{step}", owner, guild_id=gid)
             guilds.append(guild)
             channels.append(sim.create_channel(guild, "flowers"))
     assert sorted((g.id >> 22) % SHARDS for g in guilds) == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -96,9 +104,23 @@ async def test_two_processes_two_shards_each_answer_every_server_once(
     for n, ids in enumerate(("0,1", "2,3")):
         data_dir = data_dir_with_model_at(tmp_path / f"p{n}", tiny_model)
         env = {**common, "SHARD_IDS": ids, "DATA_DIR": str(data_dir)}
+        if engine == "postgresql":
+            env["DATABASE_URL"] = url
         procs.append(await run_bot_process(env, tmp_path))
     try:
-        await sim.wait_until(lambda: len(sim.shard_sessions(app)) == SHARDS, timeout_s=120)
+        connected = asyncio.create_task(
+            sim.wait_until(lambda: len(sim.shard_sessions(app)) == SHARDS, timeout_s=120)
+        )
+        exited = [asyncio.create_task(p.wait()) for p in procs]
+        await asyncio.wait([connected, *exited], return_when=asyncio.FIRST_COMPLETED)
+        for task in exited:
+            task.cancel()
+        if not connected.done():
+            connected.cancel()
+            failed = [p for p in procs if p.returncode is not None]
+            outputs = [await finish(p) for p in failed]
+            raise AssertionError(f"a bot process stopped before connecting: {outputs}")
+        connected.result()
         assert [s.shard_id for s in sim.shard_sessions(app)] == [0, 1, 2, 3]
         assert {s.shard_count for s in sim.shard_sessions(app)} == {SHARDS}
         poster = sim.create_user("shard-poster")
