@@ -93,8 +93,6 @@ class ClassifierBot(commands.Bot):
         self.command_sync.on_attempt = lambda ok: self.metrics.command_syncs.labels(
             "ok" if ok else "failed"
         ).inc()
-        self.gateway_connected = False
-        self.was_connected = False
         self.health: HealthServer | None = None
         if settings.http_port is not None:
             self.health = HealthServer(self, settings.http_host, settings.http_port)
@@ -161,18 +159,26 @@ class ClassifierBot(commands.Bot):
 
     async def on_ready(self) -> None:
         assert self.user is not None
-        self.gateway_connected = self.was_connected = True
         log.info(
             "connected as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds)
         )
 
-    async def on_resumed(self) -> None:
-        self.gateway_connected = True
+    @property
+    def gateway_connected(self) -> bool:
+        """Every gateway connection of this process is open (read, not tracked through
+        events: a ``disconnect`` handler would be scheduled on a closed loop when the bot
+        stops while discord.py is reconnecting)."""
+        if self.is_closed() or not self.is_ready():
+            return False
+        shards = getattr(self, "shards", None)  # AutoShardedBot
+        if isinstance(shards, dict):
+            return bool(shards) and not any(info.is_closed() for info in shards.values())
+        ws = self.ws
+        return ws is not None and not ws.socket.closed
 
-    async def on_disconnect(self) -> None:
-        if self.gateway_connected:
-            log.warning("gateway disconnected; discord.py reconnects")
-        self.gateway_connected = False
+    @property
+    def was_connected(self) -> bool:
+        return self.is_ready()
 
     async def on_app_command_completion(
         self, interaction: discord.Interaction, command: object
