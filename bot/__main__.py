@@ -3,7 +3,7 @@
 Exit codes:
   0  stopped cleanly (SIGINT/SIGTERM)
   1  unexpected error (logged with its traceback)
-  2  invalid configuration (the message names the setting)
+  2  invalid configuration (the message names the setting; HTTP_PORT that cannot be bound)
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start
@@ -21,14 +21,11 @@ import aiohttp
 import discord
 from pydantic import ValidationError
 
-from bot.client import (
-    BackendStartFailed,
-    ClassifierBot,
-    DatabaseStartFailed,
-    configure_endpoints,
-)
+from bot.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
+from bot.health import HealthEndpointFailed
 from bot.logconfig import setup_logging
 from bot.settings import Settings
+from bot.sharding import create_bot
 
 log = logging.getLogger("bot")
 
@@ -62,7 +59,7 @@ def load_settings() -> Settings | int:
 async def run(settings: Settings) -> int:
     """Run until a signal or a fatal error; return the exit code."""
     configure_endpoints(settings)
-    bot = ClassifierBot(settings)
+    bot = create_bot(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,6 +100,9 @@ def exit_code_for(exc: BaseException | None) -> int:
     if isinstance(exc, DatabaseStartFailed):
         log.error("The database could not be opened: %s", exc)
         return EXIT_BACKEND
+    if isinstance(exc, HealthEndpointFailed):
+        log.error("%s. Choose another port or unset HTTP_PORT.", exc)
+        return EXIT_CONFIG
     if isinstance(exc, BackendStartFailed):
         log.error("The classifier backend could not start: %s", exc)
         return EXIT_BACKEND
@@ -130,7 +130,7 @@ def main() -> int:
     secrets = [settings.discord_token.get_secret_value()]
     if settings.yagna_appkey is not None:
         secrets.append(settings.yagna_appkey.get_secret_value())
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, secrets, settings.log_format)
     try:
         return asyncio.run(run(settings))
     except KeyboardInterrupt:

@@ -91,6 +91,7 @@ async def classify_attachments(
         try:
             return await fetch(bot, att)
         except (DownloadError, ImageError) as exc:
+            bot.metrics.download_failed(exc)
             return exc
 
     fetched = await asyncio.gather(*(get(a) for a in attachments))

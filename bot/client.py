@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
+from bot.command_sync import CommandSync
 from bot.db import DatabaseError, Store, open_store
 from bot.errors import ClassifierTree
+from bot.health import HealthServer
 from bot.limits import Cooldowns, WorkGate
+from bot.metrics import BotMetrics
+from bot.request_deadline import bound_http_client, bound_webhook_calls
 from bot.settings import Settings
 from golem_backend import Backend, BackendError
 
@@ -54,7 +59,9 @@ def create_default_backend(settings: Settings) -> Backend:
 
 
 class ClassifierBot(commands.Bot):
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, **client_options: Any
+    ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -63,6 +70,7 @@ class ClassifierBot(commands.Bot):
             help_command=None,
             max_messages=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            **client_options,
         )
         self.settings = settings
         self.backend = backend if backend is not None else create_default_backend(settings)
@@ -73,6 +81,29 @@ class ClassifierBot(commands.Bot):
         self._http_session: aiohttp.ClientSession | None = None
         self._closing = False
         self.extension_failures: dict[str, str] = {}
+        self.metrics = BotMetrics()
+        self.metrics.instrument_backend(self.backend)
+        self.gate.on_refused = self.metrics.busy_refusals.labels("gate").inc
+        bound_http_client(self.http, settings.discord_request_timeout_s, self._request_timed_out)
+        self.command_sync = CommandSync(
+            self.sync_commands,
+            initial_s=settings.command_sync_retry_s,
+            max_s=settings.command_sync_retry_max_s,
+        )
+        self.command_sync.on_attempt = lambda ok: self.metrics.command_syncs.labels(
+            "ok" if ok else "failed"
+        ).inc()
+        self.health: HealthServer | None = None
+        if settings.http_port is not None:
+            self.health = HealthServer(self, settings.http_host, settings.http_port)
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def _request_timed_out(self, error: Exception) -> None:
+        self.metrics.discord_request_timeouts.inc()
+        log.warning("%s", error)
 
     @property
     def http_session(self) -> aiohttp.ClientSession:
@@ -87,6 +118,9 @@ class ClassifierBot(commands.Bot):
         return self._store
 
     async def setup_hook(self) -> None:
+        bound_webhook_calls(self.settings.discord_request_timeout_s, self._request_timed_out)
+        if self.health is not None:
+            await self.health.start()  # /healthz answers while the backend starts
         self._http_session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": "golem-image-classifier-bot"},
@@ -106,7 +140,7 @@ class ClassifierBot(commands.Bot):
                 self.extension_failures[name] = repr(exc)
                 log.exception("failed to load extension %s", name)
         if self.settings.sync_commands:
-            await self.sync_commands()
+            await self.command_sync.start()  # a failure is retried in the background
         if self.settings.autoclassify_channel_ids and not self.settings.message_content_intent:
             log.warning(
                 "AUTOCLASSIFY_CHANNEL_IDS is set but MESSAGE_CONTENT_INTENT is off: "
@@ -129,6 +163,29 @@ class ClassifierBot(commands.Bot):
             "connected as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds)
         )
 
+    @property
+    def gateway_connected(self) -> bool:
+        """Every gateway connection of this process is open (read, not tracked through
+        events: a ``disconnect`` handler would be scheduled on a closed loop when the bot
+        stops while discord.py is reconnecting)."""
+        if self.is_closed() or not self.is_ready():
+            return False
+        shards = getattr(self, "shards", None)  # AutoShardedBot
+        if isinstance(shards, dict):
+            return bool(shards) and not any(info.is_closed() for info in shards.values())
+        ws = self.ws
+        return ws is not None and not ws.socket.closed
+
+    @property
+    def was_connected(self) -> bool:
+        return self.is_ready()
+
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction, command: object
+    ) -> None:
+        name = getattr(command, "qualified_name", None)
+        self.metrics.interaction(name, "ok")
+
     async def on_message(self, message: discord.Message, /) -> None:
         """The bot has no prefix commands: unlike ``commands.Bot``, do not look for one
         (a mention such as "@Bot what is this?" would log CommandNotFound as an error).
@@ -142,6 +199,7 @@ class ClassifierBot(commands.Bot):
             return
         self._closing = True
         log.info("shutting down")
+        await self.command_sync.stop()
         try:
             await self.gate.drain(self.settings.shutdown_grace_s)
         finally:
@@ -161,3 +219,5 @@ class ClassifierBot(commands.Bot):
                 await self._http_session.close()
             if self._store is not None:
                 await self._store.close()
+            if self.health is not None:
+                await self.health.stop()

@@ -15,6 +15,8 @@ import discord
 from discord import app_commands
 
 from bot.discord_limits import CONTENT_MAX, clip
+from bot.logconfig import set_request_context
+from bot.request_deadline import DiscordRequestTimeout
 from golem_backend import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, ImageError
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ def explain(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, ImageError):
         return error.message
+    if isinstance(error, DiscordRequestTimeout):
+        return "Discord did not answer in time. Please try again."
     if isinstance(error, BackendBusy):
         return error.message or "The classifier is busy right now. Please try again soon."
     if isinstance(error, BackendTimeout):
@@ -127,11 +131,26 @@ class ClassifierTree(app_commands.CommandTree):
     the error is still logged, but not repeated.
     """
 
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Not a check: names the request in every log record of its task."""
+        command = interaction.command
+        set_request_context(
+            command=command.qualified_name if command else None,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            interaction_id=interaction.id,
+        )
+        return True
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         message = explain(error)
         name = interaction.command.name if interaction.command else "?"
+        metrics = getattr(interaction.client, "metrics", None)
+        if metrics is not None:
+            qualified = interaction.command.qualified_name if interaction.command else None
+            metrics.interaction(qualified, "error" if message is None else "refused")
         if message is None:
             original = getattr(error, "original", error)
             log.error("command /%s failed", name, exc_info=original)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from discord import app_commands
@@ -59,6 +59,7 @@ class WorkGate:
         self.by_tenant: dict[str, int] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._cancelled: set[asyncio.Task[object]] = set()
+        self.on_refused: Callable[[], None] | None = None  # metrics hook
 
     def check_open(self) -> None:
         if self.closing:
@@ -72,6 +73,8 @@ class WorkGate:
         jobs)."""
         self.check_open()
         if not exclusive_ok and self.active >= self.limit:
+            if self.on_refused is not None:
+                self.on_refused()
             raise Busy()
         held = self.by_tenant.get(tenant, 0) if tenant is not None else 0
         if not exclusive_ok and tenant is not None and held >= self.tenant_limit:

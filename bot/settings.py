@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from golem_backend.settings import BackendSettings
@@ -36,6 +36,10 @@ class Settings(BackendSettings):
     message_content_intent: bool = False
     dev_guild_id: int | None = None
     sync_commands: bool = True
+    # faults: every REST call bounded; a failed command sync retried with back-off
+    discord_request_timeout_s: float = Field(30.0, ge=1, le=600)
+    command_sync_retry_s: float = Field(60.0, gt=0, le=3600)
+    command_sync_retry_max_s: float = Field(3600.0, gt=0, le=86400)
 
     # --- who may do what --------------------------------------------------------------
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -62,9 +66,22 @@ class Settings(BackendSettings):
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # --- sharding (unset: one connection; set: AutoShardedBot) ----------------------
+    shard_count: int | None = Field(None, ge=1, le=16384)
+    shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    # --- health and metrics endpoint (off unless HTTP_PORT is set) ----------------------
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(None, ge=0, le=65535)
 
     @field_validator(
-        "discord_cdn_hosts", "admin_user_ids", "autoclassify_channel_ids", mode="before"
+        "discord_cdn_hosts",
+        "admin_user_ids",
+        "autoclassify_channel_ids",
+        "shard_ids",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -125,6 +142,40 @@ class Settings(BackendSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
         return self.database_url.get_secret_value()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("shard_count", "http_port", mode="before")
+    @classmethod
+    def _empty_port(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("http_host")
+    @classmethod
+    def _http_host(cls, value: str) -> str:
+        host = value.strip()
+        if not host or "/" in host or " " in host:
+            raise ValueError(f"{value!r} is not a host name or IP address to bind")
+        return host
+
+    @model_validator(mode="after")
+    def _shards(self) -> Settings:
+        if self.shard_ids:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
+            wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if wrong:
+                raise ValueError(f"SHARD_IDS {wrong} not in 0..{self.shard_count - 1}")
+            if len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError("SHARD_IDS lists a shard twice")
+        return self
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
 
     @property
     def attachment_hosts(self) -> frozenset[str]:

@@ -98,6 +98,7 @@ class BackendStatus:
     instances: tuple[InstanceInfo, ...] = ()
     glm_spent: float | None = None  # Golem only
     detail: str = ""
+    worker_restarts: int = 0  # workers/instances replaced after a crash, since start
 
 
 class Backend(abc.ABC):

@@ -14,15 +14,18 @@ from bot.discord_limits import CONTENT_MAX, clip, fit_embeds
 from bot.download import looks_like_image
 from bot.embeds import error_embed, labels_embed, prediction_embed
 from bot.errors import NoImages, UserError
+from bot.installs import EVERYWHERE_CONTEXTS, EVERYWHERE_INSTALLS, replies_must_be_private
 from bot.tenancy import labels_of, model_of, scope_of, tenant_of
 
 log = logging.getLogger(__name__)
 
 
 async def defer_public(interaction: discord.Interaction) -> None:
-    """Show "thinking..." publicly (the answer will replace it)."""
-    await interaction.response.defer(thinking=True)
-    interaction.extras["public_defer"] = True
+    """Show "thinking..." publicly (the answer will replace it), or privately where a
+    user-installed app may only answer privately."""
+    private = replies_must_be_private(interaction)
+    await interaction.response.defer(thinking=True, ephemeral=private)
+    interaction.extras["public_defer"] = not private
 
 
 def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discord.Embed]:
@@ -67,13 +70,20 @@ def select_images(
 class ClassifyCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name="Classify image", callback=self.classify_message)
+        self.menu = app_commands.ContextMenu(
+            name="Classify image",
+            callback=self.classify_message,
+            allowed_installs=EVERYWHERE_INSTALLS,  # usable through a user install too
+            allowed_contexts=EVERYWHERE_CONTEXTS,
+        )
         self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @app_commands.command(name="classify", description="Classify an image")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(
         image="The image to classify (JPEG, PNG, GIF, WebP...)",
         top_k="How many labels to show (1-10)",

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
@@ -45,7 +45,14 @@ def database_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+#: PostgreSQL advisory lock held while migrating: processes (e.g. shards) started together
+#: migrate one after the other instead of racing to create the same tables.
+MIGRATION_LOCK_KEY = 0x636C617373  # "class"
+
+
 def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    if connection.dialect.name == "postgresql":  # released when the transaction ends
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     before = database_revision(connection)
     script = ScriptDirectory.from_config(alembic_config())
     if before is not None:

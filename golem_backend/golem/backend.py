@@ -321,6 +321,7 @@ class GolemBackend(Backend):
             ),
             glm_spent=self._runtime.glm_spent,
             detail=detail,
+            worker_restarts=dispatcher.instance_failures if dispatcher else 0,
         )
 
 

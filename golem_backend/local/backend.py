@@ -101,6 +101,7 @@ class LocalBackend(Backend):
             self._ctx, settings, serving_threads=1, shutting_down=self._shutting_down
         )
         self._batches = 0
+        self._restarts = 0
         self._crashes_for_tests = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class LocalBackend(Backend):
         name, pid = worker.name, worker.pid
         log.warning("%s (pid %s) died, %d image(s) in flight; replacing it", name, pid, len(batch))
         worker.state = "restarting"
+        self._restarts += 1
         for job in batch:
             job.attempts += 1
             if job.attempts >= _MAX_ATTEMPTS:
@@ -408,6 +410,7 @@ class LocalBackend(Backend):
                 f"{in_flight} image(s) in flight; {self._batches} batch(es) run; "
                 f"{self._queue.refused} request(s) refused as busy" + self._trainer.describe()
             ),
+            worker_restarts=self._restarts,
         )
 
     @property

@@ -76,6 +76,19 @@ async def world() -> AsyncIterator[World]:
     await sim.stop()
 
 
+@pytest.fixture(autouse=True)
+def _rest_calls_match_discord_spec(request: pytest.FixtureRequest) -> object:
+    """Every test using the shared simulator fails if the bot made a REST call that
+    Discord's OpenAPI spec refuses (a route it lacks, a body its schema rejects)."""
+    if "world" not in request.fixturenames:
+        yield
+        return
+    sim: DiscordSimulator = request.getfixturevalue("world").sim
+    before = len(sim.spec_violations)
+    yield
+    sim.assert_spec_clean(since=before)
+
+
 def main_env(world: World, data_dir: Path, dataset: Path) -> dict[str, str]:
     return {
         "DATA_DIR": str(data_dir),

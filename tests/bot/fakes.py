@@ -32,6 +32,8 @@ class ScriptedBackend(Backend):
     def __init__(self) -> None:
         self.fail_with: BackendError | None = None
         self.fail_start: BackendError | None = None
+        self.ready = True  # what status() reports
+        self.status_error: Exception | None = None  # status() raises it
         self.gate: asyncio.Event | None = None
         self.started = self.stopped = False
         self.calls: list[int] = []
@@ -129,7 +131,19 @@ class ScriptedBackend(Backend):
         )
 
     async def status(self) -> BackendStatus:
-        return BackendStatus("scripted", True, "scripted-1", ("daisy", "tulip"), None, 0, 0, 0)
+        if self.status_error is not None:
+            raise self.status_error
+        return BackendStatus(
+            "scripted",
+            self.ready,
+            "scripted-1",
+            ("daisy", "tulip"),
+            None,
+            0,
+            0,
+            0,
+            detail="" if self.ready else "all workers failed",
+        )
 
     async def stop(self) -> None:
         self.stopped = True

@@ -14,6 +14,7 @@ from typing import Any
 from bot.client import ClassifierBot, configure_endpoints
 from bot.db import Store, TaughtRecord
 from bot.settings import Settings
+from bot.sharding import create_bot
 from golem_backend import Backend
 from tests.bot.fakes import ScriptedBackend
 from tests.discord_sim import (
@@ -102,13 +103,20 @@ class RunningBot:
 
 
 async def launch(
-    world: World, app: Application, env: dict[str, str], backend: Backend | None = None
+    world: World,
+    app: Application,
+    env: dict[str, str],
+    backend: Backend | None = None,
+    *,
+    wait_synced: bool = True,
 ) -> RunningBot:
     settings = settings_from_env({**world.sim.bot_env(app), **env})
     configure_endpoints(settings)
-    bot = ClassifierBot(settings, backend=backend)
+    bot = create_bot(settings, backend=backend)
     task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
-    connected = asyncio.create_task(world.sim.wait_connected(app, timeout_s=180))
+    connected = asyncio.create_task(
+        world.sim.wait_connected(app, timeout_s=180, synced=wait_synced)
+    )
     done, _ = await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
     if connected not in done:
         connected.cancel()
@@ -119,10 +127,17 @@ async def launch(
 
 
 async def launch_scripted(
-    world: World, name: str, data_dir: Path, env: dict[str, str] | None = None
+    world: World,
+    name: str,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    app: Application | None = None,
+    wait_synced: bool = True,
 ) -> tuple[RunningBot, ScriptedBackend]:
-    """A new application ``name`` running the real bot on a :class:`ScriptedBackend`."""
-    app = world.sim.create_application(name)
+    """The real bot on a :class:`ScriptedBackend`, as a new application ``name`` (or
+    ``app``, e.g. to restart a bot whose commands are registered already)."""
+    app = app or world.sim.create_application(name)
     world.guild.members.setdefault(app.user.id, [])
     backend = ScriptedBackend()
     base_env = {
@@ -131,7 +146,9 @@ async def launch_scripted(
         "DEV_GUILD_ID": str(world.guild.id),
         "MESSAGE_CONTENT_INTENT": "true",
     }
-    running = await launch(world, app, {**base_env, **(env or {})}, backend=backend)
+    running = await launch(
+        world, app, {**base_env, **(env or {})}, backend=backend, wait_synced=wait_synced
+    )
     return running, backend
 
 

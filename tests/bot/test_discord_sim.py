@@ -110,8 +110,10 @@ async def test_interaction_response_rules(sim):
 
         big = await invoke()
         body = {"type": 4, "data": {"content": "x" * 2001}}
+        sim.expect_spec_violations = True  # refused by Discord's OpenAPI spec, on purpose
         async with callback(big, body) as r:
             assert r.status == 400 and (await r.json())["code"] == 50035
+        assert "data.content" in str(sim.spec_violations[-1])
 
 
 async def test_cdn_checks_signatures_and_expiry(sim):

@@ -33,7 +33,15 @@ class GatewaySession:
         self.ready = False
         self.session_id = uuid.uuid4().hex
         self.close_code: int | None = None
+        self.shard_id, self.shard_count = 0, 1  # from IDENTIFY's "shard": [id, count]
         self._send_lock = asyncio.Lock()
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Discord's routing: a server's events go to shard ``(guild_id >> 22) % count``;
+        DMs to shard 0."""
+        if guild_id is None:
+            return self.shard_id == 0
+        return (guild_id >> 22) % self.shard_count == self.shard_id
 
     @property
     def message_content(self) -> bool:
@@ -78,6 +86,12 @@ class GatewaySession:
             await self.close(4004, "Authentication failed.")
             return
         self.intents = int(data.get("intents", 0))
+        shard = data.get("shard") or [0, 1]
+        shard_id, shard_count = int(shard[0]), int(shard[1])
+        if not 0 <= shard_id < shard_count:
+            await self.close(4010, "Invalid shard.")
+            return
+        self.shard_id, self.shard_count = shard_id, shard_count
         if self.message_content and not app.message_content_allowed:
             await self.close(4014, "Disallowed intent(s).")
             return
@@ -88,16 +102,22 @@ class GatewaySession:
             {
                 "v": 10,
                 "user": app.user.payload(),
-                "guilds": [{"id": str(g), "unavailable": True} for g in sim.guilds],
+                "guilds": [
+                    {"id": str(g.id), "unavailable": True}
+                    for g in sim.guilds.values()
+                    if app.user.id in g.members and self.owns(g.id)
+                ],
                 "session_id": self.session_id,
                 "resume_gateway_url": host,
                 "application": {"id": str(app.id), "flags": 0},
+                "shard": [self.shard_id, self.shard_count],
                 "private_channels": [],
                 "relationships": [],
             },
         )
         for guild in sim.guilds.values():
-            await self.dispatch("GUILD_CREATE", guild.payload(sim.users))
+            if app.user.id in guild.members and self.owns(guild.id):  # its own servers
+                await self.dispatch("GUILD_CREATE", guild.payload(sim.users))
         self.ready = True
         sim.notify()
 
@@ -118,8 +138,10 @@ class GatewaySession:
         )
 
 
-async def gateway_handler(request: web.Request) -> web.WebSocketResponse:
+async def gateway_handler(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
+    if sim.gateway_down:  # an outage: the upgrade is refused until it ends
+        return web.Response(status=503, text="gateway unavailable")
     ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
     await ws.prepare(request)
     session = GatewaySession(sim, ws)

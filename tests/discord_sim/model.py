@@ -21,6 +21,7 @@ EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
 USE_APPLICATION_COMMANDS = 1 << 31
+USE_EXTERNAL_APPS = 1 << 50  # members may use apps they installed themselves
 ALL_PERMISSIONS = (1 << 51) - 1
 #: What @everyone gets in a fresh guild (roughly Discord's default set).
 DEFAULT_EVERYONE = (
@@ -30,6 +31,7 @@ DEFAULT_EVERYONE = (
     | ATTACH_FILES
     | READ_MESSAGE_HISTORY
     | USE_APPLICATION_COMMANDS
+    | USE_EXTERNAL_APPS
 )
 
 # --- gateway intents -----------------------------------------------------------------------

@@ -7,7 +7,6 @@ discord.py raises the same exceptions it would against Discord.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,10 +25,12 @@ from tests.discord_sim.model import (
     Message,
     snowflake,
 )
+from tests.discord_sim.openapi import SpecViolation, load_spec
 from tests.discord_sim.validation import (
-    ATTACHMENT_LIMIT,
+    BODY,
     DiscordError,
     json_response,
+    parse_body,
     sign_path,
     validate_message,
 )
@@ -78,6 +79,7 @@ class RestApi:
             if limited is not None:
                 retry_after, via = limited
                 sim.rate_limited.append((request.method, request.path))
+                sim.notify()
                 headers = {"Via": "1.1 google"} if via else {}
                 headers.update(
                     {
@@ -97,6 +99,14 @@ class RestApi:
                     headers=headers,
                 )
         try:
+            if request.path.startswith("/api/"):
+                await self.check_against_spec(request)
+                fault = sim.take_fault(request.method, request.path)
+                if fault is not None and fault[0] == "hang":
+                    await sim.hang(request.method, request.path)
+                    return web.Response(status=504)  # only once the simulator stops
+                if fault is not None:
+                    raise DiscordError(fault[1], fault[2], "Simulated failure")
             return await handler(request)
         except DiscordError as exc:
             body: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -108,6 +118,30 @@ class RestApi:
         except web.HTTPNotFound:
             sim.rejected.append((request.method, request.path, 404, {"code": 0}))
             return json_response({"code": 0, "message": "404: Not Found"}, status=404)
+
+    async def check_against_spec(self, request: web.Request) -> None:
+        """Parse the body once (kept in ``request[BODY]``) and refuse, as Discord would, a
+        route or body that Discord's OpenAPI spec does not allow."""
+        raw = await request.read()
+        payload, files = parse_body(request.content_type, request.headers, raw)
+        request[BODY] = (payload, files)
+        api_path = re.sub(r"^/api/v10(?=/)", "", request.path)
+        if api_path == request.path:
+            violation = SpecViolation(request.method, request.path, 404, 0, "404: Not Found")
+        else:
+            kind = (
+                "multipart/form-data"
+                if files or request.content_type.startswith("multipart/")
+                else "application/json"
+            )
+            violation = load_spec().check(
+                request.method, api_path, dict(request.query), kind, payload, bool(raw)
+            )
+        if violation is not None:
+            self.sim.spec_violations.append(violation)
+            raise DiscordError(
+                violation.status, violation.code, violation.message, violation.error_body()
+            )
 
     # --- auth & login ------------------------------------------------------------------
     def auth(self, request: web.Request) -> Application:
@@ -128,7 +162,7 @@ class RestApi:
         return json_response(
             {
                 "url": url,
-                "shards": 1,
+                "shards": self.sim.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
@@ -146,7 +180,7 @@ class RestApi:
         guild_id = int(request.match_info["guild_id"]) if "guild_id" in request.match_info else None
         if guild_id is not None and guild_id not in self.sim.guilds:
             raise DiscordError(403, 50001, "Missing Access")
-        body = await request.json()
+        body, _ = await self._read_body(request)
         table: dict[tuple[str, int], Command] = {}
         for data in body:
             ctype = int(data.get("type", 1))
@@ -209,6 +243,9 @@ class RestApi:
             )
         else:
             raise DiscordError(400, 50035, "Invalid Form Body", {"type": "invalid for command"})
+        if ix.ephemeral_only and not flags & EPHEMERAL:
+            ix.forced_private += 1
+            flags |= EPHEMERAL
         msg = Message(
             snowflake(), ix.channel_id, ix.guild_id, ix.app.user, flags=flags, interaction_id=ix.id
         )
@@ -253,6 +290,9 @@ class RestApi:
             msg = original
         else:
             flags = int(payload.get("flags") or 0) & EPHEMERAL
+            if ix.ephemeral_only and not flags & EPHEMERAL:
+                ix.forced_private += 1
+                flags |= EPHEMERAL
             msg = Message(
                 snowflake(),
                 ix.channel_id,
@@ -342,23 +382,9 @@ class RestApi:
         return web.Response(status=204)
 
     # --- bodies ------------------------------------------------------------------------
-    async def _read_body(self, request: web.Request) -> tuple[dict[str, Any], dict[int, Any]]:
-        """JSON body or multipart (``payload_json`` + ``files[n]``)."""
-        if not request.content_type.startswith("multipart/"):
-            return (await request.json() if request.can_read_body else {}), {}
-        payload: dict[str, Any] = {}
-        files: dict[int, tuple[str, bytes]] = {}
-        reader = await request.multipart()
-        async for part in reader:
-            name = part.name or ""
-            data = await part.read()  # type: ignore[union-attr]
-            if name == "payload_json":
-                payload = json.loads(data)
-            elif m := re.fullmatch(r"files\[(\d+)\]", name):
-                if len(data) > ATTACHMENT_LIMIT:
-                    raise DiscordError(413, 40005, "Request entity too large")
-                files[int(m.group(1))] = (part.filename or "file", bytes(data))
-        return payload, files
+    async def _read_body(self, request: web.Request) -> tuple[Any, dict[int, Any]]:
+        """JSON body or multipart (``payload_json`` + ``files[n]``), parsed by the middleware."""
+        return request[BODY]
 
     def _apply(
         self, msg: Message, payload: dict[str, Any], files: dict[int, Any], *, replace: bool = False

@@ -31,7 +31,9 @@ from tests.discord_sim.model import (
     User,
     snowflake,
 )
-from tests.discord_sim.server import ATTACHMENT_LIMIT, RestApi, sign_path
+from tests.discord_sim.openapi import SpecViolation
+from tests.discord_sim.server import RestApi
+from tests.discord_sim.validation import ATTACHMENT_LIMIT, sign_path
 
 CDN_HOST = "localhost"  # resolves to 127.0.0.1; the bot must list it in DISCORD_CDN_HOSTS
 OTHER_HOST = "127.0.0.1"  # same server, a host the bot must refuse
@@ -54,6 +56,9 @@ class Interaction:
     followups: list[Message] = field(default_factory=list)
     late: bool = False  # the bot answered after the deadline and got 10062
     component_message: Message | None = None  # the message whose button was pressed
+    #: a server that forbids external apps: Discord makes every reply ephemeral
+    ephemeral_only: bool = False
+    forced_private: int = 0  # replies the bot asked to be public that were made private
 
     @property
     def messages(self) -> list[Message]:
@@ -88,7 +93,19 @@ class DiscordSimulator:
         self.cdn_aborted = 0
         self.rejected: list[tuple[str, str, int, dict[str, Any]]] = []
         self.rate_limited: list[tuple[str, str]] = []
+        #: requests Discord's OpenAPI spec refuses (answered as Discord would, 404/400)
+        self.spec_violations: list[SpecViolation] = []
+        #: set by a test that sends bad requests on purpose; otherwise stop() fails on any
+        self.expect_spec_violations = False
         self._rate_limits: list[list[Any]] = []
+        #: [method, path_contains, times, status, code]: answered with that error instead
+        self._failures: list[list[Any]] = []
+        #: [method, path_contains, times]: never answered (until the simulator stops)
+        self._hangs: list[list[Any]] = []
+        self.hung: list[tuple[str, str]] = []
+        self._release_hung = asyncio.Event()
+        self.gateway_down = False  # True: new gateway connections are refused (503)
+        self.recommended_shards = 1  # what GET /gateway/bot advises
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
 
@@ -106,10 +123,20 @@ class DiscordSimulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._release_hung.set()
         for s in list(self.sessions):
             await s.close(1001, "simulator stopping")
         if self._runner is not None:
             await self._runner.cleanup()
+        if not self.expect_spec_violations:
+            self.assert_spec_clean()
+
+    def assert_spec_clean(self, since: int = 0) -> None:
+        """Fail if the bot made a REST call Discord's OpenAPI spec refuses."""
+        found = self.spec_violations[since:]
+        if found:
+            listed = "\n  ".join(str(v) for v in found)
+            raise AssertionError(f"REST calls Discord would refuse:\n  {listed}")
 
     @property
     def api_base(self) -> str:
@@ -175,8 +202,8 @@ class DiscordSimulator:
         self.users[user.id] = user
         return user
 
-    def create_guild(self, name: str, owner: User) -> Guild:
-        gid = snowflake()
+    def create_guild(self, name: str, owner: User, *, guild_id: int | None = None) -> Guild:
+        gid = guild_id or snowflake()
         guild = Guild(gid, name, owner.id, everyone=Role(gid, "@everyone", DEFAULT_EVERYONE))
         guild.members[owner.id] = []
         for app in self.apps_by_token.values():
@@ -248,6 +275,51 @@ class DiscordSimulator:
         """Answer the next ``times`` matching requests with 429 (with a ``Via`` header)."""
         self._rate_limits.append([method.upper(), path_contains, retry_after, times, via])
 
+    def fail_next(
+        self,
+        method: str,
+        path_contains: str,
+        *,
+        status: int = 400,
+        code: int = 50035,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` matching requests with this Discord error."""
+        self._failures.append([method.upper(), path_contains, times, status, code])
+
+    def hang_next(self, method: str, path_contains: str, *, times: int = 1) -> None:
+        """Never answer the next ``times`` matching requests (as Spacebar does with the
+        callback of an interaction it does not know)."""
+        self._hangs.append([method.upper(), path_contains, times])
+
+    def take_fault(self, method: str, path: str) -> tuple[str, int, int] | None:
+        """``("hang", 0, 0)``, ``("fail", status, code)`` or ``None`` for this request."""
+        for rule in self._hangs:
+            if rule[0] == method and rule[1] in path and rule[2] > 0:
+                rule[2] -= 1
+                return "hang", 0, 0
+        for rule in self._failures:
+            if rule[0] == method and rule[1] in path and rule[2] > 0:
+                rule[2] -= 1
+                return "fail", rule[3], rule[4]
+        return None
+
+    async def drop_connections(self, app: Application, code: int = 4000) -> None:
+        """Close ``app``'s gateway sessions (4000: unknown error, the client reconnects)."""
+        for session in [s for s in self.sessions if s.app is app]:
+            await session.close(code, "simulated disconnect")
+
+    def clear_faults(self) -> None:
+        """Forget every pending ``fail_next``/``hang_next``/``rate_limit_next`` rule."""
+        self._failures.clear()
+        self._hangs.clear()
+        self._rate_limits.clear()
+
+    async def hang(self, method: str, path: str) -> None:
+        self.hung.append((method, path))
+        self.notify()
+        await self._release_hung.wait()
+
     def take_rate_limit(self, method: str, path: str) -> tuple[float, bool] | None:
         for rule in self._rate_limits:
             if rule[0] == method and rule[1] in path and rule[3] > 0:
@@ -256,17 +328,26 @@ class DiscordSimulator:
         return None
 
     # --- sessions ----------------------------------------------------------------------
-    def session_for(self, app: Application) -> GatewaySession | None:
-        return next((s for s in self.sessions if s.app is app and s.ready), None)
+    def session_for(self, app: Application, guild_id: int | None = None) -> GatewaySession | None:
+        """The ready session of ``app`` that receives ``guild_id``'s events (its shard)."""
+        return next(
+            (s for s in self.sessions if s.app is app and s.ready and s.owns(guild_id)), None
+        )
+
+    def shard_sessions(self, app: Application) -> list[GatewaySession]:
+        """Every ready session of ``app`` (one per shard), by shard id."""
+        ready = [s for s in self.sessions if s.app is app and s.ready]
+        return sorted(ready, key=lambda s: s.shard_id)
 
     async def wait_connected(
         self, app: Application, timeout_s: float = 30.0, synced: bool = True
     ) -> GatewaySession:
         """Wait until ``app`` is connected (READY + GUILD_CREATEs sent) and, by default,
         has synced its commands."""
-        return await self.wait_until(
-            lambda: (not synced or app.command_syncs > 0) and self.session_for(app), timeout_s
+        found = await self.wait_until(
+            lambda: (not synced or app.command_syncs > 0) and self.shard_sessions(app), timeout_s
         )
+        return found[0]
 
     # --- acting as a user --------------------------------------------------------------
     async def post_message(
@@ -296,6 +377,8 @@ class DiscordSimulator:
             if not session.ready or session.app is None:
                 continue
             if not session.intents & INTENT_GUILD_MESSAGES:
+                continue
+            if not session.owns(msg.guild_id):  # another shard's server
                 continue
             own = msg.author.id == session.app.user.id
             strip = not (session.message_content or own)
@@ -483,7 +566,7 @@ class DiscordSimulator:
         ix = Interaction(ix_id, token, app, guild.id, channel.id, user, cmd.name, payload)
         self.interactions[ix_id] = ix
         self.interactions_by_token[token] = ix
-        session = self.session_for(app)
+        session = self.session_for(app, guild.id)
         if session is None:
             raise RuntimeError(f"{app.user.name} is not connected")
         ix.created = time.monotonic()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
 import hmac
 import json
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +17,8 @@ from aiohttp import web
 ATTACHMENT_LIMIT = 10 * 1024 * 1024  # bytes per uploaded file (non-boosted guild)
 MAX_FILES = 10
 CDN_SECRET = b"simulated-cdn-secret"
+#: where the middleware keeps a request's parsed body: ``(payload, {index: (name, bytes)})``
+BODY: web.RequestKey[tuple[Any, dict[int, tuple[str, bytes]]]] = web.RequestKey("body")
 
 
 class DiscordError(Exception):
@@ -31,6 +37,36 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def parse_body(
+    content_type: str, headers: Mapping[str, str], raw: bytes
+) -> tuple[Any, dict[int, tuple[str, bytes]]]:
+    """A JSON body, or a multipart one (``payload_json`` + ``files[n]``), as Discord reads it."""
+    if not raw:
+        return {}, {}
+    if not content_type.startswith("multipart/"):
+        try:
+            return json.loads(raw), {}
+        except ValueError:
+            raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+    head = f"Content-Type: {headers.get('Content-Type', '')}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    payload: Any = {}
+    files: dict[int, tuple[str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition") or ""
+        data = part.get_payload(decode=True) or b""
+        if name == "payload_json":
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+        elif m := re.fullmatch(r"files\[(\d+)\]", str(name)):
+            if len(data) > ATTACHMENT_LIMIT:
+                raise DiscordError(413, 40005, "Request entity too large")
+            files[int(m.group(1))] = (part.get_filename() or "file", bytes(data))
+    return payload, files
 
 
 def sign_path(path: str, expires: int) -> str:

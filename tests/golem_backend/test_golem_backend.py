@@ -135,6 +135,7 @@ async def test_status_lists_instances(shared: Shared, tiny_model):
 async def _survives(shared: Shared, fault: str, sample_images, expected, **kwargs) -> None:
     backend, runtime = shared.backend, shared.runtime
     activities = len(runtime.activities)
+    restarts = (await backend.status()).worker_restarts
     shared.faults.add(fault, **kwargs)
     got = await backend.classify(list(sample_images), top_k=3)
     assert_same(got, expected)  # answered anyway, by another instance
@@ -146,6 +147,7 @@ async def _survives(shared: Shared, fault: str, sample_images, expected, **kwarg
     await wait_until(lambda: faulty.dead, 30, "the faulty instance to be terminated")
     assert faulty.processes() == []
     assert f"local-provider-{number}" not in {i.name for i in (await backend.status()).instances}
+    assert (await backend.status()).worker_restarts > restarts  # counted for /metrics
 
 
 async def test_a_failing_command_is_retried_elsewhere(shared: Shared, sample_images, expected):
