@@ -16,7 +16,6 @@ The decoder never resizes: callers (the feature extractors) do that.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from provider.decode_deadline import BLOCK_BYTES, DEFAULT_DECODE_BUDGET_S, DeadlineReader
 from provider.errors import (
     CorruptImage,
     EmptyImage,
@@ -34,6 +34,7 @@ from provider.errors import (
     NotAnImage,
     UnreadableFile,
 )
+from provider.jpeg_markers import check_jpeg_markers
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -114,6 +115,7 @@ def decode_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int | None = None,
+    decode_budget_s: float | None = DEFAULT_DECODE_BUDGET_S,
 ) -> np.ndarray:
     """Decode an untrusted image into an RGB array, enforcing size and pixel limits.
 
@@ -131,6 +133,9 @@ def decode_image(
         min_side: when set, a JPEG may be decoded at a reduced scale (1/2, 1/4 or 1/8,
             done by the JPEG decoder itself, several times faster) as long as its shorter
             side stays at least ``min_side`` pixels. Other formats are decoded in full.
+        decode_budget_s: CPU seconds the decode may take (``None``: unbounded); see
+            :mod:`provider.decode_deadline`. A JPEG's markers are checked first
+            (:mod:`provider.jpeg_markers`: scan bombs are rejected before decoding).
 
     Returns:
         A writable, C-contiguous ``(H, W, 3)`` ``uint8`` array in RGB order, with H and W
@@ -140,6 +145,8 @@ def decode_image(
         EmptyImage: zero bytes.
         NotAnImage: not JPEG/PNG/GIF/WebP/BMP/TIFF, or a path that cannot be read.
         ImageTooLarge: more than ``max_bytes`` bytes or more than ``max_pixels`` pixels.
+        ImageTooComplex: (an ``ImageTooLarge``) a JPEG with absurdly many scans or marker
+            segments, or a decode over ``decode_budget_s``.
         CorruptImage: truncated or undecodable data, or absurd dimensions.
         TypeError: ``src`` is neither bytes-like nor a path (a programming error).
     """
@@ -152,8 +159,12 @@ def decode_image(
     if fmt is None:
         raise NotAnImage(MSG_NOT_IMAGE)
     _warn_if_truncated_images_allowed()
+    if fmt == "jpeg":
+        check_jpeg_markers(data)
     try:
-        with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[fmt]]) as im:
+        reader = DeadlineReader(data, decode_budget_s)
+        with Image.open(reader, formats=[_PIL_FORMAT[fmt]]) as im:
+            im.decodermaxblock = BLOCK_BYTES
             _check_dimensions(im.size, max_pixels)
             if min_side and fmt == "jpeg":
                 _draft(im, min_side)
