@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-classifier bench-engines bench-network bench-local bench-golem bench-bot image clean
+.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-bot image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-bench: bench-classifier bench-engines bench-network bench-local bench-golem bench-bot
+bench: bench-classifier bench-engines bench-network bench-local bench-golem bench-bot bench-heads
 
 bench-classifier: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -50,6 +50,11 @@ bench-golem: setup
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot
+
+bench-heads: setup
+	$(BIN)/python -m bench.bench_head_retrain
+	$(BIN)/python -m bench.bench_many_heads
+	$(BIN)/python -m bench.bench_golem_heads
 
 # Build the provider VM image and push it to the Golem image repository (needs a Docker
 # engine and `pip install gvmkit-build`); put the printed hash in GOLEM_IMAGE_HASH.

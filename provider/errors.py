@@ -52,6 +52,12 @@ class ImageTooLarge(ImageError):
     code = "too_large"
 
 
+class ImageTooComplex(ImageTooLarge):
+    """Small but too costly to decode: a JPEG scan bomb, or a decode over its time budget."""
+
+    code = "too_complex"
+
+
 class ModelError(ClassifierError):
     """A model artifact is missing, corrupted, or does not match this code."""
 
@@ -66,7 +72,15 @@ class DatasetError(ClassifierError):
 
 IMAGE_ERRORS: dict[str, type[ImageError]] = {
     cls.code: cls
-    for cls in (ImageError, EmptyImage, NotAnImage, UnreadableFile, CorruptImage, ImageTooLarge)
+    for cls in (
+        ImageError,
+        EmptyImage,
+        NotAnImage,
+        UnreadableFile,
+        CorruptImage,
+        ImageTooLarge,
+        ImageTooComplex,
+    )
 }
 
 

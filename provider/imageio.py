@@ -26,6 +26,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from provider.decode_deadline import BLOCK_BYTES, DEFAULT_DECODE_BUDGET_S, DeadlineReader
 from provider.errors import (
     CorruptImage,
     EmptyImage,
@@ -34,6 +35,7 @@ from provider.errors import (
     NotAnImage,
     UnreadableFile,
 )
+from provider.jpeg_markers import check_jpeg_markers
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -116,6 +118,7 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int | None = None,
     shrink: bool = False,
+    decode_budget_s: float | None = DEFAULT_DECODE_BUDGET_S,
 ) -> np.ndarray:
     """Decode an untrusted image into an RGB array, enforcing size and pixel limits.
 
@@ -137,6 +140,9 @@ def decode_image(
             twice ``min_side`` is shrunk by an integer box filter right after decoding
             (before colour conversion), to a shorter side of at least ``min_side``: a
             40-megapixel PNG then costs one decoded frame, not three full-size copies.
+        decode_budget_s: CPU seconds the decode may take (``None``: unbounded); see
+            :mod:`provider.decode_deadline`. A JPEG's markers are checked first
+            (:mod:`provider.jpeg_markers`: scan bombs are rejected before decoding).
 
     Returns:
         A writable, C-contiguous ``(H, W, 3)`` ``uint8`` array in RGB order, with H and W
@@ -146,6 +152,8 @@ def decode_image(
         EmptyImage: zero bytes.
         NotAnImage: not JPEG/PNG/GIF/WebP/BMP/TIFF, or a path that cannot be read.
         ImageTooLarge: more than ``max_bytes`` bytes or more than ``max_pixels`` pixels.
+        ImageTooComplex: (an ``ImageTooLarge``) a JPEG with absurdly many scans or marker
+            segments, or a decode over ``decode_budget_s``.
         CorruptImage: truncated or undecodable data, or absurd dimensions.
         TypeError: ``src`` is neither bytes-like nor a path (a programming error).
     """
@@ -158,8 +166,12 @@ def decode_image(
     if fmt is None:
         raise NotAnImage(MSG_NOT_IMAGE)
     _warn_if_truncated_images_allowed()
+    if fmt == "jpeg":
+        check_jpeg_markers(data)
     try:
-        with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[fmt]]) as im:
+        reader = DeadlineReader(data, decode_budget_s)
+        with Image.open(reader, formats=[_PIL_FORMAT[fmt]]) as im:
+            im.decodermaxblock = BLOCK_BYTES
             _check_dimensions(im.size, max_pixels)
             if min_side and fmt == "jpeg":
                 _draft(im, min_side)

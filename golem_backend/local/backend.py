@@ -16,6 +16,13 @@
   images are retried once, each alone (a poison image cannot take others down twice); a
   second crash fails that request with ``BackendUnavailable``. Every request has a deadline,
   and a worker still busy with a batch after every caller's deadline is killed and replaced.
+* **Stuck batches.** Each image's decode is bounded in the worker (scan bombs are rejected
+  from the markers, every decode has a CPU budget: :mod:`provider.jpeg_markers`,
+  :mod:`provider.decode_deadline`). A C decoder that never returns is only stopped by
+  killing its process, so a batch also has a deadline of its own, ``_BATCH_BASE_S`` plus
+  ``_BATCH_PER_IMAGE_S`` per image (never past the request deadline): past it the worker is
+  killed and replaced and the batch's images are retried one at a time, so innocent images
+  are still answered in time; an image that is stuck alone is answered ``ImageTooComplex``.
 """
 
 from __future__ import annotations
@@ -48,12 +55,17 @@ from golem_backend.processes import Worker, worker_context, worker_threads
 from golem_backend.settings import BackendSettings
 from golem_backend.trainer import Trainer
 from golem_backend.training import report_from_summary
-from provider.errors import ModelError
+from provider.errors import ImageTooComplex, ModelError
 
 log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 2  # an image whose worker crashes is retried once
 _STUCK_GRACE_S = 1.0  # a batch running this long past the request timeout means a stuck worker
+# A batch's own deadline: decoding is bounded to 1.5 s of CPU per image inside the worker and
+# the network takes ~0.1 s per image, so this is several times what a healthy batch needs.
+_BATCH_BASE_S = 5.0
+_BATCH_PER_IMAGE_S = 2.0
+_TOO_SLOW = "That image took too long to classify."
 _CRASHED = "The classifier worker crashed; try again."
 _SHUTTING_DOWN = "The classifier is shutting down."
 _STOPPED_WHILE_STARTING = "The classifier was stopped while it was starting."
@@ -246,8 +258,8 @@ class LocalBackend(Backend):
         return None
 
     async def _run_batch(self, worker: Worker, batch: list[Job], model_id: str) -> None:
-        # Past this, every caller of the batch has timed out: the worker is stuck, kill it.
-        stuck_after = self._settings.request_timeout_s + _STUCK_GRACE_S
+        # Past this the worker is stuck (in a C decoder, or frozen): kill it.
+        stuck_after = self.batch_deadline_s(len(batch))
         try:
             if self._crashes_for_tests > 0:
                 self._crashes_for_tests -= 1
@@ -264,7 +276,7 @@ class LocalBackend(Backend):
         except TimeoutError:
             log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)
             worker.kill()
-            self._on_crash(worker, batch)
+            self._on_stuck(worker, batch)
             return
         except BrokenExecutor:
             self._on_crash(worker, batch)
@@ -300,6 +312,26 @@ class LocalBackend(Backend):
                 self._queue.fail(job.request, BackendUnavailable(_CRASHED))
         self._queue.retry_first(job for job in batch if job.attempts < _MAX_ATTEMPTS)
         self._spawn(self._replace(worker))
+
+    def _on_stuck(self, worker: Worker, batch: list[Job]) -> None:
+        """A killed stuck worker: its images are retried alone; an image stuck alone is the
+        culprit and is answered as too complex (never retried: it would cost another worker)."""
+        worker.state = "restarting"
+        if len(batch) == 1:
+            log.warning(
+                "an image of %d bytes stuck %s alone; answering it", len(batch[0].data), worker.name
+            )
+            self._queue.deliver(batch[0], ImageTooComplex(_TOO_SLOW))
+        else:
+            for job in batch:
+                job.attempts = max(job.attempts, 1)  # a job with attempts travels alone
+            self._queue.retry_first(batch)
+        self._spawn(self._replace(worker))
+
+    def batch_deadline_s(self, images: int) -> float:
+        """Seconds a batch of ``images`` may run before its worker is killed as stuck."""
+        own = _BATCH_BASE_S + _BATCH_PER_IMAGE_S * images
+        return min(own, self._settings.request_timeout_s + _STUCK_GRACE_S)
 
     async def _replace(self, worker: Worker) -> None:
         """Start a fresh process for ``worker``; retry with back-off while that fails."""
