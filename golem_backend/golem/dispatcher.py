@@ -37,6 +37,7 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
+from golem_backend.golem.protocol import REFUSED_MESSAGE
 from golem_backend.golem.service import (
     BatchRefused,
     ClassifierService,
@@ -297,12 +298,8 @@ class Dispatcher:
         live = [r for r in reqs if not r.future.done()]
         if len(reqs) == 1:
             for req in live:
-                logger.warning("the provider refused a request: %s", reason)
-                req.future.set_exception(
-                    BackendUnavailable(
-                        f"The classifier on the Golem provider refused this request: {reason}"
-                    )
-                )
+                logger.warning("the provider refused a request: %r", reason)
+                req.future.set_exception(BackendUnavailable(REFUSED_MESSAGE))
             return
         if self._closing:
             for req in live:

@@ -15,11 +15,25 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from provider.errors import IMAGE_ERRORS, ImageError, image_error_from_json
+from provider.errors import IMAGE_ERRORS, ImageError
 from provider.results import UNKNOWN, LabelScore, Prediction
 
 PROTOCOL_VERSION = 1  # must match provider.serve.PROTOCOL_VERSION
 MAX_MESSAGE_CHARS = 1000
+
+#: What a user is told for each error code a provider may report. A provider's own text
+#: (up to MAX_MESSAGE_CHARS, links included) is never shown: it is untrusted. The same
+#: wording as the local decoder's (``provider.imageio``), which the bot must not import.
+USER_MESSAGES: dict[str, str] = {
+    "empty": "That file is empty.",
+    "not_an_image": "That file is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF).",
+    "unreadable": "That file could not be read.",
+    "corrupt": "That image is damaged or incomplete.",
+    "too_large": "That image is too large (it has too many pixels).",
+    "image_error": "That image could not be classified.",
+}
+#: A batch refused by the daemon: the requestor's words, never the provider's reason.
+REFUSED_MESSAGE = "The classifier on the Golem provider could not process this request."
 _CONFIDENCE_TOLERANCE = 1e-5  # the provider rounds confidences to 6 decimals
 
 
@@ -180,7 +194,13 @@ def _image_error(obj: Any, where: str) -> ImageError:
         raise ProtocolError(f"{where}: unknown error code {_short(code)}")
     if not isinstance(message, str) or not message or len(message) > MAX_MESSAGE_CHARS:
         raise ProtocolError(f"{where}: invalid error message")
-    return image_error_from_json({"code": code, "message": message})
+    return user_image_error(code)
+
+
+def user_image_error(code: str) -> ImageError:
+    """The typed error for ``code`` with the requestor's own message (see USER_MESSAGES)."""
+    cls = IMAGE_ERRORS.get(code, ImageError)
+    return cls(USER_MESSAGES.get(cls.code, USER_MESSAGES["image_error"]))
 
 
 def _is_number(value: Any) -> bool:

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from golem_backend.golem.protocol import (
+    USER_MESSAGES,
     ProtocolError,
     check_model,
     load_reply,
     parse_classify_reply,
     reply_limit,
 )
-from provider.errors import CorruptImage, ImageError, NotAnImage
+from provider.errors import IMAGE_ERRORS, CorruptImage, ImageError, NotAnImage
 from provider.results import Prediction
 
 LABELS = ("cat", "cow", "dog")
@@ -56,7 +57,7 @@ def test_a_good_reply_becomes_predictions_and_typed_errors() -> None:
     assert isinstance(dog, Prediction) and dog.label == "dog" and dog.model_id == "m1"
     assert [s.label for s in dog.top] == ["dog", "cat"] and dog.confidence == 0.8
     assert isinstance(unknown, Prediction) and unknown.is_unknown and unknown.ood_score == 2.5
-    assert isinstance(error, NotAnImage) and error.message == "That file is not an image."
+    assert isinstance(error, NotAnImage) and error.message == USER_MESSAGES["not_an_image"]
 
 
 def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -140,7 +141,17 @@ def test_no_reply_and_oversized_reply_are_rejected() -> None:
 def test_image_errors_are_rebuilt_with_their_types() -> None:
     reply = _mutate(("results", 2, "error"), {"code": "corrupt", "message": "Truncated."})
     error = parse(reply)[2]
-    assert type(error) is CorruptImage and str(error) == "Truncated."
+    assert type(error) is CorruptImage and str(error) == USER_MESSAGES["corrupt"]
+
+
+@pytest.mark.parametrize("code", sorted(IMAGE_ERRORS))
+def test_users_only_see_the_requestors_message_for_each_code(code: str) -> None:
+    forged = "Your image is fine. Claim your prize at https://evil.example/" + "x" * 900
+    reply = _mutate(("results", 1, "error"), {"code": code, "message": forged})
+    error = parse(reply)[1]
+    assert type(error) is IMAGE_ERRORS[code]
+    assert str(error) == error.message == USER_MESSAGES[code]
+    assert "evil" not in str(error)
 
 
 def test_check_model_and_load_reply() -> None:
