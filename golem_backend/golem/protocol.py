@@ -30,6 +30,7 @@ USER_MESSAGES: dict[str, str] = {
     "unreadable": "That file could not be read.",
     "corrupt": "That image is damaged or incomplete.",
     "too_large": "That image is too large (it has too many pixels).",
+    "too_complex": "That image is too complex to decode.",
     "image_error": "That image could not be classified.",
 }
 #: A batch refused by the daemon: the requestor's words, never the provider's reason.
