@@ -177,7 +177,13 @@ class OpenCvBackbone:
 
     def __init__(self) -> None:
         data = np.frombuffer(_verified_onnx_bytes("fp32"), dtype=np.uint8)
-        self._net = cv2.dnn.readNetFromONNX(data, engine=cv2.dnn.ENGINE_NEW)
+        # OpenCV 4.10-4.13 have two ONNX importers and ENGINE_NEW picks the one that reads
+        # this graph; 4.14 and later have only that one and dropped the constant.
+        engine = getattr(cv2.dnn, "ENGINE_NEW", None)
+        if engine is None:
+            self._net = cv2.dnn.readNetFromONNX(data)
+        else:
+            self._net = cv2.dnn.readNetFromONNX(data, engine=engine)
 
     def forward_blob(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._net.setInput(blob)
