@@ -83,6 +83,31 @@ class InstanceInfo:
     state: str  # e.g. "starting", "running", "failed"
     provider_id: str = ""
     requests_served: int = 0
+    glm_accepted: float | None = None  # Golem: paid to this instance's agreements so far
+
+
+@dataclass(frozen=True, slots=True)
+class CostSummary:
+    """What Golem has cost so far and what the budget still allows (GLM, hours)."""
+
+    budget_glm: float
+    spent_glm: float
+    per_instance: tuple[tuple[str, float], ...]  # (instance name, GLM accepted)
+    images: int  # images classified on Golem
+    glm_per_1000_images: float | None  # None before the first image
+    glm_per_hour: float  # spent so far / hours since start
+    projected_glm_per_hour: float  # running instances at the price caps
+    hours_left: float | None  # remaining budget / projected rate; None when nothing runs
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingDecision:
+    """One decision of the elastic instance count, with the reason an operator reads."""
+
+    at: float  # seconds since the backend started
+    action: str  # "up" | "down" | "hold" | "stop"
+    instances: int  # the target after the decision
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +124,9 @@ class BackendStatus:
     glm_spent: float | None = None  # Golem only
     detail: str = ""
     worker_restarts: int = 0  # workers/instances replaced after a crash, since start
+    answered_by: str = ""  # the engine that answered the last request ("golem", "local")
+    costs: CostSummary | None = None  # Golem only
+    scaling: tuple[ScalingDecision, ...] = ()  # Golem only: recent decisions, oldest first
 
 
 class Backend(abc.ABC):

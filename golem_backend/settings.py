@@ -70,6 +70,30 @@ class BackendSettings(BaseSettings):
     golem_min_mem_gib: float = Field(2.0, gt=0)  # provider requirements of the VM image
     golem_min_storage_gib: float = Field(4.0, gt=0)
     golem_min_cpu_threads: int = Field(1, ge=1, le=64)
+    # Elastic instances: unset = GOLEM_INSTANCES for both (a fixed number).
+    golem_min_instances: int | None = Field(None, ge=1, le=32)
+    golem_max_instances: int | None = Field(None, ge=1, le=32)
+    # Scale up when the oldest request has waited this long, or this many wait, for
+    # GOLEM_SCALE_UP_AFTER_S; scale down after GOLEM_SCALE_DOWN_IDLE_S without a queue.
+    golem_scale_up_wait_s: float = Field(5.0, gt=0, le=600)
+    golem_scale_up_depth: int = Field(16, ge=1, le=10_000)
+    golem_scale_up_after_s: float = Field(30.0, ge=0, le=3600)
+    golem_scale_down_idle_s: float = Field(300.0, ge=0, le=24 * 3600)
+    # Price caps (GLM); offers above any of them are rejected, never signed.
+    golem_max_glm_per_cpu_hour: float = Field(0.1, ge=0, le=100)
+    golem_max_glm_per_env_hour: float = Field(0.05, ge=0, le=100)
+    golem_max_glm_per_start: float = Field(0.01, ge=0, le=100)
+    # Providers by node id (0x...) or name, comma-separated; empty = no restriction.
+    golem_provider_allow: str = ""
+    golem_provider_deny: str = ""
+    # An instance is added only if the remaining budget pays for all of them this long.
+    golem_budget_period_min: float = Field(60.0, gt=0, le=24 * 60)
+    # "local": the embedded local backend answers whenever no Golem instance runs.
+    golem_fallback: Literal["none", "local"] = "none"
+    # How often a failed Golem connection is retried while the fallback serves.
+    golem_reconnect_s: float = Field(60.0, gt=0, le=3600)
+    # stop(): agreements ended and paid within this bound, even if yagna hangs.
+    golem_stop_timeout_s: float = Field(30.0, gt=0, le=600)
 
     @field_validator("dataset_dir", "golem_image_hash", "golem_image_url", mode="before")
     @classmethod
@@ -123,6 +147,32 @@ class BackendSettings(BaseSettings):
             )
         return normalized
 
+    @field_validator("golem_provider_allow", "golem_provider_deny")
+    @classmethod
+    def _provider_list(cls, value: str) -> str:
+        for item in _split_list(value):
+            if any(ch.isspace() for ch in item) or len(item) > 128:
+                raise ValueError(
+                    f"provider list entry {item[:80]!r} is not a node id or name "
+                    "(comma-separated, no spaces)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _instance_range(self) -> Self:
+        low, high = self.min_instances, self.max_instances
+        if low > high:
+            raise ValueError(
+                f"GOLEM_MIN_INSTANCES ({low}) must not exceed GOLEM_MAX_INSTANCES ({high})"
+            )
+        both = set(self.provider_allow) & set(self.provider_deny)
+        if both:
+            raise ValueError(
+                f"providers both allowed and denied: {', '.join(sorted(both))} "
+                "(GOLEM_PROVIDER_ALLOW / GOLEM_PROVIDER_DENY)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _golem_timeouts(self) -> Self:
         if self.backend == "golem" and self.golem_script_timeout_s >= self.request_timeout_s:
@@ -132,6 +182,26 @@ class BackendSettings(BaseSettings):
                 "provider script that serves it, or it times out before a retry can help"
             )
         return self
+
+    @property
+    def min_instances(self) -> int:
+        """Golem instances always kept (GOLEM_MIN_INSTANCES, else GOLEM_INSTANCES)."""
+        return self.golem_min_instances or self.golem_instances
+
+    @property
+    def max_instances(self) -> int:
+        """Most Golem instances (GOLEM_MAX_INSTANCES, else GOLEM_INSTANCES, at least min)."""
+        if self.golem_max_instances is not None:
+            return self.golem_max_instances
+        return max(self.golem_instances, self.golem_min_instances or 0)
+
+    @property
+    def provider_allow(self) -> frozenset[str]:
+        return frozenset(_split_list(self.golem_provider_allow))
+
+    @property
+    def provider_deny(self) -> frozenset[str]:
+        return frozenset(_split_list(self.golem_provider_deny))
 
     @property
     def model_path(self) -> Path:
@@ -144,3 +214,9 @@ class BackendSettings(BaseSettings):
     @property
     def cache_path(self) -> Path:
         return self.data_dir / "features.h5"
+
+
+def _split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (node ids compared in lower case)."""
+    items = (item.strip() for item in value.split(","))
+    return [item.lower() if item.startswith("0x") else item for item in items if item]

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.process import BaseProcess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from golem_backend import child
 from golem_backend.base import (
     Backend,
     BackendBusy,
@@ -35,11 +33,14 @@ from golem_backend.base import (
     TrainReport,
 )
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
+from golem_backend.golem.elastic import Autoscaler, ElasticConfig, elastic_config
 from golem_backend.golem.heads import HeadShelf
+from golem_backend.golem.market import price_caps
+from golem_backend.golem.model_file import describe_model, load_artifact, reason_of
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle
-from golem_backend.processes import LOAD_TIMEOUT_S, executor_processes, worker_context
+from golem_backend.processes import LOAD_TIMEOUT_S, worker_context
 from golem_backend.settings import BackendSettings
 from golem_backend.trainer import Trainer
 from golem_backend.training import (
@@ -57,6 +58,10 @@ _SHUTTING_DOWN = "The Golem backend is shutting down."
 #: Reading the model's id and labels at start (a throw-away process loads the model).
 DESCRIBE_TIMEOUT_S = LOAD_TIMEOUT_S
 _STOPPED_WHILE_STARTING = "The Golem backend was stopped while it was starting."
+BUDGET_SPENT = (
+    "Image classification is paused: the bot's Golem budget is used up. "
+    "Please tell the bot's operator."
+)
 
 
 def dispatcher_config(settings: BackendSettings) -> DispatcherConfig:
@@ -64,13 +69,14 @@ def dispatcher_config(settings: BackendSettings) -> DispatcherConfig:
     expiration_s = settings.golem_expiration_min * 60
     replace_before_s = min(settings.golem_replace_before_min * 60, expiration_s / 2)
     return DispatcherConfig(
-        num_instances=settings.golem_instances,
+        num_instances=settings.min_instances,
         batch_size=settings.golem_batch_size,
         batch_wait_s=settings.golem_batch_wait_ms / 1000,
         max_retries=settings.golem_max_retries,
         queue_size=settings.golem_queue_size,
         expiration_s=expiration_s,
         replace_before_s=replace_before_s,
+        terminate_timeout_s=settings.golem_stop_timeout_s / 2,
     )
 
 
@@ -79,7 +85,8 @@ class GolemBackend(Backend):
 
     ``runtime`` defaults to :class:`GolemRuntime` (yagna through yapapi); tests pass the
     local exe-unit harness. ``config`` overrides the dispatcher settings (e.g. a short
-    expiration in tests). ``progress`` receives training progress when ``start()`` trains.
+    expiration in tests), ``elastic`` the scaling ones, ``clock`` the time scaling and
+    costs use. ``progress`` receives training progress when ``start()`` trains.
     """
 
     kind = "golem"
@@ -90,11 +97,16 @@ class GolemBackend(Backend):
         *,
         runtime: Runtime | None = None,
         config: DispatcherConfig | None = None,
+        elastic: ElasticConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
         progress: ProgressCallback | None = None,
     ) -> None:
         self._settings = settings
         self._runtime: Runtime = runtime or GolemRuntime(settings)
         self._config = config or dispatcher_config(settings)
+        self._elastic = elastic or elastic_config(settings, price_caps(settings))
+        self._clock = clock
+        self._autoscaler: Autoscaler | None = None
         self._progress = progress
         self._dispatcher: Dispatcher | None = None
         self._store: ModelStore | None = None
@@ -140,18 +152,35 @@ class GolemBackend(Backend):
                 "(GOLEM_START_TIMEOUT_S); check yagna and try again."
             ) from None
         except Exception as exc:
-            raise BackendUnavailable(f"Could not start Golem instances: {_reason(exc)}") from exc
+            raise BackendUnavailable(f"Could not start Golem instances: {reason_of(exc)}") from exc
+        self._autoscaler = Autoscaler(
+            dispatcher, self._runtime.ledger, self._elastic, self._clock, self._budget_spent
+        )
+        self._autoscaler.start()
+
+    def _budget_spent(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.fail_waiting(BUDGET_SPENT)
 
     async def stop(self) -> None:
         await self._life.stop(self._release)
 
     async def _release(self) -> None:
+        """Within GOLEM_STOP_TIMEOUT_S: stop the instances (half), then yapapi (the rest:
+        it ends the agreements and pays), even when a provider or yagna hangs."""
         if self._training is not None:
             await self._training.kill()
         await self._trainer.kill_all()
+        budget = self._settings.golem_stop_timeout_s
+        deadline = time.monotonic() + budget
+        if self._autoscaler is not None:
+            await self._autoscaler.stop()
         if self._dispatcher is not None:
-            await self._dispatcher.stop()
-        await self._runtime.close()
+            try:
+                await asyncio.wait_for(self._dispatcher.stop(), budget / 2)
+            except TimeoutError:
+                logger.error("Golem instances did not stop within %g s; moving on", budget / 2)
+        await self._runtime.close(max(1.0, deadline - time.monotonic()))
         logger.info("golem backend stopped")
 
     def _instance_params(self) -> dict[str, Any]:
@@ -172,16 +201,16 @@ class GolemBackend(Backend):
         path = self._settings.model_path
         if path.exists():
             try:
-                info = await _describe(path, DESCRIBE_TIMEOUT_S)
+                info = await describe_model(path, DESCRIBE_TIMEOUT_S)
             except ModelError as exc:
                 logger.error("the model file %s is unusable (%s); training a new one", path, exc)
             else:
                 self._accuracy = info["accuracy"]
-                return await _artifact(path, info)
+                return await load_artifact(path, info)
         else:
             logger.info("no model at %s; training the default model first", path)
         summary = await self._train(None, self._progress, serving=False)
-        return await _artifact(path, summary)
+        return await load_artifact(path, summary)
 
     async def _train(
         self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
@@ -235,7 +264,7 @@ class GolemBackend(Backend):
             raise BackendBusy("A retrain is already running; wait for it to finish.")
         previous = store.current.model_id
         summary = await self._train(dataset, progress, serving=True)
-        store.current = await _artifact(self._settings.model_path, summary)
+        store.current = await load_artifact(self._settings.model_path, summary)
         updated = await dispatcher.sync_model(2 * self._settings.golem_script_timeout_s)
         logger.info(
             "model %s replaced by %s on %d instance(s)", previous, summary["model_id"], updated
@@ -252,7 +281,24 @@ class GolemBackend(Backend):
             if self._life.state == "stopped":
                 raise BackendUnavailable(_SHUTTING_DOWN)
             raise BackendUnavailable("The Golem backend is not started yet.")
+        if self._autoscaler is not None and self._autoscaler.budget_spent:
+            raise BackendUnavailable(BUDGET_SPENT)
         return self._dispatcher, self._store
+
+    @property
+    def serving(self) -> bool:
+        """A Golem instance runs and may take a request now (what the fallback checks)."""
+        spent = self._autoscaler is not None and self._autoscaler.budget_spent
+        d = self._dispatcher
+        return self._life.state == "ready" and d is not None and d.ready and not spent
+
+    async def adopt_model(self) -> int:
+        """Serve the model now at ``settings.model_path`` (retrained elsewhere, e.g. by the
+        local fallback); returns how many instances confirmed it."""
+        dispatcher, store = self._ready()
+        path = self._settings.model_path
+        store.current = await load_artifact(path, await describe_model(path, DESCRIBE_TIMEOUT_S))
+        return await dispatcher.sync_model(2 * self._settings.golem_script_timeout_s)
 
     async def classify(
         self,
@@ -295,8 +341,12 @@ class GolemBackend(Backend):
         s, store, dispatcher = self._settings, self._store, self._dispatcher
         instances = dispatcher.instances() if dispatcher else []
         running = sum(1 for _, state, _ in instances if state == "running")
+        scaler = self._autoscaler
+        wanted = dispatcher.pool.target if dispatcher else self._config.num_instances
+        paid = self._runtime.ledger.per_instance()
         detail = (
-            f"{running}/{self._config.num_instances} instance(s) running; subnet {s.golem_subnet}; "
+            f"{running}/{wanted} instance(s) running "
+            f"({s.min_instances}-{s.max_instances}); subnet {s.golem_subnet}; "
             f"payments {s.golem_payment_driver}/{s.golem_payment_network}, "
             f"budget {s.golem_budget_glm:g} GLM"
         )
@@ -304,6 +354,8 @@ class GolemBackend(Backend):
             detail += f"; {dispatcher.instance_failures} instance failure(s) so far"
         if self._training is not None:
             detail += "; retraining"
+        if scaler is not None and scaler.budget_note:
+            detail += f"; {scaler.budget_note}"
         return BackendStatus(
             kind=self.kind,
             ready=self._life.state == "ready" and dispatcher is not None and dispatcher.ready,
@@ -315,60 +367,18 @@ class GolemBackend(Backend):
             errors=dispatcher.errors if dispatcher else 0,
             instances=tuple(
                 InstanceInfo(
-                    name=svc.name, state=state, provider_id=svc.provider_id or "", requests_served=n
+                    name=svc.name,
+                    state=state,
+                    provider_id=svc.provider_id or "",
+                    requests_served=n,
+                    glm_accepted=paid.get(svc.name),
                 )
                 for svc, state, n in instances
             ),
-            glm_spent=self._runtime.glm_spent,
+            glm_spent=self._runtime.ledger.total if self._runtime.connected else None,
             detail=detail,
             worker_restarts=dispatcher.instance_failures if dispatcher else 0,
+            answered_by=self.kind,
+            costs=scaler.costs(running) if scaler else None,
+            scaling=tuple(scaler.decisions) if scaler else (),
         )
-
-
-async def _describe(path: Path, timeout_s: float) -> dict[str, Any]:
-    """Model id, labels and accuracy, read in a throw-away process (keeps the bot light).
-
-    Raises ``ModelError`` (the file is unusable) or ``BackendUnavailable`` (the process could
-    not start, died, or did not answer within ``timeout_s``: it is then killed).
-    """
-    pool: ProcessPoolExecutor | None = None
-    answered = False
-    try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
-        async with asyncio.timeout(timeout_s):
-            info = await asyncio.get_running_loop().run_in_executor(pool, child.describe, str(path))
-        answered = True
-        return info
-    except TimeoutError:  # before OSError: TimeoutError is one
-        raise BackendUnavailable(
-            f"Reading the model {path} took more than {timeout_s:g} s; "
-            "check the disk or network share it is on."
-        ) from None
-    except (OSError, BrokenProcessPool) as exc:
-        raise BackendUnavailable(f"Could not read the model {path}: {_reason(exc)}") from exc
-    finally:
-        if pool is not None:
-            processes = executor_processes(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
-            if not answered:  # it may be stuck: do not leave it behind
-                await asyncio.shield(asyncio.to_thread(_kill, processes))
-
-
-def _kill(processes: list[BaseProcess]) -> None:
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-        process.join()
-
-
-async def _artifact(path: Path, info: dict[str, Any]) -> ModelArtifact:
-    try:
-        data = await asyncio.to_thread(path.read_bytes)
-    except OSError as exc:
-        raise BackendUnavailable(f"Could not read the model {path}: {_reason(exc)}") from exc
-    return ModelArtifact(data=data, model_id=str(info["model_id"]), labels=tuple(info["labels"]))
-
-
-def _reason(exc: BaseException) -> str:
-    """``str(exc)``, or the exception's type when it has no text (e.g. ``TimeoutError()``)."""
-    return str(exc) or type(exc).__name__

@@ -85,6 +85,9 @@ class Dispatcher:
         self._closing = False
         self.requests_served = 0
         self.errors = 0
+        # --- elastic scaling and costs (issue 13) ---
+        self.images_served = 0  # images answered (cost per 1000 images)
+        self.queue_waits: deque[float] = deque(maxlen=4096)  # s from submit to a batch
 
     # --- public -----------------------------------------------------------------------
 
@@ -153,6 +156,23 @@ class Dispatcher:
     @property
     def queue_depth(self) -> int:
         return sum(1 for r in self._queue if not r.future.done())
+
+    def fail_waiting(self, message: str) -> None:
+        """Fail every request still waiting for an instance (e.g. the budget is spent)."""
+        while self._queue:
+            req = self._queue.popleft()
+            if not req.future.done():
+                req.future.set_exception(BackendUnavailable(message))
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest request still waiting for an instance has waited."""
+        oldest = next((r.enqueued_at for r in self._queue if not r.future.done()), None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    @property
+    def in_flight(self) -> int:
+        """Batches on instances now."""
+        return sum(len(w.in_flight) for w in self.pool.workers)
 
     @property
     def ready(self) -> bool:
@@ -246,6 +266,8 @@ class Dispatcher:
         images = [img for r in reqs for img in r.images]
         heads = [r.head for r in reqs for _ in r.images] if any(r.head for r in reqs) else []
         top_k = max(r.top_k for r in reqs)
+        now = time.monotonic()
+        self.queue_waits.extend(now - r.enqueued_at for r in reqs if not r.attempts)
         future = asyncio.get_running_loop().create_future()
         self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future, heads), reqs)
 
@@ -288,6 +310,7 @@ class Dispatcher:
                 if not req.future.done():
                     req.future.set_result([_trim(o, req.top_k) for o in part])
                     self.requests_served += 1
+                    self.images_served += len(req.images)
                     worker.served += 1
         finally:
             worker.in_flight.pop(batch.batch_id, None)

@@ -1,4 +1,8 @@
-"""The instance pool: keeps ``num_instances`` ClassifierService instances serving.
+"""The instance pool: keeps ``target`` ClassifierService instances serving.
+
+* ``target`` starts at ``num_instances``; :meth:`InstancePool.resize` changes it (the
+  elastic scaler): more are spawned, or the surplus (not yet running first, then the
+  least busy) drains and stops.
 
 * A failed instance (left ``running`` without being asked to) is replaced: with
   ``spawn_instances`` in its cluster while that cluster has time left (the market demand is
@@ -67,6 +71,7 @@ class DispatcherConfig:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     stop_grace_s: float = 5.0
+    terminate_timeout_s: float = 60.0  # a cluster's terminate (agreements ended) at most
 
 
 @dataclasses.dataclass(eq=False)
@@ -130,6 +135,7 @@ class InstancePool:
         self._start_failures = 0
         self._next_spawn_at = 0.0
         self.failures = 0  # instances that failed (not stopped by us)
+        self.target = config.num_instances  # instances wanted (changed by resize)
 
     async def start(self) -> None:
         await self._open(self.config.num_instances)
@@ -146,6 +152,19 @@ class InstancePool:
             and w.service.state == ServiceState.running
         ]
 
+    def resize(self, target: int) -> None:
+        """Keep ``target`` instances from now on: spawn more, or drain the surplus."""
+        self.target = max(0, target)
+        fresh = [w for w in self.workers if not (w.retiring or w.draining)]
+        surplus = len(fresh) - self.target
+        if surplus > 0:
+            now = time.monotonic()
+            # instances still waiting for a provider first, then the least busy running ones
+            fresh.sort(key=lambda w: (w.service.state == ServiceState.running, w.busy_images))
+            for worker in fresh[:surplus]:
+                self._drain(worker, now)
+        self._on_change()
+
     async def stop(self) -> None:
         """Fail what is in flight, stop every cluster (bounded)."""
         self._closing = True
@@ -158,7 +177,12 @@ class InstancePool:
         for home in self._homes:
             self._terminate_later(home)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=90)
+            _, pending = await asyncio.wait(
+                set(self._tasks), timeout=self.config.terminate_timeout_s
+            )
+            for task in pending:  # a provider or yagna hangs: do not wait for it
+                logger.warning("a Golem cluster did not terminate in time; abandoning it")
+                task.cancel()
 
     # --- monitoring -------------------------------------------------------------------
 
@@ -198,7 +222,7 @@ class InstancePool:
         self._drain_retired(now)
 
         fresh = [w for w in self.workers if not (w.retiring or w.draining)]
-        deficit = cfg.num_instances - len(fresh)
+        deficit = self.target - len(fresh)
         if deficit > 0 and now >= self._next_spawn_at and self._opening is None:
             self._replace(deficit, now)
         for home in self._homes:
@@ -212,7 +236,7 @@ class InstancePool:
         serving = self.serving()
         running_fresh = sum(1 for w in serving if not w.retiring)
         old = sorted((w for w in serving if w.retiring), key=lambda w: -w.home.expires_at)
-        keep = max(0, self.config.num_instances - running_fresh)
+        keep = max(0, self.target - running_fresh)
         last_moment = min(60.0, self.config.replace_before_s / 2)
         for i, worker in enumerate(old):
             if i >= keep or now >= worker.home.expires_at - last_moment:
@@ -299,9 +323,8 @@ class InstancePool:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _terminate(cluster: ClusterLike) -> None:
+    async def _terminate(self, cluster: ClusterLike) -> None:
         try:
-            await asyncio.wait_for(cluster.terminate(), 60)
+            await asyncio.wait_for(cluster.terminate(), self.config.terminate_timeout_s)
         except Exception as exc:  # already gone, or yagna unreachable
             logger.warning("could not terminate a Golem cluster cleanly: %s", exc)

@@ -8,11 +8,11 @@ service's real scripts on this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -23,8 +23,11 @@ from yapapi import Golem, events
 from yapapi.config import ApiConfig
 from yapapi.engine import NoPaymentAccountError
 from yapapi.payload import Payload, vm
+from yapapi.strategy import DecreaseScoreForUnconfirmedAgreement
 
 from golem_backend.base import BackendUnavailable
+from golem_backend.golem.costs import CostLedger
+from golem_backend.golem.market import build_strategy
 from golem_backend.golem.pool import ClusterLike
 from golem_backend.golem.service import ClassifierService
 from golem_backend.settings import BackendSettings
@@ -43,10 +46,15 @@ class Runtime(Protocol):
         self, num_instances: int, instance_params: list[dict[str, Any]], expiration: datetime
     ) -> ClusterLike: ...
 
-    async def close(self) -> None: ...
+    async def close(self, timeout_s: float = 60.0) -> None: ...
 
     @property
-    def glm_spent(self) -> float | None: ...
+    def ledger(self) -> CostLedger: ...
+
+    @property
+    def connected(self) -> bool:
+        """Connected to yagna (False before start, after close)."""
+        ...
 
 
 async def build_payload(settings: BackendSettings) -> Payload:
@@ -70,11 +78,15 @@ class GolemRuntime:
         self._payload_factory = payload_factory
         self._golem: Golem | None = None
         self._payload: Payload | None = None
-        self._spent: dict[str, Decimal] = {}  # agreement id -> accepted amount (GLM)
+        self._ledger = CostLedger(time.monotonic)  # GLM accepted per agreement
 
     @property
-    def glm_spent(self) -> float | None:
-        return float(sum(self._spent.values(), Decimal(0))) if self._golem else None
+    def ledger(self) -> CostLedger:
+        return self._ledger
+
+    @property
+    def connected(self) -> bool:
+        return self._golem is not None
 
     async def start(self) -> None:
         s = self._settings
@@ -148,6 +160,7 @@ class GolemRuntime:
             payment_driver=s.golem_payment_driver,
             payment_network=s.golem_payment_network,
             event_consumer=self._on_event,
+            strategy=DecreaseScoreForUnconfirmedAgreement(build_strategy(s), 0.5),
             api_config=ApiConfig(
                 app_key=s.yagna_appkey.get_secret_value(), api_url=s.yagna_api_url.rstrip("/")
             ),
@@ -206,12 +219,21 @@ class GolemRuntime:
             expiration=expiration,
         )
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 60.0) -> None:
+        """yapapi's shutdown (ends agreements, pays invoices), within ``timeout_s``."""
         golem, self._golem = self._golem, None
         if golem is None:
             return
-        with contextlib.suppress(Exception):  # best effort: yagna may be gone already
-            await asyncio.wait_for(golem.stop(), 90)
+        try:
+            await asyncio.wait_for(golem.stop(), timeout_s)
+        except TimeoutError:
+            logger.error(
+                "yapapi did not shut down within %g s (yagna or a provider hangs); "
+                "unpaid agreements are settled by yagna when it recovers",
+                timeout_s,
+            )
+        except Exception as exc:  # best effort: yagna may be gone already
+            logger.warning("yapapi shutdown failed: %s", exc)
 
     def _on_event(self, event: events.Event) -> None:
         """Track accepted invoices and debit notes (GLM spent per agreement)."""
@@ -221,8 +243,12 @@ class GolemRuntime:
             except ArithmeticError:
                 return
             key = event.agreement.id
-            self._spent[key] = max(self._spent.get(key, Decimal(0)), amount)
-            logger.info("accepted %s GLM for agreement %s", amount, key[:8])
+            try:
+                name = event.agreement.details.provider_node_info.name or key[:8]
+            except Exception:  # details not fetched: name the agreement instead
+                name = key[:8]
+            self._ledger.accepted(key, name, amount)
+            logger.info("accepted %s GLM for agreement %s (%s)", amount, key[:8], name)
         elif isinstance(event, events.AgreementConfirmed):
             name = event.agreement.details.provider_node_info.name
             logger.info("agreement confirmed with provider %s", name)

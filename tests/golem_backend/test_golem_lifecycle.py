@@ -14,6 +14,7 @@ import pytest
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable
 from golem_backend.golem import backend as backend_module
+from golem_backend.golem import model_file
 from golem_backend.golem.backend import GolemBackend
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
@@ -271,7 +272,7 @@ async def test_an_os_error_reading_the_model_is_backend_unavailable(tmp_path, mo
     def no_more_processes(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(backend_module, "ProcessPoolExecutor", no_more_processes)
+    monkeypatch.setattr(model_file, "ProcessPoolExecutor", no_more_processes)
     backend = GolemBackend(settings, runtime=LocalRuntime())
     with pytest.raises(BackendUnavailable, match=r"Could not read the model .*Too many open files"):
         await backend.start()

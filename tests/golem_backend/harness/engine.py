@@ -7,9 +7,12 @@ checks), ``_Engine.process_batches`` (sending scripts, ``before``/``after`` hook
 throwing ``BatchError`` into handlers), :class:`yapapi.WorkContext` and
 :class:`yapapi.script.Script`.
 
-What is replaced: the market and payments (``LocalJob``, ``LocalEngine.start_worker``: every
-instance gets an agreement with a made-up provider at once), gftp (``LocalStorageProvider``)
-and the provider's exe-unit (``LocalActivity``).
+What is replaced: the market and payments (``LocalJob``, ``LocalEngine.start_worker``:
+without a :class:`~.market.HarnessMarket` every instance gets an agreement with a made-up
+provider at once; with one, yapapi's strategy code picks the offer, an instance waits while
+no offer is acceptable, and each agreement accrues its offer's prices on ``clock`` into the
+runtime's :class:`~golem_backend.golem.costs.CostLedger`, as accepted debit notes would),
+gftp (``LocalStorageProvider``) and the provider's exe-unit (``LocalActivity``).
 
 Private yapapi 0.13.1 surface used here (pinned, hence ``yapapi==0.13.1``):
 ``Cluster`` attributes ``service_runner``, ``_service_class``, ``_network``, ``_task_ids``,
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import shutil
 import tempfile
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -38,11 +43,16 @@ from typing import Any
 from yapapi import WorkContext
 from yapapi.engine import _Engine
 from yapapi.services import Cluster, ServiceRunner
+from yapapi.strategy import BaseMarketStrategy
 
+from golem_backend.golem.costs import CostLedger
 from golem_backend.golem.service import ClassifierService
 
 from .exeunit import FaultPlan, LocalActivity
+from .market import HarnessMarket, Offer
 from .storage import LocalStorageProvider
+
+Clock = Callable[[], float]
 
 
 class _AgreementsPool:
@@ -79,15 +89,24 @@ class LocalJob:
         self._exc_info = exc_info
 
 
-def _agreement(number: int) -> SimpleNamespace:
+def _agreement(number: int, offer: Offer | None = None) -> SimpleNamespace:
     """Just what ``WorkContext.provider_name``/``provider_id`` read."""
+    name = offer.name if offer else f"local-provider-{number}"
+    node_id = offer.node_id if offer else f"0xlocal{number:04x}"
     return SimpleNamespace(
         id=f"local-agreement-{number}",
         details=SimpleNamespace(
-            provider_node_info=SimpleNamespace(name=f"local-provider-{number}"),
-            raw_details=SimpleNamespace(offer=SimpleNamespace(provider_id=f"0xlocal{number:04x}")),
+            provider_node_info=SimpleNamespace(name=name),
+            raw_details=SimpleNamespace(offer=SimpleNamespace(provider_id=node_id)),
         ),
     )
+
+
+@dataclasses.dataclass
+class _Billing:
+    offer: Offer
+    name: str
+    signed_at: float
 
 
 class LocalEngine:
@@ -95,13 +114,40 @@ class LocalEngine:
 
     process_batches = _Engine.process_batches  # yapapi's own batch loop, unchanged
 
-    def __init__(self, root: Path, faults: FaultPlan) -> None:
+    def __init__(
+        self,
+        root: Path,
+        faults: FaultPlan,
+        *,
+        market: HarnessMarket | None = None,
+        strategy: BaseMarketStrategy | None = None,
+        ledger: CostLedger | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.root = root
         self.faults = faults
         self.storage = LocalStorageProvider(root / "storage")
         self.activities: list[LocalActivity] = []
         self.events: deque[Any] = deque(maxlen=2000)
         self._numbers = itertools.count(1)
+        self.market, self.strategy = market, strategy
+        self.clock = clock
+        self.ledger = ledger or CostLedger(clock)
+        self.billing: dict[str, _Billing] = {}  # live agreements with a price
+
+    def pay(self) -> None:
+        """Accept what every live agreement owes now (its offer's prices on ``clock``)."""
+        for agreement_id, bill in list(self.billing.items()):
+            due = bill.offer.due(self.clock() - bill.signed_at)
+            self.ledger.accepted(agreement_id, bill.name, due)
+
+    def _end_agreement(self, agreement_id: str) -> None:
+        bill = self.billing.get(agreement_id)
+        if bill is not None:
+            self.pay()  # the final invoice
+            del self.billing[agreement_id]
+            assert self.market is not None
+            self.market.release(bill.offer)
 
     def add_job(self, job: LocalJob) -> None:
         pass
@@ -119,9 +165,18 @@ class LocalEngine:
         on_agreement_ready: Callable[[Any], None] | None = None,
         existing_agreement_id: str | None = None,
         existing_activity_id: str | None = None,
-    ) -> asyncio.Task[bool]:
+    ) -> asyncio.Task[bool] | None:
+        offer = None
+        if self.market is not None:
+            assert self.strategy is not None, "a market needs a strategy"
+            offer = await self.market.sign(self.strategy)
+            if offer is None:
+                return None  # no acceptable offer: ServiceRunner asks again in a second
         number = next(self._numbers)
-        agreement = _agreement(number)
+        agreement = _agreement(number, offer)
+        if offer is not None:
+            self.billing[agreement.id] = _Billing(offer, offer.name, self.clock())
+            self.pay()  # the start price is due at once
         if on_agreement_ready is not None:
             on_agreement_ready(agreement)
         activity = LocalActivity(number, self.root / f"a{number}", self.faults)
@@ -132,6 +187,7 @@ class LocalEngine:
             try:
                 return await run_worker(ctx)
             finally:
+                self._end_agreement(agreement.id)
                 await activity.destroy()
 
         return asyncio.create_task(worker())
@@ -162,21 +218,30 @@ class LocalRuntime:
     ``root`` is a short directory under /tmp (Unix socket paths are limited to 107 bytes).
     """
 
-    glm_spent: float | None = 0.0
-
     def __init__(
         self,
         faults: FaultPlan | None = None,
         *,
         health_check_interval: float = 0.5,
         start_error: Exception | None = None,
+        market: HarnessMarket | None = None,
+        strategy: BaseMarketStrategy | None = None,
+        clock: Clock = time.monotonic,
+        hang_close: bool = False,
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gh", dir="/tmp"))
         self.faults = faults or FaultPlan()
-        self.engine = LocalEngine(self.root, self.faults)
+        self.ledger = CostLedger(clock)
+        self.engine = LocalEngine(
+            self.root, self.faults, market=market, strategy=strategy, ledger=self.ledger
+        )
+        self.engine.clock = clock
         self.clusters: list[LocalCluster] = []
         self._health_check_interval = health_check_interval
         self._start_error = start_error
+        self._hang_close = hang_close  # yagna hangs at shutdown (after ending the agreements)
+        self._payer: asyncio.Task[None] | None = None
+        self.connected = False
 
     @property
     def activities(self) -> list[LocalActivity]:
@@ -185,6 +250,14 @@ class LocalRuntime:
     async def start(self) -> None:
         if self._start_error is not None:
             raise self._start_error
+        self.connected = True
+        if self.engine.market is not None:
+            self._payer = asyncio.create_task(self._pay_loop())
+
+    async def _pay_loop(self) -> None:
+        while True:
+            self.engine.pay()
+            await asyncio.sleep(0.05)
 
     async def open_cluster(
         self, num_instances: int, instance_params: list[dict[str, Any]], expiration: datetime
@@ -197,10 +270,20 @@ class LocalRuntime:
         self.clusters.append(cluster)
         return cluster
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 30.0) -> None:
+        self.connected = False
+        if self._payer is not None:
+            self._payer.cancel()
         for cluster in self.clusters:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(cluster.terminate(), 30)
+                await asyncio.wait_for(cluster.terminate(), min(30.0, timeout_s))
+        self.engine.pay()
+        self.cleanup()
+        if self._hang_close:
+            await asyncio.Event().wait()  # like yapapi waiting for a yagna that never answers
+
+    def cleanup(self) -> None:
+        """Kill every activity's processes and remove the files (what close() ends with)."""
         for activity in self.activities:
             activity.kill()
         shutil.rmtree(self.root, ignore_errors=True)

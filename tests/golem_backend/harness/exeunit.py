@@ -64,6 +64,7 @@ class Fault:
 class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
     fired: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, activity, cmd)
+    hang_teardown: bool = False  # ending an activity never returns (a provider that hangs)
 
     def add(self, kind: str, match: str = "provider.serve client", **kwargs: Any) -> Fault:
         assert kind in FAULT_KINDS, kind
@@ -128,6 +129,8 @@ class LocalActivity:
     async def destroy(self) -> None:
         """The agreement ended: kill everything the activity started."""
         self.kill()
+        if self.faults.hang_teardown:
+            await asyncio.Event().wait()
 
     # --- control ------------------------------------------------------------------------
 

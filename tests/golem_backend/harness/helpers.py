@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from golem_backend.golem.backend import GolemBackend, dispatcher_config
+from golem_backend.golem.elastic import elastic_config
+from golem_backend.golem.market import build_strategy, price_caps
 from golem_backend.golem.service import (
     ClassifierService,
     ModelArtifact,
@@ -20,8 +22,9 @@ from golem_backend.golem.service import (
 )
 from golem_backend.settings import BackendSettings
 
-from .engine import LocalRuntime
+from .engine import Clock, LocalRuntime
 from .exeunit import FaultPlan
+from .market import HarnessMarket
 
 
 def golem_settings(data_dir: Path, **overrides: object) -> BackendSettings:
@@ -46,12 +49,48 @@ def install_model(model: Path, settings: BackendSettings) -> None:
 
 
 def make_backend(
-    settings: BackendSettings, faults: FaultPlan | None = None, **config: Any
+    settings: BackendSettings,
+    faults: FaultPlan | None = None,
+    *,
+    market: HarnessMarket | None = None,
+    clock: Clock = time.monotonic,
+    hang_close: bool = False,
+    scale_interval_s: float = 0.05,
+    **config: Any,
 ) -> tuple[GolemBackend, LocalRuntime]:
-    """A GolemBackend whose instances run through the local exe-unit harness."""
-    runtime = LocalRuntime(faults or FaultPlan(), health_check_interval=0.5)
+    """A GolemBackend whose instances run through the local exe-unit harness.
+
+    With a ``market``, instances are placed by the settings' price caps and provider lists
+    (yapapi's strategy code) and cost the chosen offers' prices on ``clock``, which the
+    autoscaler also uses (tests advance it instead of sleeping).
+    """
+    runtime = LocalRuntime(
+        faults or FaultPlan(),
+        health_check_interval=0.5,
+        market=market,
+        strategy=build_strategy(settings) if market else None,
+        clock=clock,
+        hang_close=hang_close,
+    )
     tuned = dataclasses.replace(dispatcher_config(settings), **{"backoff_base_s": 0.2, **config})
-    return GolemBackend(settings, runtime=runtime, config=tuned), runtime
+    elastic = dataclasses.replace(
+        elastic_config(settings, price_caps(settings)), interval_s=scale_interval_s
+    )
+    backend = GolemBackend(settings, runtime=runtime, config=tuned, elastic=elastic, clock=clock)
+    return backend, runtime
+
+
+class ManualClock:
+    """A clock tests move forward by hand (scaling periods and prices without sleeping)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 async def wait_until(condition: Callable[[], Any], within_s: float, what: str) -> None:
