@@ -25,7 +25,6 @@ from golem_backend.settings import BackendSettings
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "golem.node.id.name"
-SECONDS_PER_HOUR = Decimal(3600)
 
 
 def price_caps(settings: BackendSettings) -> PriceCaps:
@@ -50,8 +49,8 @@ class CappedOffers(LeastExpensiveLinearPayuMS):
             expected_time_secs=expected_time_secs,
             max_fixed_price=_glm(caps.glm_per_start),
             max_price_for={
-                Counter.CPU: _glm(caps.glm_per_cpu_hour) / SECONDS_PER_HOUR,
-                Counter.TIME: _glm(caps.glm_per_env_hour) / SECONDS_PER_HOUR,
+                Counter.CPU: _glm(caps.glm_per_cpu_hour / 3600),
+                Counter.TIME: _glm(caps.glm_per_env_hour / 3600),
             },
         )
         # Usage counters without a cap (storage, network...) must be free.
@@ -84,4 +83,6 @@ def build_strategy(settings: BackendSettings) -> CappedOffers:
 
 
 def _glm(value: float) -> Decimal:
-    return Decimal(str(value))
+    """The float's exact value: providers publish float coefficients, so an offer exactly at
+    a cap compares equal (``Decimal("0.01")`` would be below the float 0.01)."""
+    return Decimal(value)

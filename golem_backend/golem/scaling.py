@@ -68,8 +68,14 @@ class Scaler:
             return None
         loaded = obs.queue_wait_s >= p.up_wait_s or obs.queue_depth >= p.up_depth
         idle = obs.queue_depth == 0 and obs.in_flight == 0
-        self._loaded_since = (self._loaded_since or obs.now) if loaded else None
-        self._idle_since = (self._idle_since or obs.now) if idle else None
+        if not loaded:
+            self._loaded_since = None
+        elif self._loaded_since is None:
+            self._loaded_since = obs.now
+        if not idle:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = obs.now
         if obs.instances < p.min_instances:
             return self._change("up", p.min_instances, obs, "below GOLEM_MIN_INSTANCES")
         if self._loaded_since is not None and obs.now - self._loaded_since >= p.up_after_s:
