@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from yapapi.engine import Job
 
 from golem_backend.golem.market import build_strategy
 from golem_backend.settings import BackendSettings
@@ -30,9 +31,10 @@ def settings(tmp_path: Path, **values: object) -> BackendSettings:
     return BackendSettings(_env_file=None, data_dir=tmp_path, **{**CAPS, **values})  # type: ignore[arg-type]
 
 
-def kept(job) -> set[str]:  # type: ignore[no-untyped-def]
+def kept(job: Job) -> set[str]:
     """Providers whose drafts yapapi keeps in its agreements pool (the only ones it signs)."""
-    return {str(b.proposal.props["golem.node.id.name"]) for b in job.agreements_pool._offer_buffer.values()}  # fmt: skip
+    buffered = job.agreements_pool._offer_buffer.values()
+    return {str(b.proposal.props["golem.node.id.name"]) for b in buffered}
 
 
 async def test_offers_above_any_cap_are_rejected_and_never_signed(tmp_path):

@@ -14,8 +14,14 @@ AFFORDABLE = BudgetOutlook(5.0, 0.1, can_add=True, exhausted=False, reason="")
 CAPS = PriceCaps(glm_per_cpu_hour=0.1, glm_per_env_hour=0.05, glm_per_start=0.01)
 
 
-def seen(now: float, instances: int, wait: float = 0.0, depth: int = 0, in_flight: int = 0,
-         budget: BudgetOutlook = AFFORDABLE) -> Observation:  # fmt: skip
+def seen(
+    now: float,
+    instances: int,
+    wait: float = 0.0,
+    depth: int = 0,
+    in_flight: int = 0,
+    budget: BudgetOutlook = AFFORDABLE,
+) -> Observation:
     return Observation(now, wait, depth, in_flight, instances, budget)
 
 
