@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ from golem_backend.settings import BackendSettings
 logger = logging.getLogger(__name__)
 
 HISTORY = 20
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class Autoscaler:
         """One look: observe, decide, apply, record."""
         d, pool = self._dispatcher, self._dispatcher.pool
         self._ledger.images = d.images_served
+        if self.budget_spent:
+            return None  # stopped for good: budget_note keeps saying why
         outlook = self.outlook()
         self.budget_note = outlook.reason
         decision = self._scaler.decide(
@@ -126,9 +130,10 @@ class Autoscaler:
         if decision is None:
             return None
         if decision.action == "hold":
-            if decision.reason == self._last_hold:
+            gist = _NUMBERS.sub("#", decision.reason)  # the same hold with new figures
+            if gist == self._last_hold:
                 return decision  # said already
-            self._last_hold = decision.reason
+            self._last_hold = gist
         else:
             self._last_hold = ""
             pool.resize(decision.target)
