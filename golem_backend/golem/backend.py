@@ -180,7 +180,15 @@ class GolemBackend(Backend):
                 await asyncio.wait_for(self._dispatcher.stop(), budget / 2)
             except TimeoutError:
                 logger.error("Golem instances did not stop within %g s; moving on", budget / 2)
-        await self._runtime.close(max(1.0, deadline - time.monotonic()))
+        remaining = max(1.0, deadline - time.monotonic())
+        try:  # yapapi ends the agreements and pays; bounded even if it waits for yagna
+            await asyncio.wait_for(self._runtime.close(remaining), remaining)
+        except TimeoutError:
+            logger.error(
+                "the Golem connection did not close within %g s (GOLEM_STOP_TIMEOUT_S); "
+                "yagna settles what is still unpaid when it recovers",
+                budget,
+            )
         logger.info("golem backend stopped")
 
     def _instance_params(self) -> dict[str, Any]:

@@ -28,8 +28,10 @@ from pathlib import Path
 import pytest
 
 from golem_backend.base import BackendUnavailable
+from golem_backend.factory import create_backend
 from golem_backend.golem.backend import GolemBackend
 from golem_backend.settings import BackendSettings
+from provider.results import Prediction
 
 START_BUDGET_S = 60.0
 
@@ -190,3 +192,31 @@ async def test_start_without_appkey(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "http://127.0.0.1:1", "")
     message, _ = await _start_fails(settings)
     assert "YAGNA_APPKEY is not set" in message
+
+
+async def test_with_the_fallback_a_bot_whose_yagna_cannot_pay_still_answers(
+    yagna: Yagna, tmp_path: Path, tiny_model, sample_images
+) -> None:
+    """GOLEM_FALLBACK=local: the real yagna cannot allocate payment (offline chain), yet
+    requests are answered by the local backend and /status says why Golem is not used."""
+    settings = _settings(tmp_path, yagna.url, yagna.appkey, golem_fallback="local", local_workers=1)
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_model.path, settings.model_path)
+    backend = create_backend(settings)
+    await asyncio.wait_for(backend.start(), START_BUDGET_S)
+    try:
+        (outcome,) = await backend.classify([sample_images[0]])
+        assert isinstance(outcome, Prediction) and outcome.label in tiny_model.labels
+        status = await backend.status()
+        assert status.ready and status.answered_by == "local"
+        deadline = time.monotonic() + START_BUDGET_S
+        while "payment allocation on erc20/hoodi failed" not in status.detail:
+            assert time.monotonic() < deadline, status.detail
+            await asyncio.sleep(0.5)
+            status = await backend.status()
+        assert "the local backend answers meanwhile" in status.detail
+        assert yagna.appkey not in status.detail
+        (outcome,) = await backend.classify([sample_images[1]])
+        assert isinstance(outcome, Prediction)
+    finally:
+        await asyncio.wait_for(backend.stop(), 60)

@@ -1,0 +1,112 @@
+"""The local fallback and the bounded stop, through the exe-unit harness (real ServiceRunner,
+real provider daemon) and the real local backend (real worker processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from golem_backend.factory import create_backend
+from golem_backend.fallback import FallbackBackend
+from golem_backend.local.backend import LocalBackend
+from provider.results import Prediction
+from tests.golem_backend.harness import FaultPlan
+from tests.golem_backend.harness.helpers import (
+    golem_settings,
+    install_model,
+    make_backend,
+    wait_running,
+    wait_until,
+)
+from tests.golem_backend.harness.market import HarnessMarket, Offer
+
+FIRST = Offer("provider-first", "0x" + "1" * 40, 0.05, 0.02, 0.001)
+SECOND = Offer("provider-second", "0x" + "2" * 40, 0.05, 0.02, 0.001)
+
+
+async def classify_one(backend: FallbackBackend, image: bytes) -> str:
+    """Classify one image; returns the engine that answered (a prediction is required)."""
+    (outcome,) = await backend.classify([image])
+    assert isinstance(outcome, Prediction), outcome
+    return (await backend.status()).answered_by
+
+
+async def test_local_answers_whenever_no_golem_instance_runs(tmp_path, tiny_model, sample_images):
+    settings = golem_settings(
+        tmp_path, golem_fallback="local", local_workers=1, request_timeout_s=60
+    )
+    install_model(tiny_model.path, settings)
+    faults = FaultPlan()
+    market = HarnessMarket([])  # no provider offers anything yet
+    golem, runtime = make_backend(settings, faults, market=market)
+    backend = FallbackBackend(lambda: golem, LocalBackend(settings), reconnect_s=0.2)
+    await backend.start()
+    try:
+        # not started yet: Golem is connected but no instance runs
+        await wait_until(lambda: backend._golem is not None, 30, "Golem connected")
+        assert await classify_one(backend, sample_images[0]) == "local"
+        status = await backend.status()
+        assert status.ready and "Answering now: the local backend" in status.detail
+
+        market.offers.append(FIRST)  # a provider appears
+        await wait_running(golem, 1)
+        assert await classify_one(backend, sample_images[1]) == "golem"
+        assert "Answering now: Golem" in (await backend.status()).detail
+
+        # every provider is lost, with a request on the instance: it is answered locally
+        faults.add("hang")
+        waiting = asyncio.create_task(backend.classify([sample_images[2]]))
+        await wait_until(lambda: faults.fired, 30, "the request to reach the instance")
+        market.offers.clear()
+        for activity in runtime.activities:
+            activity.kill()
+        (outcome,) = await asyncio.wait_for(waiting, 30)
+        assert isinstance(outcome, Prediction)
+        assert (await backend.status()).answered_by == "local"
+        assert not golem.serving
+        assert await classify_one(backend, sample_images[3]) == "local"
+
+        market.offers.append(SECOND)  # an instance returns
+        await wait_until(lambda: golem.serving, 60, "a Golem instance again")
+        assert await classify_one(backend, sample_images[4]) == "golem"
+        assert market.signed == ["provider-first", "provider-second"]
+    finally:
+        await backend.stop()
+    assert runtime.processes() == [], "provider processes left behind"
+
+
+async def test_factory_builds_the_fallback_only_when_asked(tmp_path):
+    with_fallback = golem_settings(tmp_path, golem_fallback="local")
+    assert isinstance(create_backend(with_fallback), FallbackBackend)
+    assert not isinstance(create_backend(golem_settings(tmp_path)), FallbackBackend)
+
+
+async def stop_within(backend, bound_s: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    await asyncio.wait_for(backend.stop(), bound_s + 30)  # the test's own safety net
+    elapsed = time.monotonic() - started
+    assert elapsed < bound_s, f"stop() took {elapsed:.1f} s, the bound is {bound_s:g} s"
+    return elapsed
+
+
+async def test_stop_is_bounded_when_a_provider_hangs(tmp_path, tiny_model, sample_images):
+    settings = golem_settings(tmp_path, golem_stop_timeout_s=4.0)
+    install_model(tiny_model.path, settings)
+    faults = FaultPlan(hang_teardown=True)  # ending the activity never returns
+    backend, runtime = make_backend(settings, faults)
+    await backend.start()
+    await wait_running(backend, 1)
+    (outcome,) = await backend.classify([sample_images[0]])
+    assert isinstance(outcome, Prediction)
+    await stop_within(backend, 4.0 + 3.0)
+    assert runtime.processes() == [], "provider processes left behind"
+
+
+async def test_stop_is_bounded_when_yagna_hangs(tmp_path, tiny_model, sample_images):
+    settings = golem_settings(tmp_path, golem_stop_timeout_s=4.0)
+    install_model(tiny_model.path, settings)
+    backend, runtime = make_backend(settings, hang_close=True)
+    await backend.start()
+    await wait_running(backend, 1)
+    await stop_within(backend, 4.0 + 3.0)
+    assert runtime.processes() == []
