@@ -7,7 +7,14 @@ import datetime as dt
 import discord
 from discord.utils import escape_markdown
 
-from golem_backend import BackendStatus, LabelScore, Prediction, TrainReport
+from golem_backend import (
+    BackendStatus,
+    CostSummary,
+    InstanceInfo,
+    LabelScore,
+    Prediction,
+    TrainReport,
+)
 
 GREEN = discord.Colour(0x2ECC71)
 GREY = discord.Colour(0x95A5A6)
@@ -78,6 +85,22 @@ def _duration(seconds: float) -> str:
     return str(dt.timedelta(seconds=int(seconds)))
 
 
+def _instance_line(info: InstanceInfo) -> str:
+    paid = "" if info.glm_accepted is None else f", {info.glm_accepted:.4f} GLM"
+    return f"{info.name}: {info.state} ({info.requests_served} served{paid})"
+
+
+def cost_text(costs: CostSummary) -> str:
+    """Golem's costs for operators: spent, rates, and how long the budget lasts."""
+    per_1000 = "–" if costs.glm_per_1000_images is None else f"{costs.glm_per_1000_images:.4f}"
+    left = "–" if costs.hours_left is None else f"{costs.hours_left:.1f} h"
+    return (
+        f"{costs.spent_glm:.4f} of {costs.budget_glm:g} GLM; {per_1000} GLM per 1000 images "
+        f"({costs.images} images); {costs.glm_per_hour:.4f} GLM/h so far, "
+        f"{costs.projected_glm_per_hour:.4f} GLM/h now at the price caps; budget lasts {left}"
+    )
+
+
 def status_embed(
     status: BackendStatus, *, uptime_s: float, watched: int, latency_ms: float
 ) -> discord.Embed:
@@ -98,11 +121,20 @@ def status_embed(
     embed.add_field(name="Queue", value=str(status.queue_depth))
     embed.add_field(name="Served", value=f"{status.requests_served} ({status.errors} errors)")
     embed.add_field(name="Uptime", value=_duration(uptime_s))
+    if status.answered_by:
+        embed.add_field(name="Last answered by", value=status.answered_by)
     if status.instances:
-        lines = [f"{i.name}: {i.state} ({i.requests_served} served)" for i in status.instances[:15]]
+        lines = [_instance_line(i) for i in status.instances[:15]]
         embed.add_field(name="Instances", value="\n".join(lines)[:1024], inline=False)
     if status.glm_spent is not None:
         embed.add_field(name="GLM spent", value=f"{status.glm_spent:.4f}")
+    if status.costs is not None:
+        embed.add_field(name="Costs", value=cost_text(status.costs)[:1024], inline=False)
+    if status.scaling:
+        lines = [
+            f"{_duration(d.at)} {d.action} → {d.instances}: {d.reason}" for d in status.scaling[-5:]
+        ]
+        embed.add_field(name="Scaling", value="\n".join(lines)[-1024:], inline=False)
     embed.add_field(name="Watched channels", value=str(watched))
     embed.set_footer(text=f"gateway latency {latency_ms:.0f} ms")
     return embed

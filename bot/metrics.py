@@ -91,6 +91,38 @@ class BotMetrics:
             registry=r,
         )
         self.glm_spent = Gauge(f"{PREFIX}_glm_spent", "GLM spent on Golem since start", registry=r)
+        self.glm_budget_remaining = Gauge(
+            f"{PREFIX}_glm_budget_remaining", "GLM of GOLEM_BUDGET_GLM not spent yet", registry=r
+        )
+        self.glm_per_1000_images = Gauge(
+            f"{PREFIX}_glm_per_1000_images",
+            "GLM spent per 1000 images classified on Golem",
+            registry=r,
+        )
+        self.glm_per_hour = Gauge(
+            f"{PREFIX}_glm_per_hour", "GLM spent per hour since start", registry=r
+        )
+        self.glm_projected_per_hour = Gauge(
+            f"{PREFIX}_glm_projected_per_hour",
+            "GLM per hour the running Golem instances may cost at the price caps",
+            registry=r,
+        )
+        self.budget_hours_left = Gauge(
+            f"{PREFIX}_glm_budget_hours_left",
+            "Hours until the Golem budget runs out at the projected rate (absent: no rate)",
+            registry=r,
+        )
+        self.instances_target = Gauge(
+            f"{PREFIX}_golem_instances_target",
+            "Golem instances the elastic scaler wants (its last decision)",
+            registry=r,
+        )
+        self.answered_by = Gauge(
+            f"{PREFIX}_backend_answered_by",
+            "1 for the engine that answered the last request (golem or local)",
+            ["engine"],
+            registry=r,
+        )
         self.backend_ready = Gauge(
             f"{PREFIX}_backend_ready", "1 when the backend can classify", registry=r
         )
@@ -156,12 +188,29 @@ class BotMetrics:
         self.worker_restarts.set(status.worker_restarts)
         if status.glm_spent is not None:
             self.glm_spent.set(status.glm_spent)
+        self._update_costs(status)
         counts: dict[str, int] = {}
         for instance in status.instances:
             counts[instance.state] = counts.get(instance.state, 0) + 1
         for state in self._instance_states | set(counts):  # states are a short vocabulary
             self.instances.labels(state).set(counts.get(state, 0))
         self._instance_states |= set(counts)
+
+    def _update_costs(self, status: BackendStatus) -> None:
+        costs = status.costs
+        if costs is not None:
+            self.glm_budget_remaining.set(max(0.0, costs.budget_glm - costs.spent_glm))
+            self.glm_per_hour.set(costs.glm_per_hour)
+            self.glm_projected_per_hour.set(costs.projected_glm_per_hour)
+            if costs.glm_per_1000_images is not None:
+                self.glm_per_1000_images.set(costs.glm_per_1000_images)
+            if costs.hours_left is not None:
+                self.budget_hours_left.set(costs.hours_left)
+        if status.scaling:
+            self.instances_target.set(status.scaling[-1].instances)
+        if status.answered_by in ("golem", "local"):  # a two-word vocabulary
+            for engine in ("golem", "local"):
+                self.answered_by.labels(engine).set(1 if engine == status.answered_by else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -288,7 +288,7 @@ class GolemBackend(Backend):
         if self._life.state != "ready" or self._dispatcher is None or self._store is None:
             if self._life.state == "stopped":
                 raise BackendUnavailable(_SHUTTING_DOWN)
-            raise BackendUnavailable("The Golem backend is not started yet.")
+            raise BackendUnavailable("The classifier is still starting up; try again in a minute.")
         if self._autoscaler is not None and self._autoscaler.budget_spent:
             raise BackendUnavailable(BUDGET_SPENT)
         return self._dispatcher, self._store
