@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-bot image clean
+.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-local: setup
 
 bench-golem: setup
 	$(BIN)/python -m bench.bench_golem_harness
+
+bench-golem-elastic: setup
+	$(BIN)/python -m bench.bench_golem_elastic
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot

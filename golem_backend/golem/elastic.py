@@ -148,7 +148,8 @@ class Autoscaler:
         self.decisions.append(
             ScalingDecision(at, decision.action, decision.target, decision.reason)
         )
-        log = logger.warning if decision.action in ("hold", "stop") else logger.info
+        worrying = decision.action == "stop" or "budget" in decision.reason
+        log = logger.warning if worrying else logger.info
         log("scaling %s to %d instance(s): %s", decision.action, decision.target, decision.reason)
 
     def costs(self, running: int) -> CostSummary:
