@@ -2,7 +2,7 @@
 
 Pure bookkeeping (no yapapi): the runtime feeds :meth:`CostLedger.accepted` from yapapi's
 ``DebitNoteAccepted`` / ``InvoiceAccepted`` events (the harness from its own price list),
-the dispatcher counts images, and :func:`budget_outlook` turns the figures and the price
+the autoscaler copies the dispatcher's image count in, and :func:`budget_outlook` turns the figures and the price
 caps into what the scaling policy and ``/status`` need. Amounts are GLM; times are seconds
 of a monotonic clock unless a name says hours.
 """
@@ -87,7 +87,7 @@ class CostLedger:
         self.started_at = clock()
         self._by_agreement: dict[str, Decimal] = {}
         self._instance_of: dict[str, str] = {}
-        self.images = 0
+        self.images = 0  # images classified on Golem (the dispatcher's count)
 
     def accepted(self, agreement_id: str, instance: str, amount: Decimal | float | str) -> None:
         total = Decimal(str(amount))
@@ -95,9 +95,6 @@ class CostLedger:
             return
         self._instance_of[agreement_id] = instance
         self._by_agreement[agreement_id] = max(self._by_agreement.get(agreement_id, total), total)
-
-    def count_images(self, n: int) -> None:
-        self.images += n
 
     @property
     def total(self) -> float:

@@ -120,7 +120,7 @@ def test_ledger_counts_cumulative_notes_once_and_derives_rates():
     ledger.accepted("a1", "provider-a", "0.020")  # a late, older note: ignored
     ledger.accepted("a2", "provider-b", 0.02)
     ledger.accepted("a3", "provider-a", 0.01)  # the same provider again, a new agreement
-    ledger.count_images(200)
+    ledger.images = 200
     clock[0] = 1800.0
     summary = ledger.summary(budget_glm=1.0, burn_per_hour=0.3)
     assert summary.spent_glm == pytest.approx(0.06)
