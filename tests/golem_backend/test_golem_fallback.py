@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from golem_backend.base import BackendUnavailable
 from golem_backend.factory import create_backend
 from golem_backend.fallback import FallbackBackend
+from golem_backend.golem.backend import GolemBackend
 from golem_backend.local.backend import LocalBackend
 from provider.results import Prediction
-from tests.golem_backend.harness import FaultPlan
+from tests.golem_backend.harness import FaultPlan, LocalRuntime
 from tests.golem_backend.harness.helpers import (
     golem_settings,
     install_model,
@@ -110,3 +112,46 @@ async def test_stop_is_bounded_when_yagna_hangs(tmp_path, tiny_model, sample_ima
     await wait_running(backend, 1)
     await stop_within(backend, 4.0 + 3.0)
     assert runtime.processes() == []
+
+
+async def test_golem_is_retried_until_it_connects_and_a_retrain_reaches_it(
+    tmp_path, tiny_model, sample_images, other_tiny_dataset
+):
+    """yagna is down at first (start fails): the local backend answers and /status says why;
+    the next attempt connects and Golem answers. A retrain (done locally) is then served by
+    the Golem instances too."""
+    settings = golem_settings(tmp_path, golem_fallback="local", local_workers=1)
+    install_model(tiny_model.path, settings)
+    down = BackendUnavailable("yagna is not reachable at http://127.0.0.1:1 (ClientError)")
+    built: list[LocalRuntime] = []
+
+    def connect() -> GolemBackend:
+        golem, runtime = make_backend(settings)
+        if not built:
+            runtime._start_error = down  # the first attempt: yagna is down
+        built.append(runtime)
+        return golem
+
+    backend = FallbackBackend(connect, LocalBackend(settings), reconnect_s=3.0)
+    await backend.start()
+    try:
+
+        async def says_yagna_is_down() -> bool:
+            return "yagna is not reachable" in (await backend.status()).detail
+
+        await wait_until(says_yagna_is_down, 3, "/status to say why Golem is not used")
+        assert await classify_one(backend, sample_images[0]) == "local"
+        assert "(retrying every 3 s)" in (await backend.status()).detail
+        await wait_until(lambda: backend._golem is not None and backend._golem.serving, 60, "Golem")
+        assert len(built) == 2
+        assert await classify_one(backend, sample_images[1]) == "golem"
+
+        report = await backend.retrain(other_tiny_dataset)
+        assert report.extra["instances_updated"] == 1
+        (outcome,) = await backend.classify([sample_images[2]])
+        assert isinstance(outcome, Prediction) and outcome.model_id == report.model_id
+        assert (await backend.status()).answered_by == "golem"
+        assert set(report.labels) == {"cat", "dog", "monkey"}
+    finally:
+        await backend.stop()
+    assert all(runtime.processes() == [] for runtime in built)
