@@ -2,9 +2,9 @@
 
 Pure bookkeeping (no yapapi): the runtime feeds :meth:`CostLedger.accepted` from yapapi's
 ``DebitNoteAccepted`` / ``InvoiceAccepted`` events (the harness from its own price list),
-the autoscaler copies the dispatcher's image count in, and :func:`budget_outlook` turns the figures and the price
-caps into what the scaling policy and ``/status`` need. Amounts are GLM; times are seconds
-of a monotonic clock unless a name says hours.
+the autoscaler copies the dispatcher's image count in, and :func:`budget_outlook` turns
+the figures and the price caps into what the scaling policy and ``/status`` need.
+Amounts are GLM; times are seconds of a monotonic clock unless a name says hours.
 """
 
 from __future__ import annotations
