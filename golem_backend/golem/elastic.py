@@ -15,6 +15,8 @@ import re
 from collections import deque
 from collections.abc import Callable
 
+from yapapi.strategy.base import DEFAULT_DEBIT_NOTE_INTERVAL_SEC
+
 from golem_backend.base import CostSummary, ScalingDecision
 from golem_backend.golem.costs import BudgetOutlook, CostLedger, PriceCaps, budget_outlook
 from golem_backend.golem.dispatcher import Dispatcher
@@ -34,7 +36,7 @@ class ElasticConfig:
     caps: PriceCaps
     cpu_threads: int  # CPU threads an instance may bill (GOLEM_MIN_CPU_THREADS)
     period_h: float  # an added instance must be affordable this long
-    reserve_h: float  # what a clean stop needs (GOLEM_STOP_TIMEOUT_S)
+    reserve_h: float  # a clean stop plus the usage not yet in accepted debit notes
     interval_s: float = 1.0  # how often the autoscaler looks
 
 
@@ -53,7 +55,8 @@ def elastic_config(settings: BackendSettings, caps: PriceCaps) -> ElasticConfig:
         caps=caps,
         cpu_threads=s.golem_min_cpu_threads,
         period_h=s.golem_budget_period_min / 60,
-        reserve_h=s.golem_stop_timeout_s / 3600,
+        # accepted debit notes lag the usage by up to one interval: keep that in reserve too
+        reserve_h=(s.golem_stop_timeout_s + DEFAULT_DEBIT_NOTE_INTERVAL_SEC) / 3600,
     )
 
 

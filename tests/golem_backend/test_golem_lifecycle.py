@@ -141,7 +141,7 @@ async def test_start_errors_and_use_before_start(tmp_path):
     settings = golem_settings(tmp_path)
     runtime = LocalRuntime(start_error=BackendUnavailable("yagna is not reachable at X"))
     backend = GolemBackend(settings, runtime=runtime)
-    with pytest.raises(BackendUnavailable, match="not started"):
+    with pytest.raises(BackendUnavailable, match="still starting up; try again in a minute"):
         await backend.classify([b"x"])
     with pytest.raises(BackendUnavailable, match="yagna is not reachable"):
         await backend.start()
