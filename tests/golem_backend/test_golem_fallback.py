@@ -14,6 +14,7 @@ from golem_backend.local.backend import LocalBackend
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
 from tests.golem_backend.harness.helpers import (
+    ManualClock,
     golem_settings,
     install_model,
     make_backend,
@@ -155,3 +156,37 @@ async def test_golem_is_retried_until_it_connects_and_a_retrain_reaches_it(
     finally:
         await backend.stop()
     assert all(runtime.processes() == [] for runtime in built)
+
+
+async def test_a_spent_budget_hands_requests_to_the_local_backend(
+    tmp_path, tiny_model, sample_images
+):
+    clock = ManualClock()
+    settings = golem_settings(
+        tmp_path,
+        golem_fallback="local",
+        local_workers=1,
+        golem_budget_glm=0.02,
+        golem_max_glm_per_cpu_hour=0.1,
+        golem_max_glm_per_env_hour=0.05,
+        golem_max_glm_per_start=0.01,
+    )
+    install_model(tiny_model.path, settings)
+    golem, runtime = make_backend(settings, market=HarnessMarket([FIRST, SECOND]), clock=clock)
+    backend = FallbackBackend(lambda: golem, LocalBackend(settings), reconnect_s=0.2)
+    await backend.start()
+    try:
+        await wait_until(lambda: golem.serving, 60, "a Golem instance")
+        assert await classify_one(backend, sample_images[0]) == "golem"
+        # FIRST costs 0.001 + 0.07 GLM/h: after 800 s 0.0166 GLM is spent, and the 0.0034
+        # left is less than the reserve (one instance for 90 s at the caps: 0.00375)
+        clock.advance(800)
+        await wait_until(lambda: not golem.serving, 30, "the budget stop")
+        assert await classify_one(backend, sample_images[1]) == "local"
+        status = await backend.status()
+        assert "budget exhausted" in status.detail and "Answering now: the local" in status.detail
+        assert status.costs is not None and status.costs.spent_glm <= 0.02
+        await wait_until(lambda: not golem._dispatcher.pool.workers, 30, "the instance ends")
+    finally:
+        await backend.stop()
+    assert runtime.processes() == []
