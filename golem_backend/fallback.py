@@ -81,12 +81,14 @@ class FallbackBackend(Backend):
             golem = self._golem_factory()
             try:
                 await golem.start()
-            except BackendUnavailable as exc:
-                self._golem_error = exc.message
+            except Exception as exc:  # BackendUnavailable says what to fix; anything else too
+                reason = exc.message if isinstance(exc, BackendUnavailable) else repr(exc)
+                self._golem_error = reason
                 logger.warning(
                     "Golem is unavailable (%s); the local backend answers, retrying in %g s",
-                    exc.message,
+                    reason,
                     self._reconnect_s,
+                    exc_info=not isinstance(exc, BackendUnavailable),
                 )
                 await golem.stop()
                 await asyncio.sleep(self._reconnect_s)
