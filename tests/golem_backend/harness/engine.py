@@ -274,11 +274,13 @@ class LocalRuntime:
         self.connected = False
         if self._payer is not None:
             self._payer.cancel()
-        for cluster in self.clusters:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(cluster.terminate(), min(30.0, timeout_s))
-        self.engine.pay()
-        self.cleanup()
+        try:
+            for cluster in self.clusters:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(cluster.terminate(), min(30.0, 0.8 * timeout_s))
+        finally:  # also when the caller's own bound cancels this close
+            self.engine.pay()
+            self.cleanup()
         if self._hang_close:
             await asyncio.Event().wait()  # like yapapi waiting for a yagna that never answers
 

@@ -279,6 +279,9 @@ class LocalActivity:
             start_new_session=True,
         )
         self._pgids.add(proc.pid)
+        if self.dead:  # the activity ended while the command was being spawned
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         try:
             out, err = await proc.communicate()
         except asyncio.CancelledError:  # the script timed out: kill what the command started
