@@ -97,7 +97,7 @@ def cost_text(costs: CostSummary) -> str:
     return (
         f"{costs.spent_glm:.4f} of {costs.budget_glm:g} GLM; {per_1000} GLM per 1000 images "
         f"({costs.images} images); {costs.glm_per_hour:.4f} GLM/h so far, "
-        f"{costs.projected_glm_per_hour:.4f} GLM/h now at the price caps; budget lasts {left}"
+        f"{costs.projected_glm_per_hour:.4f} GLM/h now; budget lasts {left}"
     )
 
 

@@ -104,7 +104,7 @@ class BotMetrics:
         )
         self.glm_projected_per_hour = Gauge(
             f"{PREFIX}_glm_projected_per_hour",
-            "GLM per hour the running Golem instances may cost at the price caps",
+            "GLM per hour the live Golem agreements cost at their agreed prices",
             registry=r,
         )
         self.budget_hours_left = Gauge(

@@ -96,7 +96,7 @@ class CostSummary:
     images: int  # images classified on Golem
     glm_per_1000_images: float | None  # None before the first image
     glm_per_hour: float  # spent so far / hours since start
-    projected_glm_per_hour: float  # running instances at the price caps
+    projected_glm_per_hour: float  # live agreements at their prices (else at the caps)
     hours_left: float | None  # remaining budget / projected rate; None when nothing runs
 
 

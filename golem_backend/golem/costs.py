@@ -87,6 +87,7 @@ class CostLedger:
         self.started_at = clock()
         self._by_agreement: dict[str, Decimal] = {}
         self._instance_of: dict[str, str] = {}
+        self._hourly: dict[str, float] = {}  # live agreements: agreed GLM per hour
         self.images = 0  # images classified on Golem (the dispatcher's count)
 
     def accepted(self, agreement_id: str, instance: str, amount: Decimal | float | str) -> None:
@@ -95,6 +96,18 @@ class CostLedger:
             return
         self._instance_of[agreement_id] = instance
         self._by_agreement[agreement_id] = max(self._by_agreement.get(agreement_id, total), total)
+
+    def priced(self, agreement_id: str, glm_per_hour: float) -> None:
+        """An agreement was signed at this hourly price (every billed thread busy)."""
+        self._hourly[agreement_id] = glm_per_hour
+
+    def ended(self, agreement_id: str) -> None:
+        self._hourly.pop(agreement_id, None)
+
+    @property
+    def agreed_hourly(self) -> float | None:
+        """GLM per hour the live agreements cost at their agreed prices; None: none known."""
+        return sum(self._hourly.values()) if self._hourly else None
 
     @property
     def total(self) -> float:
@@ -109,7 +122,8 @@ class CostLedger:
         return out
 
     def summary(self, budget_glm: float, burn_per_hour: float) -> CostSummary:
-        """Figures for ``/status`` and the metrics; ``burn_per_hour``: the projected rate."""
+        """Figures for ``/status`` and the metrics; ``burn_per_hour``: the projected rate
+        (the live agreements' prices when known, see :meth:`priced`)."""
         total = self.total
         hours = max(self._clock() - self.started_at, 1e-9) / 3600
         remaining = max(0.0, budget_glm - total)

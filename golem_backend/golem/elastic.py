@@ -156,6 +156,8 @@ class Autoscaler:
         log("scaling %s to %d instance(s): %s", decision.action, decision.target, decision.reason)
 
     def costs(self, running: int) -> CostSummary:
-        """The cost figures; the projection assumes ``running`` instances at the caps."""
-        hourly = self.config.caps.instance_hourly(self.config.cpu_threads)
-        return self._ledger.summary(self.config.budget_glm, running * hourly)
+        """The cost figures; the projection is the live agreements' agreed prices, or
+        ``running`` instances at the caps when no price is known."""
+        agreed = self._ledger.agreed_hourly
+        at_caps = running * self.config.caps.instance_hourly(self.config.cpu_threads)
+        return self._ledger.summary(self.config.budget_glm, at_caps if agreed is None else agreed)

@@ -23,6 +23,7 @@ from yapapi import Golem, events
 from yapapi.config import ApiConfig
 from yapapi.engine import NoPaymentAccountError
 from yapapi.payload import Payload, vm
+from yapapi.props.com import ComLinear, Counter
 from yapapi.strategy import DecreaseScoreForUnconfirmedAgreement
 
 from golem_backend.base import BackendUnavailable
@@ -251,7 +252,26 @@ class GolemRuntime:
             logger.info("accepted %s GLM for agreement %s (%s)", amount, key[:8], name)
         elif isinstance(event, events.AgreementConfirmed):
             name = event.agreement.details.provider_node_info.name
-            logger.info("agreement confirmed with provider %s", name)
+            hourly = _hourly_price(event.agreement, self._settings.golem_min_cpu_threads)
+            if hourly is not None:
+                self._ledger.priced(event.agreement.id, hourly)
+            logger.info("agreement confirmed with provider %s (%s GLM/h)", name, hourly)
+        elif isinstance(event, events.AgreementTerminated):
+            self._ledger.ended(event.agreement.id)
+
+
+def _hourly_price(agreement: Any, cpu_threads: int) -> float | None:
+    """GLM per hour of an agreement's linear prices, every billed thread busy; None if the
+    offer's price properties cannot be read."""
+    try:
+        linear = agreement.details.provider_view.extract(ComLinear)
+        prices = linear.price_for
+    except Exception:
+        return None
+    per_second = (
+        prices.get(Counter.TIME.value, 0.0) + prices.get(Counter.CPU.value, 0.0) * cpu_threads
+    )
+    return per_second * 3600
 
 
 def _api_detail(exc: Exception) -> str:

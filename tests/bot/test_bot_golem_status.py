@@ -50,7 +50,7 @@ def test_status_embed_shows_costs_scaling_and_the_engine_that_answered():
     assert "provider-a: running (2500 served, 0.3000 GLM)" in fields["Instances"]
     costs = fields["Costs"]
     assert costs.startswith("0.5000 of 2 GLM; 0.1250 GLM per 1000 images (4000 images)")
-    assert "0.3000 GLM/h now at the price caps; budget lasts 5.0 h" in costs
+    assert "0.3000 GLM/h now; budget lasts 5.0 h" in costs
     lines = fields["Scaling"].splitlines()
     assert lines == [
         "0:01:00 up → 2: queue wait 7.0 s (target 5 s), 20 waiting for 30 s",

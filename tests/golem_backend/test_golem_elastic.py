@@ -151,7 +151,8 @@ async def test_a_load_ramp_scales_one_to_three_and_back_to_one(
         assert status.costs.glm_per_1000_images == pytest.approx(
             1000 * status.costs.spent_glm / status.costs.images
         )
-        assert status.costs.projected_glm_per_hour == pytest.approx(0.15)  # 1 instance at caps
+        # one live agreement, at 0.1 GLM per CPU-hour + 0.05 GLM per hour
+        assert status.costs.projected_glm_per_hour == pytest.approx(0.15)
         running = [i for i in status.instances if i.state == "running"]
         assert running[0].glm_accepted is not None and running[0].glm_accepted > 0.01
 

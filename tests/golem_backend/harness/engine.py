@@ -145,6 +145,7 @@ class LocalEngine:
         bill = self.billing.get(agreement_id)
         if bill is not None:
             self.pay()  # the final invoice
+            self.ledger.ended(agreement_id)
             del self.billing[agreement_id]
             assert self.market is not None
             self.market.release(bill.offer)
@@ -176,6 +177,7 @@ class LocalEngine:
         agreement = _agreement(number, offer)
         if offer is not None:
             self.billing[agreement.id] = _Billing(offer, offer.name, self.clock())
+            self.ledger.priced(agreement.id, offer.due(3600) - offer.glm_per_start)
             self.pay()  # the start price is due at once
         if on_agreement_ready is not None:
             on_agreement_ready(agreement)
