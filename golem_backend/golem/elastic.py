@@ -15,6 +15,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 
+from yapapi.services import ServiceState
 from yapapi.strategy.base import DEFAULT_DEBIT_NOTE_INTERVAL_SEC
 
 from golem_backend.base import CostSummary, ScalingDecision
@@ -128,6 +129,11 @@ class Autoscaler:
                 in_flight=d.in_flight,
                 instances=pool.target,
                 budget=outlook,
+                starting=sum(
+                    1
+                    for w in pool.workers
+                    if not (w.retiring or w.draining) and w.service.state != ServiceState.running
+                ),
             )
         )
         if decision is None:

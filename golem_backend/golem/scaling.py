@@ -7,7 +7,8 @@ operator reads, or None when nothing is worth saying. Rules, in order:
 * budget exhausted -> ``stop`` (target 0): the running agreements end while they can be paid;
 * load (the oldest request has waited ``up_wait_s``, or ``up_depth`` requests wait)
   for ``up_after_s`` -> ``up`` by one, unless at ``max_instances`` or the budget cannot
-  pay for one more instance (then ``hold``, saying why);
+  pay for one more instance (then ``hold``, saying why); while an instance is still
+  starting, the period restarts (a provider may take minutes to deploy the image);
 * no request waiting or in flight for ``down_idle_s`` -> ``down`` by one, never below
   ``min_instances``.
 
@@ -39,6 +40,7 @@ class Observation:
     in_flight: int  # batches on instances
     instances: int  # the current target
     budget: BudgetOutlook
+    starting: int = 0  # of them, not running yet (waiting for a provider, deploying)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +80,10 @@ class Scaler:
             self._idle_since = obs.now
         if obs.instances < p.min_instances:
             return self._change("up", p.min_instances, obs, "below GOLEM_MIN_INSTANCES")
+        if obs.starting and self._loaded_since is not None:
+            # an instance added is still starting: judge the load once it serves
+            self._loaded_since = obs.now
+            return None
         if self._loaded_since is not None and obs.now - self._loaded_since >= p.up_after_s:
             load = (
                 f"queue wait {obs.queue_wait_s:.1f} s (target {p.up_wait_s:g} s), "

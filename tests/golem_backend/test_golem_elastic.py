@@ -123,7 +123,10 @@ async def test_a_load_ramp_scales_one_to_three_and_back_to_one(
         load = Load(backend, sample_images, outstanding=30)
         load.start()
         await advance_until(clock, 10, lambda: ("up", 2) in actions(backend), "scale up to 2")
-        await advance_until(clock, 10, lambda: ("up", 3) in actions(backend), "scale up to 3")
+        # the next step waits until the added instance runs (deploy + daemon start)
+        await advance_until(
+            clock, 10, lambda: ("up", 3) in actions(backend), "scale up to 3", steps=400
+        )
         await wait_running(backend, 3, within_s=120)
         await load.stop()
 
@@ -175,7 +178,7 @@ async def test_a_budget_that_runs_out_stops_adding_then_stops_cleanly(
         load.start()
         await advance_until(clock, 10, lambda: ("up", 2) in actions(backend), "scale up to 2")
         await advance_until(
-            clock, 10, lambda: ("hold", 2) in actions(backend), "a hold for the budget"
+            clock, 10, lambda: ("hold", 2) in actions(backend), "a hold for the budget", steps=400
         )
         status = await backend.status()
         assert "cannot pay for 3 instance(s) for 60 min" in status.scaling[-1].reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from golem_backend.golem.costs import BudgetOutlook, CostLedger, PriceCaps, budget_outlook
@@ -32,6 +34,18 @@ def test_load_must_last_up_after_s_before_scaling_up():
     decision = scaler.decide(seen(30, 1, wait=5))
     assert decision is not None and (decision.action, decision.target) == ("up", 2)
     assert "queue wait 5.0 s (target 2 s)" in decision.reason and "for 30 s" in decision.reason
+
+
+def test_no_further_step_while_an_added_instance_is_still_starting():
+    scaler = Scaler(POLICY)
+    scaler.decide(seen(0, 1, depth=12))
+    assert scaler.decide(seen(30, 1, depth=12)) is not None  # up to 2
+    for now in (60, 120, 300):  # the provider takes minutes to deploy
+        obs = dataclasses.replace(seen(now, 2, depth=12), starting=1)
+        assert scaler.decide(obs) is None
+    assert scaler.decide(seen(320, 2, depth=12)) is None  # it runs: a new period starts
+    decision = scaler.decide(seen(330, 2, depth=12))
+    assert decision is not None and (decision.action, decision.target) == ("up", 3)
 
 
 def test_a_dip_in_load_restarts_the_period():
