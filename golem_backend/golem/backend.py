@@ -186,7 +186,7 @@ class GolemBackend(Backend):
         except TimeoutError:
             logger.error(
                 "the Golem connection did not close within %g s (GOLEM_STOP_TIMEOUT_S); "
-                "yagna settles what is still unpaid when it recovers",
+                "agreements still open end at their expiration, unaccepted invoices stay unpaid",
                 budget,
             )
         logger.info("golem backend stopped")

@@ -230,7 +230,7 @@ class GolemRuntime:
         except TimeoutError:
             logger.error(
                 "yapapi did not shut down within %g s (yagna or a provider hangs); "
-                "unpaid agreements are settled by yagna when it recovers",
+                "agreements still open end at their expiration, unaccepted invoices stay unpaid",
                 timeout_s,
             )
         except Exception as exc:  # best effort: yagna may be gone already
