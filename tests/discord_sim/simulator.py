@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.discord_sim import component_interactions
 from tests.discord_sim.commands import CommandRejected, build_options, visible_command
 from tests.discord_sim.gateway import SIM_KEY, GatewaySession, gateway_handler
 from tests.discord_sim.model import (
@@ -59,6 +60,14 @@ class Interaction:
     #: a server that forbids external apps: Discord makes every reply ephemeral
     ephemeral_only: bool = False
     forced_private: int = 0  # replies the bot asked to be public that were made private
+    modal: dict[str, Any] | None = None  # the modal the bot answered with (callback 9)
+    modal_submitted: bool = False
+    choices: list[dict[str, Any]] | None = None  # autocomplete choices (callback 8)
+
+    @property
+    def kind(self) -> int:
+        """2 command, 3 component, 4 autocomplete, 5 modal submit."""
+        return int(self.payload["type"])
 
     @property
     def messages(self) -> list[Message]:
@@ -439,49 +448,96 @@ class DiscordSimulator:
             opts, resolved = build_options(cmd, options or {})
         data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
         if resolved:
-            data["resolved"] = {"attachments": resolved}
+            data["resolved"] = resolved
         return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
 
     async def press_button(
-        self, app: Application, message: Message, user: User, label: str
+        self,
+        app: Application,
+        message: Message,
+        user: User,
+        label: str | None = None,
+        *,
+        custom_id: str | None = None,
     ) -> Interaction:
-        """Press the button labelled ``label`` on ``message`` as ``user``."""
-        buttons = [c for row in message.components for c in row.get("components", [])]
-        button = next((b for b in buttons if b.get("label") == label), None)
-        if button is None:
-            raise CommandRejected(f"no button {label!r} on message {message.id}")
-        guild = self.guilds[message.guild_id] if message.guild_id else None
-        channel = self.channels[message.channel_id]
-        ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
-        payload: dict[str, Any] = {
-            "id": str(ix_id),
-            "application_id": str(app.id),
-            "type": 3,
-            "token": token,
-            "version": 1,
-            "channel_id": str(channel.id),
-            "channel": channel.payload(),
-            "message": message.payload(),
-            "locale": "en-US",
-            "attachment_size_limit": ATTACHMENT_LIMIT,
-            "entitlements": [],
-            "context": 0,
-            "data": {"custom_id": button["custom_id"], "component_type": 2},
-        }
-        if guild is not None:
-            payload["guild_id"] = str(guild.id)
-            payload["member"] = guild.member_payload(user, channel)
-            payload["app_permissions"] = str(guild.channel_permissions(app.user.id, channel))
-            payload["authorizing_integration_owners"] = {"0": str(guild.id)}
-        ix = Interaction(ix_id, token, app, message.guild_id, channel.id, user, label, payload)
-        ix.component_message = message
-        self.interactions[ix_id] = ix
-        self.interactions_by_token[token] = ix
-        session = self.session_for(app)
-        if session is None:
-            raise RuntimeError(f"{app.user.name} is not connected")
-        await session.dispatch("INTERACTION_CREATE", payload)
-        return ix
+        """Press the button labelled ``label`` (or with ``custom_id``) on ``message``."""
+        return await component_interactions.press(
+            self, app, message, user, label=label, custom_id=custom_id
+        )
+
+    async def choose(
+        self,
+        app: Application,
+        message: Message,
+        user: User,
+        values: list[str],
+        *,
+        placeholder: str | None = None,
+        custom_id: str | None = None,
+    ) -> Interaction:
+        """Choose ``values`` in a string select of ``message``."""
+        return await component_interactions.choose(
+            self, app, message, user, values, placeholder=placeholder, custom_id=custom_id
+        )
+
+    async def forge_component(
+        self, app: Application, message: Message, user: User, custom_id: str, **kw: Any
+    ) -> Interaction:
+        """A component interaction with a ``custom_id`` the message need not have."""
+        return await component_interactions.forge_component(
+            self, app, message, user, custom_id, **kw
+        )
+
+    async def submit_modal(
+        self, opened_by: Interaction, values: dict[str, str], **kw: Any
+    ) -> Interaction:
+        """Submit the modal the bot answered ``opened_by`` with."""
+        return await component_interactions.submit_modal(self, opened_by, values, **kw)
+
+    async def wait_modal(self, ix: Interaction, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The modal the bot answers ``ix`` with."""
+        try:
+            return await self.wait_until(lambda: ix.modal, timeout_s)
+        except TimeoutError:
+            raise AssertionError(
+                f"no modal in answer to {ix.name!r} (response type {ix.response_type}, "
+                f"messages={[m.text for m in ix.messages]})"
+            ) from None
+
+    async def autocomplete(
+        self,
+        app: Application,
+        channel: Channel,
+        user: User,
+        name: str,
+        options: dict[str, Any],
+        focused: str,
+    ) -> list[dict[str, Any]]:
+        """The choices the bot offers while ``user`` types into ``/name``'s ``focused``."""
+        return await component_interactions.autocomplete(
+            self, app, channel, user, name, options, focused
+        )
+
+    async def create_role(self, guild: Guild, name: str, permissions: int = 0) -> Role:
+        """A new role of ``guild`` (GUILD_ROLE_CREATE to the connected bots)."""
+        role = Role(snowflake(), name, permissions)
+        guild.roles[role.id] = role
+        for session in list(self.sessions):
+            if session.ready and session.owns(guild.id):
+                await session.dispatch(
+                    "GUILD_ROLE_CREATE",
+                    {"guild_id": str(guild.id), "role": role.payload(len(guild.roles))},
+                )
+        self.notify()
+        return role
+
+    def give_role(self, guild: Guild, user: User, role: Role, on: bool = True) -> None:
+        """Give ``user`` the role (``on=False``: take it away)."""
+        roles = guild.members.setdefault(user.id, [])
+        if on and role.id not in roles:
+            roles.append(role.id)
+        elif not on and role.id in roles:
+            roles.remove(role.id)
 
     async def remove_bot(self, app: Application, guild: Guild) -> None:
         """Kick ``app``'s bot from ``guild`` (GUILD_DELETE without "unavailable")."""
