@@ -101,7 +101,7 @@ async def two_servers(world: World, data: Path) -> AsyncIterator[Servers]:
     app = sim.create_application(f"FeedbackBot{n}")
     for g in (a, b):
         g.members.setdefault(app.user.id, [])
-    data.mkdir()
+    data.mkdir()  # noqa: ASYNC240 (test set-up)
     env = {
         "DATA_DIR": str(data),
         "DATASET_DIR": str(data),

@@ -116,7 +116,7 @@ async def test_reject_and_relabel(s: Servers):
             ix = await s.press(picker, s.member, "Something else...")
             await s.sim.wait_modal(ix)
             await s.sim.submit_modal(ix, {"label": "Daisy White"})
-            await s.sim.wait_until(lambda: "review queue" in picker.content)
+            await s.sim.wait_until(lambda p=picker: "review queue" in p.content)
     review = await s.run(s.admin_a, s.a_chan, "review")
     assert review.embeds[0]["title"] == "Correction 1 of 2"
     await s.press(review, s.admin_a, "Reject")
