@@ -18,16 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.db import AnswerRecord, ReviewItem, ScopedData, StoreWriteError
-from bot.discord_limits import CONTENT_MAX, clip
+from bot.db import AnswerRecord, ScopedData, StoreWriteError
 from bot.download import looks_like_image
-from bot.embeds import BLUE, percent
+from bot.embeds import percent
 from bot.errors import APOLOGY, UserError, explain, reply_error
 from bot.feedback_ui import (
     label_picker,
     new_label_modal,
     picker_text,
-    review_view,
 )
 from bot.teach_images import download_all, teach_images, teach_report
 from bot.teaching import image_extension, normalize_label
@@ -102,7 +100,7 @@ async def handle(interaction: discord.Interaction, action: str, **kw: Any) -> No
     try:
         if not in_server(interaction):
             raise UserError("Feedback only works in a server where the bot is installed.")
-        await ACTIONS[action](bot, interaction, **kw)
+        await actions()[action](bot, interaction, **kw)
     except Exception as exc:
         message = explain(exc)
         if message is None:
@@ -255,6 +253,8 @@ async def choose_label(
         channel_id, message_id = (int(x) for x in rest.split("-"))
         await teach_message(bot, interaction, channel_id, message_id, label)
     else:
+        from bot.review_flow import decide
+
         await decide(bot, interaction, int(rest), label)
 
 
@@ -318,118 +318,14 @@ async def teach_message(
     await interaction.edit_original_response(content=report, view=None)
 
 
-# --- /review ------------------------------------------------------------------------------
-async def review_page(
-    scope: ScopedData, note: str = ""
-) -> tuple[str, discord.Embed | None, discord.File | None, discord.ui.View | None]:
-    """The oldest waiting correction, ready to show (or that the queue is empty)."""
-    while True:
-        item, waiting = await scope.review_queue()
-        if item is None:
-            return (
-                clip(f"{note}\nThe review queue is empty.".strip(), CONTENT_MAX),
-                None,
-                None,
-                None,
-            )
-        data = await read_kept(item.image)
-        if data is not None:
-            break
-        await scope.drop_review_item(item.item_id)  # its image vanished: nothing to review
-    name = f"review{item.image.suffix}"
-    embed = review_embed(item, waiting, name)
-    return (
-        clip(note, CONTENT_MAX),
-        embed,
-        discord.File(item.image, filename=name),
-        review_view(item.item_id),
-    )
+def actions() -> dict[str, Callable[..., Awaitable[None]]]:
+    from bot.review_flow import review  # it uses this module's helpers
 
-
-def review_embed(item: ReviewItem, waiting: int, file_name: str) -> discord.Embed:
-    embed = discord.Embed(title=f"Correction 1 of {waiting}", colour=BLUE)
-    embed.add_field(
-        name="The model said", value=f"{item.model_label} ({percent(item.model_confidence)})"
-    )
-    embed.add_field(name="Proposed label", value=item.proposed_label)
-    embed.add_field(name="Sent by", value=f"<@{item.user_id}> ({item.user_name})"[:1024])
-    embed.set_image(url=f"attachment://{file_name}")
-    return embed
-
-
-async def show_review(interaction: discord.Interaction, scope: ScopedData, note: str) -> None:
-    """Replace the /review message with the next item (after a deferred update)."""
-    content, embed, file, view = await review_page(scope, note)
-    await interaction.edit_original_response(
-        content=content or None,
-        embeds=[embed] if embed else [],
-        attachments=[file] if file else [],
-        view=view,
-    )
-
-
-async def review(
-    bot: ClassifierBot, interaction: discord.Interaction, verb: str, item_id: int
-) -> None:
-    await require_trainer(bot, interaction)
-    scope = scope_for(bot, interaction)
-    item = await scope.review_item(item_id)
-    if item is None:
-        await interaction.response.defer()
-        await show_review(interaction, scope, "That correction was already handled.")
-        return
-    if verb == "l":
-        labels = await server_labels(bot, scope)
-        what = (
-            f"Relabel: the model said **{item.model_label}**, the member proposed "
-            f"**{item.proposed_label}**."
-        )
-        await interaction.response.edit_message(
-            content=picker_text(what, labels, 0),
-            view=label_picker(f"r{item_id}", labels, 0),
-        )
-        return
-    if verb == "x":
-        await interaction.response.defer()
-        await scope.drop_review_item(item_id)
-        await show_review(interaction, scope, f"Rejected **{item.proposed_label}**.")
-        return
-    await decide(bot, interaction, item_id, item.proposed_label)
-
-
-async def decide(
-    bot: ClassifierBot, interaction: discord.Interaction, item_id: int, label: str
-) -> None:
-    """Approve a review item as ``label``: taught through the teaching path, as taught
-    by the member who proposed it."""
-    await require_trainer(bot, interaction)
-    scope = scope_for(bot, interaction)
-    await interaction.response.defer()
-    item = await scope.review_item(item_id)
-    if item is None:
-        await show_review(interaction, scope, "That correction was already handled.")
-        return
-    data = await read_kept(item.image)
-    if data is None:
-        await scope.drop_review_item(item_id)
-        await show_review(interaction, scope, "That correction's image is gone; dropped it.")
-        return
-    [result] = await teach_images(
-        bot, scope, label, [("image", data)], user_id=item.user_id, user_name=item.user_name
-    )
-    if result.learned or result.duplicate:
-        await scope.drop_review_item(item_id)
-        note = f"Approved: the image is {result.line}."
-    else:
-        note = f"Not taught (it stays in the queue): {result.line}"
-    await show_review(interaction, scope, note)
-
-
-ACTIONS: dict[str, Callable[..., Awaitable[None]]] = {
-    "vote": vote,
-    "label": choose_label,
-    "modal": choose_label,
-    "page": page,
-    "new_label": new_label,
-    "review": review,
-}
+    return {
+        "vote": vote,
+        "label": choose_label,
+        "modal": choose_label,
+        "page": page,
+        "new_label": new_label,
+        "review": review,
+    }

@@ -12,8 +12,9 @@ from discord.ext import commands
 
 from bot.client import ClassifierBot
 from bot.errors import UserError
-from bot.feedback_flow import handle, modal_value, review_page
+from bot.feedback_flow import handle, modal_value
 from bot.feedback_ui import NEW_LABEL_MODAL
+from bot.review_flow import review_page
 from bot.tenancy import in_server, scope_of
 from bot.trainers import require_trainer
 
