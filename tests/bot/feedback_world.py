@@ -119,3 +119,8 @@ async def two_servers(world: World, data: Path) -> AsyncIterator[Servers]:
         yield servers
     finally:
         await servers.bot.stop()
+        # the simulator is shared by the session: bots started later need not load these
+        for guild in (a, b):
+            sim.guilds.pop(guild.id, None)
+            for channel_id in guild.channels:
+                sim.channels.pop(channel_id, None)
