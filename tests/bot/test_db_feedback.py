@@ -159,3 +159,21 @@ async def test_repair_drops_rows_whose_kept_image_is_missing(store: Store):
     assert stray in report.files_removed
     assert (await scope.answer(record.answer_id)).image is None  # type: ignore[union-attr]
     assert (await scope.review_queue()) == (None, 0)
+
+
+async def test_forget_all_and_the_retention_purge_leave_other_servers_alone(store: Store):
+    a, b = store.guild(A), store.guild(B)
+    a_answer = await a.answer(await answer(store, A, "red"))
+    b_answer = await b.answer(await answer(store, B, "red"))
+    assert a_answer is not None and b_answer is not None
+    await a.enqueue_review(a_answer, "rose", user_id=7, user_name="m")
+    await b.enqueue_review(b_answer, "rose", user_id=7, user_name="m")
+    await a.vote(a_answer.answer_id, 8, right=True)
+    await a.mark_left(dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+    purged = await store.operator.purge_departed(dt.timedelta(days=30))
+    assert list(purged) == [A]
+    assert await a.answer(a_answer.answer_id) is None and (await a.review_queue()) == (None, 0)
+    assert not a.feedback_dir.exists()
+    item, waiting = await b.review_queue()
+    assert waiting == 1 and item is not None and item.image.is_file()
+    assert await b.answer(b_answer.answer_id) is not None
