@@ -15,6 +15,16 @@
   with it are answered. A request refused alone is not retried.
 * A batch whose requests have all ended (timed out, cancelled) before the instance runs it
   is cancelled, and the instance skips it.
+* A batch that times out on a provider blames nobody yet: its images are retried apart,
+  each alone (a request of several images is split, its answers gathered again), and the
+  instance is put on probation (:mod:`.health`): it gets canaries alone. If it answers them
+  right, an image that timed out alone is the culprit and is answered ``too_complex`` (the
+  requestor's message) without costing anyone a replacement; if not, the instance is
+  replaced and the image retried elsewhere.
+* Every answer is judged first (:mod:`.health`): a batch that fails a canary is dropped and
+  re-run elsewhere, and its instance replaced; per-instance rates of refused batches and
+  of images called broken that the requestor's decoder reads replace an instance past a
+  threshold.
 """
 
 from __future__ import annotations
@@ -37,9 +47,11 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.protocol import REFUSED_MESSAGE
+from golem_backend.golem.health import HealthConfig, HealthMonitor, MixedBatch
+from golem_backend.golem.protocol import REFUSED_MESSAGE, user_image_error
 from golem_backend.golem.service import (
     BatchRefused,
+    BatchTimedOut,
     ClassifierService,
     ClassifyBatch,
     ModelArtifact,
@@ -75,10 +87,13 @@ class Dispatcher:
         open_cluster: OpenCluster,
         instance_params: Callable[[], dict[str, Any]],
         config: DispatcherConfig,
+        health: HealthMonitor | None = None,
     ) -> None:
         self.config = config
         self._wakeup = asyncio.Event()
         self.pool = InstancePool(open_cluster, instance_params, config, self._wakeup.set)
+        self.health = health or HealthMonitor(HealthConfig())
+        self._held: dict[str, list[_Request]] = {}  # instance id -> lone images timed out
         self._queue: deque[_Request] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
@@ -189,7 +204,11 @@ class Dispatcher:
 
     def _pick_worker(self) -> Worker | None:
         limit = self.config.max_batches_per_instance
-        free = [w for w in self.pool.serving() if len(w.in_flight) < limit]
+        free = [
+            w
+            for w in self.pool.serving()
+            if len(w.in_flight) < limit and not self.health.of(w.service).on_probation
+        ]
         return min(free, key=lambda w: (w.busy_images, w.retiring), default=None)
 
     async def _dispatch_loop(self) -> None:
@@ -245,18 +264,26 @@ class Dispatcher:
     def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
         images = [img for r in reqs for img in r.images]
         heads = [r.head for r in reqs for _ in r.images] if any(r.head for r in reqs) else []
+        mixed = self.health.mix(worker.service, images, list(heads))
         top_k = max(r.top_k for r in reqs)
         future = asyncio.get_running_loop().create_future()
-        self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future, heads), reqs)
+        batch = ClassifyBatch(_batch_id(), mixed.images, top_k, future, mixed.heads)  # type: ignore[arg-type]
+        self._send(worker, batch, reqs, mixed)
 
-    def _send(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
+    def _send(
+        self,
+        worker: Worker,
+        batch: ClassifyBatch,
+        reqs: list[_Request],
+        mixed: MixedBatch | None = None,
+    ) -> None:
         worker.in_flight[batch.batch_id] = batch
         try:
             worker.service.send_message_nowait(batch)
         except BaseException:
             del worker.in_flight[batch.batch_id]
             raise
-        task = asyncio.create_task(self._watch(worker, batch, reqs))
+        task = asyncio.create_task(self._watch(worker, batch, reqs, mixed))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
         if reqs:  # not a model sync: drop the batch once nobody waits for it any more
@@ -268,30 +295,160 @@ class Dispatcher:
             for req in reqs:
                 req.future.add_done_callback(abandon)
 
-    async def _watch(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
+    async def _watch(
+        self,
+        worker: Worker,
+        batch: ClassifyBatch,
+        reqs: list[_Request],
+        mixed: MixedBatch | None,
+    ) -> None:
         try:
             outcomes = await asyncio.shield(batch.future)
         except asyncio.CancelledError:
             if not batch.future.cancelled():
                 raise  # this watcher itself was cancelled
             # abandon(): every request of the batch has already ended
+        except BatchTimedOut:
+            worker.in_flight.pop(batch.batch_id, None)
+            self._timed_out(worker, reqs)
         except BatchRefused as exc:
+            self._judge(worker, bad=True, why="the daemon refused a batch")
             self._refused(reqs, str(exc))
         except Exception as exc:  # InstanceFailed, or anything unexpected
             for req in reqs:
                 self._retry(req, str(exc) or type(exc).__name__)
         else:
-            offset = 0
-            for req in reqs:
-                part = outcomes[offset : offset + len(req.images)]
-                offset += len(req.images)
-                if not req.future.done():
-                    req.future.set_result([_trim(o, req.top_k) for o in part])
-                    self.requests_served += 1
-                    worker.served += 1
+            if mixed is None or await self._trusted(worker, reqs, mixed, outcomes):
+                self._deliver(worker, reqs, mixed.users_outcomes(outcomes) if mixed else outcomes)
         finally:
             worker.in_flight.pop(batch.batch_id, None)
             self._wakeup.set()
+
+    def _deliver(self, worker: Worker, reqs: list[_Request], outcomes: list[Any]) -> None:
+        offset = 0
+        for req in reqs:
+            part = outcomes[offset : offset + len(req.images)]
+            offset += len(req.images)
+            if not req.future.done():
+                req.future.set_result([_trim(o, req.top_k) for o in part])
+                self.requests_served += 1
+                worker.served += 1
+
+    async def _trusted(
+        self, worker: Worker, reqs: list[_Request], mixed: MixedBatch, outcomes: list[Any]
+    ) -> bool:
+        """Check a batch's answers (canaries, disputed errors) before any user sees them;
+        when they cannot be trusted, re-run the requests and say so."""
+        failure = mixed.canary_failure(outcomes)
+        if failure is not None:
+            self.health.canary_failures += 1
+            self.pool.evict(worker, f"failed a canary: {failure}")
+            for req in reqs:
+                self._retry(req, "re-run after its instance failed a canary")
+            return False
+        self.health.canary_passed(worker.service, mixed)
+        images = [image for req in reqs for image in req.images]
+        unfounded = await self.health.unfounded_errors(images, mixed.users_outcomes(outcomes))
+        why = f"called {unfounded} readable image(s) broken"
+        if not self._judge(worker, bad=unfounded > 0, why=why) and unfounded:
+            for req in reqs:  # not evicted yet: re-run rather than pass the errors on
+                self._retry(req, why)
+        return unfounded == 0
+
+    def _judge(self, worker: Worker, *, bad: bool, why: str) -> bool:
+        """Record one batch of ``worker``; replace it past the threshold (returns True)."""
+        reason = self.health.record(worker.service, bad=bad, why=why)
+        if reason is not None and not worker.stop_requested:
+            self.pool.evict(worker, reason)
+            return True
+        return False
+
+    # --- timeouts -----------------------------------------------------------------------
+
+    def _timed_out(self, worker: Worker, reqs: list[_Request]) -> None:
+        """Retry the images apart; hold an image that timed out alone until the instance's
+        probe says whether the image or the instance is at fault."""
+        live = [r for r in reqs if not r.future.done()]
+        lone = sum(len(r.images) for r in reqs) == 1
+        if self._closing:
+            for req in live:
+                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+            return
+        held = self._held.setdefault(worker.service.id, [])
+        if lone:
+            held.extend(live)
+        else:
+            logger.info("a batch of %d requests timed out: retrying its images apart", len(reqs))
+            for req in reversed(live):
+                self._split(req)
+        if not self.health.of(worker.service).on_probation:
+            self.health.of(worker.service).on_probation = True
+            task = asyncio.create_task(self._probe(worker))
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+        self._wakeup.set()
+
+    def _split(self, req: _Request) -> None:
+        """Back to the head of the queue, each image in a batch of its own."""
+        if len(req.images) == 1:
+            req.alone = True
+            self._queue.appendleft(req)
+            return
+        loop = asyncio.get_running_loop()
+        parts = [
+            dataclasses.replace(req, images=[image], future=loop.create_future(), alone=True)
+            for image in req.images
+        ]
+
+        def gather(_: object) -> None:
+            if req.future.done() or not all(p.future.done() for p in parts):
+                return
+            failed = [p.future.exception() for p in parts if not p.future.cancelled()]
+            error = next((e for e in failed if e is not None), None)
+            if error is not None:
+                req.future.set_exception(error)
+            elif not any(p.future.cancelled() for p in parts):
+                req.future.set_result([o for p in parts for o in p.future.result()])
+
+        def cancel_parts(_: object) -> None:
+            for part in parts:
+                if not part.future.done():
+                    part.future.cancel()
+
+        for part in parts:
+            part.future.add_done_callback(gather)
+        req.future.add_done_callback(cancel_parts)
+        self._queue.extendleft(reversed(parts))
+
+    async def _probe(self, worker: Worker) -> None:
+        """Canaries alone on an instance whose batch timed out: is it well?"""
+        probe = self.health.probe()
+        reason = None
+        if probe is not None:  # without canaries there is nothing to check it with
+            future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+            batch = ClassifyBatch(_batch_id(), probe.images, 1, future)
+            worker.in_flight[batch.batch_id] = batch
+            try:
+                worker.service.send_message_nowait(batch)
+                reason = probe.canary_failure(await future)
+            except Exception as exc:
+                reason = f"{type(exc).__name__} {exc}".strip()
+            finally:
+                worker.in_flight.pop(batch.batch_id, None)
+        self.health.of(worker.service).on_probation = False
+        held = self._held.pop(worker.service.id, [])
+        if reason is None:
+            self.health.canary_passed(worker.service, probe or MixedBatch([], []))
+            for req in held:  # the instance is well: the image is at fault
+                if not req.future.done():
+                    logger.warning("an image of %d bytes timed out alone", len(req.images[0]))
+                    req.future.set_result([user_image_error("too_complex")])
+                    self.requests_served += 1
+        else:
+            self.pool.evict(worker, f"failed its canaries after a timeout: {reason}")
+            for req in held:
+                self._retry(req, "its instance, not the image, was at fault")
+        self._wakeup.set()
 
     def _refused(self, reqs: list[_Request], reason: str) -> None:
         """The daemon refused a batch: fail a lone request, retry each of several alone."""

@@ -1,0 +1,116 @@
+"""Canary images of known answer, to check that a provider runs the classifier honestly.
+
+The canaries are a few photos of the dataset the package ships (``provider/data``): small
+JPEGs like the photos users send. Their expected answers are computed when the backend
+starts (and after each retrain) by the requestor's own copy of the model, in a throw-away
+process, with the same code the provider's daemon runs, so the expected answer is what an
+honest daemon returns for that model. Only candidates whose best label leads the second by
+a clear margin are kept, so a rounding difference between two machines cannot flip them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from golem_backend import child
+from golem_backend.processes import executor_processes, worker_context
+from provider.results import Prediction
+
+logger = logging.getLogger(__name__)
+
+#: The dataset shipped with the package (``provider.train.default_dataset``, without
+#: importing the training stack into the bot's process).
+SHIPPED_DATASET = Path(__file__).resolve().parents[2] / "provider" / "data" / "flowers17"
+CANDIDATES = 16  # photos classified at start; the clearest ``KEPT`` become canaries
+KEPT = 6
+MIN_MARGIN = 0.1  # best label's confidence minus the second's, for a canary
+CONFIDENCE_TOLERANCE = 0.05  # a provider's confidence may differ from ours by this much
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    image: bytes
+    expected: Prediction
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySet:
+    """Canaries of one model (their answers are only valid for ``model_id``)."""
+
+    model_id: str
+    canaries: tuple[Canary, ...]
+
+
+def candidate_images(dataset: Path = SHIPPED_DATASET, count: int = CANDIDATES) -> list[bytes]:
+    """``count`` photos spread over the dataset's labels (the same ones every start)."""
+    files = sorted(p for p in dataset.rglob("*.jpg") if p.is_file())
+    if not files:
+        return []
+    step = max(1, len(files) // count)
+    return [path.read_bytes() for path in files[::step][:count]]
+
+
+def _margin(prediction: Prediction) -> float:
+    scores = [s.confidence for s in prediction.top]
+    return scores[0] - scores[1] if len(scores) > 1 else scores[0]
+
+
+def choose(images: list[bytes], outcomes: list[object], model_id: str) -> CanarySet:
+    """The clearest answered candidates (largest margin first)."""
+    answered = [
+        Canary(image, outcome)
+        for image, outcome in zip(images, outcomes, strict=True)
+        if isinstance(outcome, Prediction) and _margin(outcome) >= MIN_MARGIN
+    ]
+    answered.sort(key=lambda c: -_margin(c.expected))
+    return CanarySet(model_id, tuple(answered[:KEPT]))
+
+
+def mismatch(got: object, want: Prediction, model_id: str) -> str | None:
+    """Why ``got`` is not the canary's expected answer, or None when it is."""
+    if not isinstance(got, Prediction):
+        return f"an error ({getattr(got, 'code', type(got).__name__)}) for a canary"
+    if got.model_id and got.model_id != model_id:
+        return None  # answered by another model (a retrain in between): nothing to compare
+    if got.label != want.label:
+        return f"label {got.label!r} for a canary of label {want.label!r}"
+    if abs(got.confidence - want.confidence) > CONFIDENCE_TOLERANCE:
+        return f"confidence {got.confidence:.3f} for a canary of {want.confidence:.3f}"
+    return None
+
+
+async def compute(
+    model_path: Path, model_id: str, max_pixels: int, timeout_s: float
+) -> CanarySet | None:
+    """Canaries for the model at ``model_path`` (None if they could not be computed)."""
+    images = await asyncio.to_thread(candidate_images)
+    if not images:
+        logger.warning("no canary images found in %s: providers are not checked", SHIPPED_DATASET)
+        return None
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
+    processes = []
+    try:
+        future = asyncio.get_running_loop().run_in_executor(
+            pool, child.classify_batch, str(model_path), model_id, images, 3, max_pixels
+        )
+        processes = executor_processes(pool)
+        _, answered_by, outcomes = await asyncio.wait_for(future, timeout_s)
+    except Exception as exc:
+        logger.warning("could not compute the canaries' answers (%s): providers are not checked",
+                       str(exc) or type(exc).__name__)
+        return None
+    finally:
+        processes = processes or executor_processes(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+    if answered_by != model_id:
+        return None
+    canaries = choose(images, list(outcomes), model_id)
+    logger.info("%d canary image(s) for model %s", len(canaries.canaries), model_id)
+    return canaries if canaries.canaries else None

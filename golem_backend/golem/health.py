@@ -1,0 +1,187 @@
+"""Is an instance honest and well? Error rates over a sliding window, and canaries.
+
+A provider is untrusted. The dispatcher asks this module, batch after batch:
+
+* **Rates.** Each batch an instance ends is one event in its window of the last
+  ``window`` batches: bad when the daemon refused it, or when the provider called an image
+  broken (``corrupt``, ``not_an_image``, ...) that the requestor's own decoder reads. Past
+  ``max_bad_ratio`` of bad batches (after ``min_batches``), the instance is replaced. An
+  honest provider seeing genuinely broken images is not blamed: those images fail here too.
+* **Canaries** (:mod:`.canaries`): the first batch of each instance, and a random share
+  ``canary_rate`` of the later ones, carries a canary image at a random position, named
+  like the others. A wrong label or a confidence far from the requestor's fails the batch:
+  its results are dropped (users never see them), the instance is replaced and the batch
+  re-run elsewhere.
+* **Probation.** After a batch times out, the instance gets no batch but a probe of
+  canaries alone: if it answers them right, the instance is well and the image that timed
+  out alone is at fault; if not, the instance is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from golem_backend.base import Outcome
+from golem_backend.golem.canaries import Canary, CanarySet, mismatch
+from golem_backend.settings import BackendSettings
+from provider.errors import ImageError
+
+logger = logging.getLogger(__name__)
+
+#: Codes an honest daemon gives only for images the requestor's decoder also rejects.
+DISPUTABLE = frozenset({"empty", "not_an_image", "unreadable", "corrupt"})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    window: int = 20  # batches per instance considered
+    max_bad_ratio: float = 0.5  # replaced when this share of them went bad
+    min_batches: int = 4  # judged only once it has ended this many
+    canary_rate: float = 0.1  # share of batches (after the first) that carry a canary
+    max_pixels: int = 40_000_000  # for the requestor's own decode of disputed images
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings) -> HealthConfig:
+        return cls(
+            window=settings.golem_health_window,
+            max_bad_ratio=settings.golem_health_max_bad_ratio,
+            min_batches=settings.golem_health_min_batches,
+            canary_rate=settings.golem_canary_rate,
+            max_pixels=settings.max_image_pixels,
+        )
+
+
+@dataclass(eq=False)
+class InstanceHealth:
+    """What one instance has done lately."""
+
+    events: deque[bool]  # True: the batch went bad
+    checked: bool = False  # has answered a canary right
+    on_probation: bool = False  # timed out: gets no batch until a probe passes
+
+    def bad_ratio(self) -> float:
+        return sum(self.events) / len(self.events) if self.events else 0.0
+
+
+@dataclass(eq=False)
+class MixedBatch:
+    """The images sent to a provider: the users' images with canaries at random positions."""
+
+    images: list[bytes]
+    heads: list[object]  # per image; [] = none
+    canaries: dict[int, Canary] = field(default_factory=dict)  # position -> canary
+    model_id: str = ""  # the model the canaries' answers belong to
+
+    def users_outcomes(self, outcomes: list[Outcome]) -> list[Outcome]:
+        return [o for i, o in enumerate(outcomes) if i not in self.canaries]
+
+    def canary_failure(self, outcomes: list[Outcome]) -> str | None:
+        for position, canary in self.canaries.items():
+            reason = mismatch(outcomes[position], canary.expected, self.model_id)
+            if reason is not None:
+                return reason
+        return None
+
+
+class HealthMonitor:
+    """Per-instance rates, canaries and probation (see the module docstring)."""
+
+    def __init__(
+        self, config: HealthConfig, canaries: Callable[[], CanarySet | None] = lambda: None
+    ) -> None:
+        self.config = config
+        self._canaries = canaries
+        self._instances: weakref.WeakKeyDictionary[object, InstanceHealth] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._random = random.Random()
+        self.canary_failures = 0
+
+    def of(self, key: object) -> InstanceHealth:
+        health = self._instances.get(key)
+        if health is None:
+            health = InstanceHealth(deque(maxlen=self.config.window))
+            self._instances[key] = health
+        return health
+
+    # --- canaries ---------------------------------------------------------------------
+
+    def mix(self, key: object, images: list[bytes], heads: list[object]) -> MixedBatch:
+        """Add canaries to a batch for instance ``key`` when it is due a check."""
+        canaries = self._canaries()
+        health = self.of(key)
+        due = not health.checked or self._random.random() < self.config.canary_rate
+        if canaries is None or not due:
+            return MixedBatch(list(images), list(heads))
+        return self._with_canaries(canaries, images, heads, 1 if health.checked else 2)
+
+    def probe(self) -> MixedBatch | None:
+        """A batch of canaries alone (None: no canaries to probe with)."""
+        canaries = self._canaries()
+        return None if canaries is None else self._with_canaries(canaries, [], [], 2)
+
+    def _with_canaries(
+        self, canaries: CanarySet, images: list[bytes], heads: list[object], count: int
+    ) -> MixedBatch:
+        mixed = MixedBatch(list(images), list(heads), model_id=canaries.model_id)
+        picked = self._random.sample(canaries.canaries, min(count, len(canaries.canaries)))
+        for canary in picked:
+            position = self._random.randint(0, len(mixed.images))
+            mixed.images.insert(position, canary.image)
+            if mixed.heads:
+                mixed.heads.insert(position, None)  # canaries are answered by the default model
+            shifted = {(p + 1 if p >= position else p): c for p, c in mixed.canaries.items()}
+            mixed.canaries = {**shifted, position: canary}
+        return mixed
+
+    def canary_passed(self, key: object, mixed: MixedBatch) -> None:
+        if mixed.canaries:
+            self.of(key).checked = True
+
+    # --- rates ------------------------------------------------------------------------
+
+    def record(self, key: object, *, bad: bool, why: str = "") -> str | None:
+        """One batch ended on instance ``key``; returns a reason to replace it, or None."""
+        health = self.of(key)
+        health.events.append(bad)
+        if bad:
+            logger.info("instance batch went bad: %s", why)
+        if len(health.events) >= self.config.min_batches:
+            ratio = health.bad_ratio()
+            if ratio >= self.config.max_bad_ratio:
+                return (
+                    f"{ratio:.0%} of its last {len(health.events)} batches went bad "
+                    f"(refused, or images it called broken that are not); last: {why}"
+                )
+        return None
+
+    async def unfounded_errors(self, images: list[bytes], outcomes: list[Outcome]) -> int:
+        """How many images the provider called broken that the requestor's decoder reads."""
+        disputed = [
+            image
+            for image, outcome in zip(images, outcomes, strict=True)
+            if isinstance(outcome, ImageError) and outcome.code in DISPUTABLE
+        ]
+        if not disputed:
+            return 0
+        return await asyncio.to_thread(self._decodable, disputed)
+
+    def _decodable(self, images: list[bytes]) -> int:
+        from provider.imageio import decode_image  # numpy & Pillow: only when disputed
+
+        count = 0
+        for image in images:
+            try:
+                decode_image(image, max_pixels=self.config.max_pixels, min_side=224, shrink=True)
+            except ImageError:
+                continue
+            except Exception:  # anything else our decoder trips on is not the provider's lie
+                continue
+            count += 1
+        return count
