@@ -38,8 +38,8 @@ from golem_backend.base import (
 )
 from golem_backend.golem import canaries
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
-from golem_backend.golem.health import HealthConfig, HealthMonitor
 from golem_backend.golem.heads import HeadShelf
+from golem_backend.golem.health import HealthConfig, HealthMonitor
 from golem_backend.golem.runtime import GolemRuntime, Runtime
 from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
 from golem_backend.lifecycle import Lifecycle

@@ -66,7 +66,9 @@ def choose(images: list[bytes], outcomes: list[object], model_id: str) -> Canary
         for image, outcome in zip(images, outcomes, strict=True)
         if isinstance(outcome, Prediction) and _margin(outcome) >= MIN_MARGIN
     ]
-    answered.sort(key=lambda c: -_margin(c.expected))
+    # Known labels first (an "unknown" canary cannot catch a provider answering "unknown"
+    # to everything), then the clearest.
+    answered.sort(key=lambda c: (c.expected.is_unknown, -_margin(c.expected)))
     return CanarySet(model_id, tuple(answered[:KEPT]))
 
 
@@ -100,8 +102,10 @@ async def compute(
         processes = executor_processes(pool)
         _, answered_by, outcomes = await asyncio.wait_for(future, timeout_s)
     except Exception as exc:
-        logger.warning("could not compute the canaries' answers (%s): providers are not checked",
-                       str(exc) or type(exc).__name__)
+        logger.warning(
+            "could not compute the canaries' answers (%s): providers are not checked",
+            str(exc) or type(exc).__name__,
+        )
         return None
     finally:
         processes = processes or executor_processes(pool)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable, Outcome
+from golem_backend.golem.health import HealthConfig, HealthMonitor, MixedBatch
 from golem_backend.golem.pool import (
     ClusterLike,
     DispatcherConfig,
@@ -47,8 +47,8 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.health import HealthConfig, HealthMonitor, MixedBatch
 from golem_backend.golem.protocol import REFUSED_MESSAGE, user_image_error
+from golem_backend.golem.requests import Request, split, trim
 from golem_backend.golem.service import (
     BatchRefused,
     BatchTimedOut,
@@ -56,7 +56,6 @@ from golem_backend.golem.service import (
     ClassifyBatch,
     ModelArtifact,
 )
-from provider.results import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +64,6 @@ __all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
 _SHUTTING_DOWN = "The Golem backend is shutting down."
 _DISPATCH_FAILED = "The Golem backend could not send the request to a provider; try again."
 _SENT = 0.0  # _dispatch() sent a batch
-
-
-@dataclasses.dataclass(eq=False)
-class _Request:
-    images: list[bytes]
-    top_k: int
-    future: asyncio.Future[list[Outcome]]
-    enqueued_at: float
-    attempts: int = 0
-    alone: bool = False  # refused within a batch: retried in a batch of its own
-    head: ModelArtifact | None = None  # the server's head that answers it (None: default)
-    tenant: str | None = None  # whose request it is: one tenant holds at most half the queue
 
 
 class Dispatcher:
@@ -93,8 +80,8 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self.pool = InstancePool(open_cluster, instance_params, config, self._wakeup.set)
         self.health = health or HealthMonitor(HealthConfig())
-        self._held: dict[str, list[_Request]] = {}  # instance id -> lone images timed out
-        self._queue: deque[_Request] = deque()
+        self._held: dict[str, list[Request]] = {}  # instance id -> lone images timed out
+        self._queue: deque[Request] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -132,7 +119,7 @@ class Dispatcher:
                 f"(at most {share} waiting per server); try again in a moment."
             )
         loop = asyncio.get_running_loop()
-        req = _Request(
+        req = Request(
             list(images), top_k, loop.create_future(), time.monotonic(), head=head, tenant=tenant
         )
         self._queue.append(req)
@@ -245,8 +232,8 @@ class Dispatcher:
             raise
         return _SENT
 
-    def _take_batch(self) -> list[_Request]:
-        taken: list[_Request] = []
+    def _take_batch(self) -> list[Request]:
+        taken: list[Request] = []
         size = 0
         while self._queue:
             req = self._queue[0]
@@ -261,7 +248,7 @@ class Dispatcher:
                 break
         return taken
 
-    def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
+    def _send_requests(self, worker: Worker, reqs: list[Request]) -> None:
         images = [img for r in reqs for img in r.images]
         heads = [r.head for r in reqs for _ in r.images] if any(r.head for r in reqs) else []
         mixed = self.health.mix(worker.service, images, list(heads))
@@ -274,7 +261,7 @@ class Dispatcher:
         self,
         worker: Worker,
         batch: ClassifyBatch,
-        reqs: list[_Request],
+        reqs: list[Request],
         mixed: MixedBatch | None = None,
     ) -> None:
         worker.in_flight[batch.batch_id] = batch
@@ -299,7 +286,7 @@ class Dispatcher:
         self,
         worker: Worker,
         batch: ClassifyBatch,
-        reqs: list[_Request],
+        reqs: list[Request],
         mixed: MixedBatch | None,
     ) -> None:
         try:
@@ -312,60 +299,42 @@ class Dispatcher:
             worker.in_flight.pop(batch.batch_id, None)
             self._timed_out(worker, reqs)
         except BatchRefused as exc:
-            self._judge(worker, bad=True, why="the daemon refused a batch")
+            evict = self.health.record(worker.service, bad=True, why="refused a batch")
+            if evict is not None:
+                self.pool.evict(worker, evict)
             self._refused(reqs, str(exc))
         except Exception as exc:  # InstanceFailed, or anything unexpected
             for req in reqs:
                 self._retry(req, str(exc) or type(exc).__name__)
         else:
-            if mixed is None or await self._trusted(worker, reqs, mixed, outcomes):
-                self._deliver(worker, reqs, mixed.users_outcomes(outcomes) if mixed else outcomes)
+            if mixed is not None:  # judged before any user sees it
+                images = [image for req in reqs for image in req.images]
+                verdict = await self.health.judge(worker.service, mixed, images, outcomes)
+                if verdict.evict is not None:
+                    self.pool.evict(worker, verdict.evict)
+                if verdict.rerun is not None:
+                    for req in reqs:
+                        self._retry(req, verdict.rerun)
+                    return
+                outcomes = mixed.users_outcomes(outcomes)
+            self._deliver(worker, reqs, outcomes)
         finally:
             worker.in_flight.pop(batch.batch_id, None)
             self._wakeup.set()
 
-    def _deliver(self, worker: Worker, reqs: list[_Request], outcomes: list[Any]) -> None:
+    def _deliver(self, worker: Worker, reqs: list[Request], outcomes: list[Any]) -> None:
         offset = 0
         for req in reqs:
             part = outcomes[offset : offset + len(req.images)]
             offset += len(req.images)
             if not req.future.done():
-                req.future.set_result([_trim(o, req.top_k) for o in part])
+                req.future.set_result([trim(o, req.top_k) for o in part])
                 self.requests_served += 1
                 worker.served += 1
 
-    async def _trusted(
-        self, worker: Worker, reqs: list[_Request], mixed: MixedBatch, outcomes: list[Any]
-    ) -> bool:
-        """Check a batch's answers (canaries, disputed errors) before any user sees them;
-        when they cannot be trusted, re-run the requests and say so."""
-        failure = mixed.canary_failure(outcomes)
-        if failure is not None:
-            self.health.canary_failures += 1
-            self.pool.evict(worker, f"failed a canary: {failure}")
-            for req in reqs:
-                self._retry(req, "re-run after its instance failed a canary")
-            return False
-        self.health.canary_passed(worker.service, mixed)
-        images = [image for req in reqs for image in req.images]
-        unfounded = await self.health.unfounded_errors(images, mixed.users_outcomes(outcomes))
-        why = f"called {unfounded} readable image(s) broken"
-        if not self._judge(worker, bad=unfounded > 0, why=why) and unfounded:
-            for req in reqs:  # not evicted yet: re-run rather than pass the errors on
-                self._retry(req, why)
-        return unfounded == 0
-
-    def _judge(self, worker: Worker, *, bad: bool, why: str) -> bool:
-        """Record one batch of ``worker``; replace it past the threshold (returns True)."""
-        reason = self.health.record(worker.service, bad=bad, why=why)
-        if reason is not None and not worker.stop_requested:
-            self.pool.evict(worker, reason)
-            return True
-        return False
-
     # --- timeouts -----------------------------------------------------------------------
 
-    def _timed_out(self, worker: Worker, reqs: list[_Request]) -> None:
+    def _timed_out(self, worker: Worker, reqs: list[Request]) -> None:
         """Retry the images apart; hold an image that timed out alone until the instance's
         probe says whether the image or the instance is at fault."""
         live = [r for r in reqs if not r.future.done()]
@@ -379,8 +348,8 @@ class Dispatcher:
             held.extend(live)
         else:
             logger.info("a batch of %d requests timed out: retrying its images apart", len(reqs))
-            for req in reversed(live):
-                self._split(req)
+            for req in reversed(live):  # back to the head of the queue, each image alone
+                self._queue.extendleft(reversed(split(req)))
         if not self.health.of(worker.service).on_probation:
             self.health.of(worker.service).on_probation = True
             task = asyncio.create_task(self._probe(worker))
@@ -388,57 +357,11 @@ class Dispatcher:
             task.add_done_callback(self._watchers.discard)
         self._wakeup.set()
 
-    def _split(self, req: _Request) -> None:
-        """Back to the head of the queue, each image in a batch of its own."""
-        if len(req.images) == 1:
-            req.alone = True
-            self._queue.appendleft(req)
-            return
-        loop = asyncio.get_running_loop()
-        parts = [
-            dataclasses.replace(req, images=[image], future=loop.create_future(), alone=True)
-            for image in req.images
-        ]
-
-        def gather(_: object) -> None:
-            if req.future.done() or not all(p.future.done() for p in parts):
-                return
-            failed = [p.future.exception() for p in parts if not p.future.cancelled()]
-            error = next((e for e in failed if e is not None), None)
-            if error is not None:
-                req.future.set_exception(error)
-            elif not any(p.future.cancelled() for p in parts):
-                req.future.set_result([o for p in parts for o in p.future.result()])
-
-        def cancel_parts(_: object) -> None:
-            for part in parts:
-                if not part.future.done():
-                    part.future.cancel()
-
-        for part in parts:
-            part.future.add_done_callback(gather)
-        req.future.add_done_callback(cancel_parts)
-        self._queue.extendleft(reversed(parts))
-
     async def _probe(self, worker: Worker) -> None:
         """Canaries alone on an instance whose batch timed out: is it well?"""
-        probe = self.health.probe()
-        reason = None
-        if probe is not None:  # without canaries there is nothing to check it with
-            future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-            batch = ClassifyBatch(_batch_id(), probe.images, 1, future)
-            worker.in_flight[batch.batch_id] = batch
-            try:
-                worker.service.send_message_nowait(batch)
-                reason = probe.canary_failure(await future)
-            except Exception as exc:
-                reason = f"{type(exc).__name__} {exc}".strip()
-            finally:
-                worker.in_flight.pop(batch.batch_id, None)
-        self.health.of(worker.service).on_probation = False
+        reason = await self.health.probe_instance(worker.service, worker.in_flight)
         held = self._held.pop(worker.service.id, [])
         if reason is None:
-            self.health.canary_passed(worker.service, probe or MixedBatch([], []))
             for req in held:  # the instance is well: the image is at fault
                 if not req.future.done():
                     logger.warning("an image of %d bytes timed out alone", len(req.images[0]))
@@ -450,7 +373,7 @@ class Dispatcher:
                 self._retry(req, "its instance, not the image, was at fault")
         self._wakeup.set()
 
-    def _refused(self, reqs: list[_Request], reason: str) -> None:
+    def _refused(self, reqs: list[Request], reason: str) -> None:
         """The daemon refused a batch: fail a lone request, retry each of several alone."""
         live = [r for r in reqs if not r.future.done()]
         if len(reqs) == 1:
@@ -470,7 +393,7 @@ class Dispatcher:
             self._queue.appendleft(req)
         self._wakeup.set()
 
-    def _retry(self, req: _Request, reason: str) -> None:
+    def _retry(self, req: Request, reason: str) -> None:
         if req.future.done():
             return
         req.attempts += 1
@@ -499,10 +422,3 @@ class Dispatcher:
 
 def _batch_id() -> str:
     return f"batch-{uuid.uuid4().hex[:12]}"
-
-
-def _trim(outcome: Outcome, top_k: int) -> Outcome:
-    """A batch asks for the largest ``top_k`` of its requests; give each request its own."""
-    if isinstance(outcome, Prediction) and len(outcome.top) > top_k:
-        return dataclasses.replace(outcome, top=outcome.top[:top_k])
-    return outcome

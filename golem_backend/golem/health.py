@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 from golem_backend.base import Outcome
 from golem_backend.golem.canaries import Canary, CanarySet, mismatch
+from golem_backend.golem.service import ClassifierService, ClassifyBatch
 from golem_backend.settings import BackendSettings
 from provider.errors import ImageError
 
@@ -89,6 +91,14 @@ class MixedBatch:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a batch's answers."""
+
+    evict: str | None = None  # replace the instance, for this reason
+    rerun: str | None = None  # do not deliver the answers: re-run the batch, for this reason
+
+
 class HealthMonitor:
     """Per-instance rates, canaries and probation (see the module docstring)."""
 
@@ -140,9 +150,49 @@ class HealthMonitor:
             mixed.canaries = {**shifted, position: canary}
         return mixed
 
+    async def probe_instance(
+        self, service: ClassifierService, in_flight: dict[str, ClassifyBatch]
+    ) -> str | None:
+        """Send ``service`` canaries alone (it is on probation meanwhile); why it failed them,
+        or None when it answered them right (or there are no canaries to check it with)."""
+        health = self.of(service)
+        health.on_probation = True
+        probe = self.probe()
+        reason = None
+        if probe is not None:
+            future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+            batch = ClassifyBatch(f"batch-{uuid.uuid4().hex[:12]}", probe.images, 1, future)
+            in_flight[batch.batch_id] = batch  # failed by the pool if the instance stops
+            try:
+                service.send_message_nowait(batch)
+                reason = probe.canary_failure(await future)
+            except Exception as exc:
+                reason = f"{type(exc).__name__} {exc}".strip()
+            finally:
+                in_flight.pop(batch.batch_id, None)
+            if reason is None:
+                health.checked = True
+        health.on_probation = False
+        return reason
+
     def canary_passed(self, key: object, mixed: MixedBatch) -> None:
         if mixed.canaries:
             self.of(key).checked = True
+
+    async def judge(
+        self, key: object, mixed: MixedBatch, images: list[bytes], outcomes: list[Outcome]
+    ) -> Verdict:
+        """Judge the answers of ``mixed`` (``images``: the users' images in it, in order)."""
+        failure = mixed.canary_failure(outcomes)
+        if failure is not None:
+            self.canary_failures += 1
+            why = f"failed a canary: {failure}"
+            return Verdict(evict=why, rerun=why)
+        self.canary_passed(key, mixed)
+        unfounded = await self.unfounded_errors(images, mixed.users_outcomes(outcomes))
+        why = f"called {unfounded} readable image(s) broken"
+        evict = self.record(key, bad=unfounded > 0, why=why)
+        return Verdict(evict=evict, rerun=why if unfounded else None)
 
     # --- rates ------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ A batch that fails (command error, malformed reply) fails its future with
 :class:`InstanceFailed` and ends this instance: the dispatcher re-sends the batch elsewhere
 and replaces the instance. A batch that times out fails with :class:`BatchTimedOut` and the
 instance keeps serving: an image may be at fault (a decoder stuck on a hostile file), so the
-dispatcher splits the batch and checks the instance with canaries before blaming it. A batch the daemon *refused* (it answered ``ok: false``, so the
-client exited with ``EXIT_REFUSED``) is a request error, not an instance failure: its future
+dispatcher splits the batch and checks the instance with canaries before blaming it. A
+batch the daemon *refused* (it answered ``ok: false``, so the client exited with
+``EXIT_REFUSED``) is a request error, not an instance failure: its future
 fails with :class:`BatchRefused` and the instance keeps serving; the dispatcher retries the
 batch's requests one at a time so only the offending one fails. Scheduling, retries and
 replacement all live in the dispatcher.

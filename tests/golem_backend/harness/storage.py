@@ -73,7 +73,7 @@ class LocalStorageProvider(StorageProvider):
             source.path.unlink(missing_ok=True)
 
     async def new_destination(self, destination_file: os.PathLike | None = None) -> Destination:
-        if destination_file is not None and not Path(destination_file).exists():
+        if destination_file is not None and not Path(destination_file).exists():  # noqa: ASYNC240
             return _FileDestination(Path(destination_file))
         path = self._new_path()
         path.touch()  # gftp's temporary file exists from the start
