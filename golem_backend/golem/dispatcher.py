@@ -190,11 +190,15 @@ class Dispatcher:
     # --- dispatching ------------------------------------------------------------------
 
     def _pick_worker(self) -> Worker | None:
+        """The least busy instance free for a batch that some queued request may go to."""
         limit = self.config.max_batches_per_instance
+        avoided = [r.avoid for r in self._queue if r.avoid and not r.future.done()]
         free = [
             w
             for w in self.pool.serving()
-            if len(w.in_flight) < limit and not self.health.of(w.service).on_probation
+            if len(w.in_flight) < limit
+            and not self.health.of(w.service).on_probation
+            and (len(avoided) < self.queue_depth or any(w.service.id not in a for a in avoided))
         ]
         return min(free, key=lambda w: (w.busy_images, w.retiring), default=None)
 
@@ -222,7 +226,9 @@ class Dispatcher:
         wait = self._queue[0].enqueued_at + self.config.batch_wait_s - time.monotonic()
         if queued < self.config.batch_size and wait > 0:
             return wait
-        reqs = self._take_batch()
+        reqs = self._take_batch(worker.service.id)
+        if not reqs:
+            return None
         try:
             self._send_requests(worker, reqs)
         except Exception:
@@ -232,13 +238,18 @@ class Dispatcher:
             raise
         return _SENT
 
-    def _take_batch(self) -> list[Request]:
+    def _take_batch(self, instance: str) -> list[Request]:
+        """The queue's first requests for ``instance`` (passing those that avoid it)."""
         taken: list[Request] = []
+        passed: list[Request] = []
         size = 0
         while self._queue:
             req = self._queue[0]
             if req.future.done():
                 self._queue.popleft()
+                continue
+            if instance in req.avoid:
+                passed.append(self._queue.popleft())
                 continue
             if taken and (req.alone or size + len(req.images) > self.config.batch_size):
                 break
@@ -246,6 +257,7 @@ class Dispatcher:
             size += len(req.images)
             if req.alone:
                 break
+        self._queue.extendleft(reversed(passed))
         return taken
 
     def _send_requests(self, worker: Worker, reqs: list[Request]) -> None:
@@ -299,34 +311,58 @@ class Dispatcher:
             worker.in_flight.pop(batch.batch_id, None)
             self._timed_out(worker, reqs)
         except BatchRefused as exc:
-            evict = self.health.record(worker.service, bad=True, why="refused a batch")
-            if evict is not None:
-                self.pool.evict(worker, evict)
+            if len(reqs) == 1:  # a batch of several is split first: one request may be at fault
+                evict = self.health.record(worker.service, bad=True, why="refused a request")
+                if evict is not None:
+                    self.pool.evict(worker, evict)
             self._refused(reqs, str(exc))
         except Exception as exc:  # InstanceFailed, or anything unexpected
             for req in reqs:
                 self._retry(req, str(exc) or type(exc).__name__)
         else:
+            rerun: list[Request] = []
             if mixed is not None:  # judged before any user sees it
                 images = [image for req in reqs for image in req.images]
                 verdict = await self.health.judge(worker.service, mixed, images, outcomes)
                 if verdict.evict is not None:
                     self.pool.evict(worker, verdict.evict)
-                if verdict.rerun is not None:
-                    for req in reqs:
-                        self._retry(req, verdict.rerun)
+                if verdict.evict is not None or verdict.rerun is not None:
+                    for req in reqs:  # never a user sees answers of a replaced instance
+                        self._retry(req, verdict.rerun or verdict.evict or "")
                     return
                 outcomes = mixed.users_outcomes(outcomes)
-            self._deliver(worker, reqs, outcomes)
+                rerun = self._disputed(worker, reqs, verdict.disputed)
+            self._deliver(worker, reqs, outcomes, rerun)
         finally:
             worker.in_flight.pop(batch.batch_id, None)
             self._wakeup.set()
 
-    def _deliver(self, worker: Worker, reqs: list[Request], outcomes: list[Any]) -> None:
+    def _disputed(
+        self, worker: Worker, reqs: list[Request], disputed: frozenset[int]
+    ) -> list[Request]:
+        """Re-run on another instance each request with an image ``worker`` called broken
+        while it is readable (returns those); a request a second instance disputes too is
+        answered: they agree, and it is not re-run forever."""
+        rerun = []
+        offset = 0
+        for req in reqs:
+            mine = range(offset, offset + len(req.images))
+            offset += len(req.images)
+            if not req.avoid and disputed.intersection(mine) and not req.future.done():
+                req.avoid = req.avoid | {worker.service.id}
+                self._queue.appendleft(req)
+                rerun.append(req)
+        return rerun
+
+    def _deliver(
+        self, worker: Worker, reqs: list[Request], outcomes: list[Any], rerun: list[Request]
+    ) -> None:
         offset = 0
         for req in reqs:
             part = outcomes[offset : offset + len(req.images)]
             offset += len(req.images)
+            if req in rerun:  # its answers are not trusted
+                continue
             if not req.future.done():
                 req.future.set_result([trim(o, req.top_k) for o in part])
                 self.requests_served += 1

@@ -3,8 +3,10 @@
 A provider is untrusted. The dispatcher asks this module, batch after batch:
 
 * **Rates.** Each batch an instance ends is one event in its window of the last
-  ``window`` batches: bad when the daemon refused it, or when the provider called an image
-  broken (``corrupt``, ``not_an_image``, ...) that the requestor's own decoder reads. Past
+  ``window`` batches: bad when the daemon refused it (a batch of one request: a batch of
+  several is split first, so that one poison request is not held against the instance), or
+  when the provider called an image broken (``corrupt``, ``not_an_image``, ...) that the
+  requestor's own decoder reads. Past
   ``max_bad_ratio`` of bad batches (after ``min_batches``), the instance is replaced. An
   honest provider seeing genuinely broken images is not blamed: those images fail here too.
 * **Canaries** (:mod:`.canaries`): the first batch of each instance, and a random share
@@ -97,6 +99,7 @@ class Verdict:
 
     evict: str | None = None  # replace the instance, for this reason
     rerun: str | None = None  # do not deliver the answers: re-run the batch, for this reason
+    disputed: frozenset[int] = frozenset()  # users' images called broken that are readable
 
 
 class HealthMonitor:
@@ -189,10 +192,10 @@ class HealthMonitor:
             why = f"failed a canary: {failure}"
             return Verdict(evict=why, rerun=why)
         self.canary_passed(key, mixed)
-        unfounded = await self.unfounded_errors(images, mixed.users_outcomes(outcomes))
-        why = f"called {unfounded} readable image(s) broken"
-        evict = self.record(key, bad=unfounded > 0, why=why)
-        return Verdict(evict=evict, rerun=why if unfounded else None)
+        disputed = await self.unfounded_errors(images, mixed.users_outcomes(outcomes))
+        why = f"called {len(disputed)} readable image(s) broken"
+        evict = self.record(key, bad=bool(disputed), why=why)
+        return Verdict(evict=evict, disputed=disputed)
 
     # --- rates ------------------------------------------------------------------------
 
@@ -211,27 +214,30 @@ class HealthMonitor:
                 )
         return None
 
-    async def unfounded_errors(self, images: list[bytes], outcomes: list[Outcome]) -> int:
-        """How many images the provider called broken that the requestor's decoder reads."""
-        disputed = [
-            image
-            for image, outcome in zip(images, outcomes, strict=True)
+    async def unfounded_errors(
+        self, images: list[bytes], outcomes: list[Outcome]
+    ) -> frozenset[int]:
+        """Positions of the images the provider called broken that the requestor's own
+        decoder reads (decoded in a thread, only when a provider reports such an error)."""
+        disputed = {
+            i
+            for i, outcome in enumerate(outcomes)
             if isinstance(outcome, ImageError) and outcome.code in DISPUTABLE
-        ]
+        }
         if not disputed:
-            return 0
-        return await asyncio.to_thread(self._decodable, disputed)
+            return frozenset()
+        readable = await asyncio.to_thread(self._readable, [images[i] for i in sorted(disputed)])
+        return frozenset(i for i, ok in zip(sorted(disputed), readable, strict=True) if ok)
 
-    def _decodable(self, images: list[bytes]) -> int:
+    def _readable(self, images: list[bytes]) -> list[bool]:
         from provider.imageio import decode_image  # numpy & Pillow: only when disputed
 
-        count = 0
+        readable = []
         for image in images:
             try:
                 decode_image(image, max_pixels=self.config.max_pixels, min_side=224, shrink=True)
-            except ImageError:
-                continue
-            except Exception:  # anything else our decoder trips on is not the provider's lie
-                continue
-            count += 1
-        return count
+            except Exception:  # ImageError, or anything else our decoder trips on
+                readable.append(False)
+            else:
+                readable.append(True)
+        return readable

@@ -22,6 +22,8 @@ class Request:
     alone: bool = False  # retried in a batch of its own (refused or timed out with others)
     head: ModelArtifact | None = None  # the server's head that answers it (None: default)
     tenant: str | None = None  # whose request it is: one tenant holds at most half the queue
+    #: instances (service ids) that called one of its readable images broken: not sent there
+    avoid: frozenset[str] = frozenset()
 
 
 def split(req: Request) -> list[Request]:
