@@ -35,7 +35,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable, Outcome
@@ -47,21 +47,18 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.protocol import REFUSED_MESSAGE, user_image_error
-from golem_backend.golem.requests import Request, split, trim
+from golem_backend.golem.requests import Request
 from golem_backend.golem.service import (
-    BatchRefused,
-    BatchTimedOut,
     ClassifierService,
     ClassifyBatch,
     ModelArtifact,
 )
+from golem_backend.golem.settlement import SHUTTING_DOWN, Settlement
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
 
-_SHUTTING_DOWN = "The Golem backend is shutting down."
 _DISPATCH_FAILED = "The Golem backend could not send the request to a provider; try again."
 _SENT = 0.0  # _dispatch() sent a batch
 
@@ -80,13 +77,30 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self.pool = InstancePool(open_cluster, instance_params, config, self._wakeup.set)
         self.health = health or HealthMonitor(HealthConfig())
-        self._held: dict[str, list[Request]] = {}  # instance id -> lone images timed out
         self._queue: deque[Request] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
-        self.requests_served = 0
+        self.settlement = Settlement(
+            self._queue,
+            self.pool,
+            self.health,
+            config,
+            wakeup=self._wakeup.set,
+            closing=lambda: self._closing,
+            spawn=self._spawn,
+        )
         self.errors = 0
+
+    @property
+    def requests_served(self) -> int:
+        return self.settlement.requests_served
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a watcher (``stop()`` waits for them)."""
+        task = asyncio.create_task(work)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     # --- public -----------------------------------------------------------------------
 
@@ -106,7 +120,7 @@ class Dispatcher:
         """Classify ``images`` (with a server's ``head``, or the uploaded model); one outcome
         per image, or a typed error for the request."""
         if self._closing:
-            raise BackendUnavailable(_SHUTTING_DOWN)
+            raise BackendUnavailable(SHUTTING_DOWN)
         waiting = self.queue_depth
         if waiting >= self.config.queue_size:
             raise BackendBusy(
@@ -176,7 +190,7 @@ class Dispatcher:
         while self._queue:
             req = self._queue.popleft()
             if not req.future.done():
-                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+                req.future.set_exception(BackendUnavailable(SHUTTING_DOWN))
         pending = [b.future for w in self.pool.workers for b in w.in_flight.values()]
         if pending:
             await asyncio.wait(pending, timeout=self.config.stop_grace_s)
@@ -282,9 +296,7 @@ class Dispatcher:
         except BaseException:
             del worker.in_flight[batch.batch_id]
             raise
-        task = asyncio.create_task(self._watch(worker, batch, reqs, mixed))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._spawn(self.settlement.watch(worker, batch, reqs, mixed))
         if reqs:  # not a model sync: drop the batch once nobody waits for it any more
 
             def abandon(_: object) -> None:
@@ -293,159 +305,6 @@ class Dispatcher:
 
             for req in reqs:
                 req.future.add_done_callback(abandon)
-
-    async def _watch(
-        self,
-        worker: Worker,
-        batch: ClassifyBatch,
-        reqs: list[Request],
-        mixed: MixedBatch | None,
-    ) -> None:
-        try:
-            outcomes = await asyncio.shield(batch.future)
-        except asyncio.CancelledError:
-            if not batch.future.cancelled():
-                raise  # this watcher itself was cancelled
-            # abandon(): every request of the batch has already ended
-        except BatchTimedOut:
-            worker.in_flight.pop(batch.batch_id, None)
-            self._timed_out(worker, reqs)
-        except BatchRefused as exc:
-            if len(reqs) == 1:  # a batch of several is split first: one request may be at fault
-                evict = self.health.record(worker.service, bad=True, why="refused a request")
-                if evict is not None:
-                    self.pool.evict(worker, evict)
-            self._refused(reqs, str(exc))
-        except Exception as exc:  # InstanceFailed, or anything unexpected
-            for req in reqs:
-                self._retry(req, str(exc) or type(exc).__name__)
-        else:
-            rerun: list[Request] = []
-            if mixed is not None:  # judged before any user sees it
-                images = [image for req in reqs for image in req.images]
-                verdict = await self.health.judge(worker.service, mixed, images, outcomes)
-                if verdict.evict is not None:
-                    self.pool.evict(worker, verdict.evict)
-                if verdict.evict is not None or verdict.rerun is not None:
-                    for req in reqs:  # never a user sees answers of a replaced instance
-                        self._retry(req, verdict.rerun or verdict.evict or "")
-                    return
-                outcomes = mixed.users_outcomes(outcomes)
-                rerun = self._disputed(worker, reqs, verdict.disputed)
-            self._deliver(worker, reqs, outcomes, rerun)
-        finally:
-            worker.in_flight.pop(batch.batch_id, None)
-            self._wakeup.set()
-
-    def _disputed(
-        self, worker: Worker, reqs: list[Request], disputed: frozenset[int]
-    ) -> list[Request]:
-        """Re-run on another instance each request with an image ``worker`` called broken
-        while it is readable (returns those); a request a second instance disputes too is
-        answered: they agree, and it is not re-run forever."""
-        rerun = []
-        offset = 0
-        for req in reqs:
-            mine = range(offset, offset + len(req.images))
-            offset += len(req.images)
-            if not req.avoid and disputed.intersection(mine) and not req.future.done():
-                req.avoid = req.avoid | {worker.service.id}
-                self._queue.appendleft(req)
-                rerun.append(req)
-        return rerun
-
-    def _deliver(
-        self, worker: Worker, reqs: list[Request], outcomes: list[Any], rerun: list[Request]
-    ) -> None:
-        offset = 0
-        for req in reqs:
-            part = outcomes[offset : offset + len(req.images)]
-            offset += len(req.images)
-            if req in rerun:  # its answers are not trusted
-                continue
-            if not req.future.done():
-                req.future.set_result([trim(o, req.top_k) for o in part])
-                self.requests_served += 1
-                worker.served += 1
-
-    # --- timeouts -----------------------------------------------------------------------
-
-    def _timed_out(self, worker: Worker, reqs: list[Request]) -> None:
-        """Retry the images apart; hold an image that timed out alone until the instance's
-        probe says whether the image or the instance is at fault."""
-        live = [r for r in reqs if not r.future.done()]
-        lone = sum(len(r.images) for r in reqs) == 1
-        if self._closing:
-            for req in live:
-                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
-            return
-        held = self._held.setdefault(worker.service.id, [])
-        if lone:
-            held.extend(live)
-        else:
-            logger.info("a batch of %d requests timed out: retrying its images apart", len(reqs))
-            for req in reversed(live):  # back to the head of the queue, each image alone
-                self._queue.extendleft(reversed(split(req)))
-        if not self.health.of(worker.service).on_probation:
-            self.health.of(worker.service).on_probation = True
-            task = asyncio.create_task(self._probe(worker))
-            self._watchers.add(task)
-            task.add_done_callback(self._watchers.discard)
-        self._wakeup.set()
-
-    async def _probe(self, worker: Worker) -> None:
-        """Canaries alone on an instance whose batch timed out: is it well?"""
-        reason = await self.health.probe_instance(worker.service, worker.in_flight)
-        held = self._held.pop(worker.service.id, [])
-        if reason is None:
-            for req in held:  # the instance is well: the image is at fault
-                if not req.future.done():
-                    logger.warning("an image of %d bytes timed out alone", len(req.images[0]))
-                    req.future.set_result([user_image_error("too_complex")])
-                    self.requests_served += 1
-        else:
-            self.pool.evict(worker, f"failed its canaries after a timeout: {reason}")
-            for req in held:
-                self._retry(req, "its instance, not the image, was at fault")
-        self._wakeup.set()
-
-    def _refused(self, reqs: list[Request], reason: str) -> None:
-        """The daemon refused a batch: fail a lone request, retry each of several alone."""
-        live = [r for r in reqs if not r.future.done()]
-        if len(reqs) == 1:
-            for req in live:
-                logger.warning("the provider refused a request: %r", reason)
-                req.future.set_exception(BackendUnavailable(REFUSED_MESSAGE))
-            return
-        if self._closing:
-            for req in live:
-                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
-            return
-        logger.info(
-            "a batch of %d requests was refused (%s): retrying each alone", len(reqs), reason
-        )
-        for req in reversed(live):  # back to the head of the queue, in their order
-            req.alone = True
-            self._queue.appendleft(req)
-        self._wakeup.set()
-
-    def _retry(self, req: Request, reason: str) -> None:
-        if req.future.done():
-            return
-        req.attempts += 1
-        if self._closing:
-            req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
-        elif req.attempts > self.config.max_retries:
-            logger.warning("request failed on %d instances, giving up: %s", req.attempts, reason)
-            req.future.set_exception(
-                BackendUnavailable(
-                    f"The classification failed on {req.attempts} Golem providers; try again later."
-                )
-            )
-        else:
-            logger.info("re-sending a request (attempt %d): %s", req.attempts + 1, reason)
-            self._queue.appendleft(req)
-            self._wakeup.set()
 
     def _timeout_message(self, timeout_s: float) -> str:
         if self.ready:
