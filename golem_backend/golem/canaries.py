@@ -14,6 +14,7 @@ import asyncio
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from golem_backend import child
@@ -94,27 +95,32 @@ async def compute(
         logger.warning("no canary images found in %s: providers are not checked", SHIPPED_DATASET)
         return None
     pool = ProcessPoolExecutor(max_workers=1, mp_context=worker_context())
-    processes = []
+    answered = False
     try:
         future = asyncio.get_running_loop().run_in_executor(
             pool, child.classify_batch, str(model_path), model_id, images, 3, max_pixels
         )
-        processes = executor_processes(pool)
         _, answered_by, outcomes = await asyncio.wait_for(future, timeout_s)
+        answered = True
     except Exception as exc:
-        logger.warning(
-            "could not compute the canaries' answers (%s): providers are not checked",
-            str(exc) or type(exc).__name__,
-        )
+        reason = str(exc) or type(exc).__name__
+        logger.warning("could not compute the canaries' answers (%s): not checked", reason)
         return None
     finally:
-        processes = processes or executor_processes(pool)
+        processes = executor_processes(pool)
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.kill()
+        if not answered:  # it may be stuck: do not leave it behind
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+        await asyncio.shield(asyncio.to_thread(_join, processes))
     if answered_by != model_id:
         return None
     canaries = choose(images, list(outcomes), model_id)
     logger.info("%d canary image(s) for model %s", len(canaries.canaries), model_id)
     return canaries if canaries.canaries else None
+
+
+def _join(processes: list[BaseProcess]) -> None:
+    for process in processes:
+        process.join(10)
