@@ -1,17 +1,25 @@
 """Canary images of known answer, to check that a provider runs the classifier honestly.
 
-The canaries are a few photos of the dataset the package ships (``provider/data``): small
-JPEGs like the photos users send. Their expected answers are computed when the backend
-starts (and after each retrain) by the requestor's own copy of the model, in a throw-away
-process, with the same code the provider's daemon runs, so the expected answer is what an
-honest daemon returns for that model. Only candidates whose best label leads the second by
-a clear margin are kept, so a rounding difference between two machines cannot flip them.
+The canaries are photos of the dataset the package ships (``provider/data``), a random
+few at each start. Their expected answers are computed when the backend starts (and after
+each retrain) by the requestor's own copy of the model, in a throw-away process, with the
+same code the provider's daemon runs, so the expected answer is what an honest daemon
+returns for that model. Only candidates whose best label leads the second by a clear
+margin are kept, so a rounding difference between two machines cannot flip them.
+
+Each time a canary is sent it is :func:`disguise` d: padded with a comment segment of
+random bytes to the size of one of the users' images it travels with. Decoders skip
+comments, so its pixels and answer are unchanged, while its size and hash are new each time.
+The dataset is public, though: a provider that decodes every image and compares it with
+that dataset could still recognise canaries. They catch a provider that lies or breaks
+blindly, not one built to dodge them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -46,13 +54,32 @@ class CanarySet:
     canaries: tuple[Canary, ...]
 
 
-def candidate_images(dataset: Path = SHIPPED_DATASET, count: int = CANDIDATES) -> list[bytes]:
-    """``count`` photos spread over the dataset's labels (the same ones every start)."""
+def candidate_images(
+    dataset: Path = SHIPPED_DATASET, count: int = CANDIDATES, rng: random.Random | None = None
+) -> list[bytes]:
+    """``count`` photos of the dataset, drawn at random (``rng``; a new draw each start)."""
     files = sorted(p for p in dataset.rglob("*.jpg") if p.is_file())
-    if not files:
-        return []
-    step = max(1, len(files) // count)
-    return [path.read_bytes() for path in files[::step][:count]]
+    chosen = (rng or random.Random()).sample(files, min(count, len(files)))
+    return [path.read_bytes() for path in chosen]
+
+
+_SOI = b"\xff\xd8"
+_COMMENT = b"\xff\xfe"  # a JPEG comment segment: decoders skip it by its length
+_MAX_SEGMENT = 65533  # a segment's length field counts itself (2 bytes) and is 16-bit
+
+
+def disguise(image: bytes, size: int, rng: random.Random) -> bytes:
+    """``image`` (a JPEG) padded to about ``size`` bytes with comments of random bytes
+    right after its start marker; unchanged when it is not smaller, or not a JPEG."""
+    missing = size - len(image)
+    if missing < 4 or not image.startswith(_SOI):
+        return image
+    segments = []
+    while missing >= 4:
+        body = min(missing - 4, _MAX_SEGMENT - 2)
+        segments.append(_COMMENT + (body + 2).to_bytes(2, "big") + rng.randbytes(body))
+        missing -= body + 4
+    return _SOI + b"".join(segments) + image[len(_SOI) :]
 
 
 def _margin(prediction: Prediction) -> float:

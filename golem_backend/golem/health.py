@@ -11,9 +11,9 @@ A provider is untrusted. The dispatcher asks this module, batch after batch:
   honest provider seeing genuinely broken images is not blamed: those images fail here too.
 * **Canaries** (:mod:`.canaries`): the first batch of each instance, and a random share
   ``canary_rate`` of the later ones, carries a canary image at a random position, named
-  like the others. A wrong label or a confidence far from the requestor's fails the batch:
-  its results are dropped (users never see them), the instance is replaced and the batch
-  re-run elsewhere.
+  like the others and padded to the size of one of them. A wrong label or a confidence
+  far from the requestor's fails the batch: its results are dropped (users never see
+  them), the instance is replaced and the batch re-run elsewhere.
 * **Probation.** After a batch times out, the instance gets no batch but a probe of
   canaries alone: if it answers them right, the instance is well and the image that timed
   out alone is at fault; if not, the instance is replaced.
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from golem_backend.base import Outcome
-from golem_backend.golem.canaries import Canary, CanarySet, mismatch
+from golem_backend.golem.canaries import Canary, CanarySet, disguise, mismatch
 from golem_backend.golem.service import ClassifierService, ClassifyBatch
 from golem_backend.settings import BackendSettings
 from provider.errors import ImageError
@@ -114,6 +114,7 @@ class HealthMonitor:
             weakref.WeakKeyDictionary()
         )
         self._random = random.Random()
+        self._sizes: deque[int] = deque(maxlen=256)  # of users' images lately: canaries match
         self.canary_failures = 0
 
     def of(self, key: object) -> InstanceHealth:
@@ -129,6 +130,7 @@ class HealthMonitor:
         """Add canaries to a batch for instance ``key`` when it is due a check."""
         canaries = self._canaries()
         health = self.of(key)
+        self._sizes.extend(len(image) for image in images)
         due = not health.checked or self._random.random() < self.config.canary_rate
         if canaries is None or not due:
             return MixedBatch(list(images), list(heads))
@@ -144,9 +146,11 @@ class HealthMonitor:
     ) -> MixedBatch:
         mixed = MixedBatch(list(images), list(heads), model_id=canaries.model_id)
         picked = self._random.sample(canaries.canaries, min(count, len(canaries.canaries)))
+        sizes = [len(image) for image in images] or list(self._sizes) or [0]
         for canary in picked:
             position = self._random.randint(0, len(mixed.images))
-            mixed.images.insert(position, canary.image)
+            image = disguise(canary.image, self._random.choice(sizes), self._random)
+            mixed.images.insert(position, image)
             if mixed.heads:
                 mixed.heads.insert(position, None)  # canaries are answered by the default model
             shifted = {(p + 1 if p >= position else p): c for p, c in mixed.canaries.items()}
