@@ -280,7 +280,7 @@ class Dispatcher:
         mixed = self.health.mix(worker.service, images, list(heads))
         top_k = max(r.top_k for r in reqs)
         future = asyncio.get_running_loop().create_future()
-        batch = ClassifyBatch(_batch_id(), mixed.images, top_k, future, mixed.heads)  # type: ignore[arg-type]
+        batch = ClassifyBatch(_batch_id(), mixed.images, top_k, future, mixed.heads)
         self._send(worker, batch, reqs, mixed)
 
     def _send(

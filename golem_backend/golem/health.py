@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from golem_backend.base import Outcome
 from golem_backend.golem.canaries import Canary, CanarySet, disguise, mismatch
-from golem_backend.golem.service import ClassifierService, ClassifyBatch
+from golem_backend.golem.service import ClassifierService, ClassifyBatch, ModelArtifact
 from golem_backend.settings import BackendSettings
 from provider.errors import ImageError
 
@@ -78,7 +78,7 @@ class MixedBatch:
     """The images sent to a provider: the users' images with canaries at random positions."""
 
     images: list[bytes]
-    heads: list[object]  # per image; [] = none
+    heads: list[ModelArtifact | None]  # per image; [] = none
     canaries: dict[int, Canary] = field(default_factory=dict)  # position -> canary
     model_id: str = ""  # the model the canaries' answers belong to
 
@@ -126,7 +126,9 @@ class HealthMonitor:
 
     # --- canaries ---------------------------------------------------------------------
 
-    def mix(self, key: object, images: list[bytes], heads: list[object]) -> MixedBatch:
+    def mix(
+        self, key: object, images: list[bytes], heads: list[ModelArtifact | None]
+    ) -> MixedBatch:
         """Add canaries to a batch for instance ``key`` when it is due a check."""
         canaries = self._canaries()
         health = self.of(key)
@@ -142,7 +144,11 @@ class HealthMonitor:
         return None if canaries is None else self._with_canaries(canaries, [], [], 2)
 
     def _with_canaries(
-        self, canaries: CanarySet, images: list[bytes], heads: list[object], count: int
+        self,
+        canaries: CanarySet,
+        images: list[bytes],
+        heads: list[ModelArtifact | None],
+        count: int,
     ) -> MixedBatch:
         mixed = MixedBatch(list(images), list(heads), model_id=canaries.model_id)
         picked = self._random.sample(canaries.canaries, min(count, len(canaries.canaries)))
