@@ -32,6 +32,7 @@ class ImageAnswer:
     attachment: discord.Attachment
     prediction: Prediction | None = None
     error: str | None = None  # what to tell the user when there is no prediction
+    data: bytes | None = None  # the image, for the feedback loop (never stored by default)
 
 
 def precheck(bot: ClassifierBot, attachment: discord.Attachment) -> None:
@@ -106,7 +107,10 @@ async def classify_attachments(
     for i, att in enumerate(attachments):
         outcome = results.get(i, fetched[i])
         if isinstance(outcome, Prediction):
-            answers.append(ImageAnswer(att, prediction=outcome))
+            data = fetched[i]
+            answers.append(
+                ImageAnswer(att, prediction=outcome, data=data if isinstance(data, bytes) else None)
+            )
         else:
             assert isinstance(outcome, Exception)
             answers.append(ImageAnswer(att, error=explain(outcome) or str(outcome)))

@@ -23,7 +23,14 @@ from golem_backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.classify", "bot.cogs.autoclassify", "bot.cogs.admin", "bot.cogs.data")
+EXTENSIONS = (
+    "bot.cogs.classify",
+    "bot.cogs.autoclassify",
+    "bot.cogs.admin",
+    "bot.cogs.data",
+    "bot.cogs.teach",
+    "bot.cogs.feedback",
+)
 
 
 class BackendStartFailed(Exception):
@@ -133,6 +140,9 @@ class ClassifierBot(commands.Bot):
             await self.backend.start()
         except BackendError as exc:
             raise BackendStartFailed(str(exc)) from exc
+        from bot.feedback_ui import DYNAMIC_ITEMS
+
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # the feedback buttons survive restarts
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)

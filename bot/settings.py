@@ -63,6 +63,10 @@ class Settings(BackendSettings):
     guild_max_retrains_per_hour: int = Field(6, ge=1, le=1000)
     guild_data_retention_days: float = Field(30.0, ge=0, le=3650)
     retention_check_interval_s: float = Field(3600.0, gt=0, le=86_400)
+    # feedback on answers (issue 11): what is kept so that a correction can teach it
+    feedback_images_kept: int = Field(200, ge=0, le=100_000)
+    feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
+    review_queue_max: int = Field(100, ge=1, le=100_000)
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -128,13 +128,29 @@ def classify_batch(
     top_k: int,
     max_pixels: int,
     heads: Sequence[tuple[str, str] | None] | None = None,
+    cores: int = 1,
 ) -> tuple[int, str, list[Any]]:
     """Classify encoded images in one forward pass; returns (pid, model id, outcomes).
 
     ``heads`` names, per image, the (model id, file) of the head that answers it, or None
     for the default model. An image whose head cannot be loaded gets that ``ModelError``
-    as its outcome; the other images are answered normally.
+    as its outcome; the other images are answered normally. ``cores``: how many cores a
+    lone image may use (the parent lends the idle workers' cores; 1 = this worker's own).
     """
+    from provider.features import cnn
+
+    with cnn.lend_cores(cores):
+        return _classify_batch(model_path, model_id, sources, top_k, max_pixels, heads)
+
+
+def _classify_batch(
+    model_path: str,
+    model_id: str,
+    sources: Sequence[bytes],
+    top_k: int,
+    max_pixels: int,
+    heads: Sequence[tuple[str, str] | None] | None,
+) -> tuple[int, str, list[Any]]:
     model = _ensure_model(model_path, model_id)
     if heads is None or all(head is None for head in heads):
         outcomes = model.classify_sources(list(sources), top_k=top_k, max_pixels=max_pixels)

@@ -128,14 +128,16 @@ class Worker:
         top_k: int,
         max_pixels: int,
         heads: list[tuple[str, str] | None] | None = None,
+        cores: int = 1,
     ) -> list[Outcome | ModelError]:
         """One forward pass over ``sources`` with ``model_id`` (loaded first if it changed).
 
         ``heads``: per image, the (model id, file) of its server's head, or None for the
         default model; an image whose head cannot be loaded gets the ``ModelError``.
+        ``cores``: how many cores a lone image may use (idle siblings' cores lent to it).
         """
         _, self.model_id, outcomes = await self._call(
-            child.classify_batch, self._path, model_id, sources, top_k, max_pixels, heads
+            child.classify_batch, self._path, model_id, sources, top_k, max_pixels, heads, cores
         )
         if len(outcomes) != len(sources):
             raise RuntimeError(f"{len(outcomes)} outcomes for {len(sources)} images")

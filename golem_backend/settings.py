@@ -94,6 +94,15 @@ class BackendSettings(BaseSettings):
     golem_reconnect_s: float = Field(60.0, gt=0, le=3600)
     # stop(): agreements ended and paid within this bound, even if yagna hangs.
     golem_stop_timeout_s: float = Field(30.0, gt=0, le=600)
+    # Health of each instance: its last GOLEM_HEALTH_WINDOW batches are judged; past
+    # GOLEM_HEALTH_MAX_BAD_RATIO of bad ones (refused, or readable images called broken),
+    # once it has ended GOLEM_HEALTH_MIN_BATCHES, it is replaced.
+    golem_health_window: int = Field(20, ge=1, le=1000)
+    golem_health_max_bad_ratio: float = Field(0.5, gt=0, le=1)
+    golem_health_min_batches: int = Field(4, ge=1, le=1000)
+    # Share of batches (after each instance's first, which always has some) carrying a
+    # canary image of known answer; 0 = only the first batch and the probes after timeouts.
+    golem_canary_rate: float = Field(0.1, ge=0, le=1)
 
     @field_validator("dataset_dir", "golem_image_hash", "golem_image_url", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Admin commands: /retrain, /teach and /status, each on the caller's server only."""
+"""Admin commands: /retrain and /status, each on the caller's server only (/teach: teach.py)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import admin_only, is_operator
-from bot.classifying import classify_images, fetch, precheck
 from bot.client import ClassifierBot
 from bot.db import ScopedData
-from bot.embeds import percent, report_embed, status_embed
+from bot.embeds import report_embed, status_embed
 from bot.errors import APOLOGY, UserError, explain
 from bot.retrain_message import ProgressMessage, RetrainMessage
 from bot.server_embeds import server_status_embed
 from bot.teaching import (
     build_default_dataset,
-    image_extension,
-    normalize_label,
     server_training_set,
 )
-from bot.tenancy import in_server, labels_of, model_of, scope_of, tenant_of
-from golem_backend import BackendError, ImageError, TrainReport
+from bot.tenancy import in_server, scope_of
+from golem_backend import TrainReport
 
 log = logging.getLogger(__name__)
 
@@ -142,62 +139,6 @@ class AdminCog(commands.Cog):
             log.warning("could not report the failed retrain: %s", exc)
             return False
         return True
-
-    @app_commands.command(
-        name="teach", description="Add a labelled example for the next retrain (admins)"
-    )
-    @app_commands.describe(
-        label="The label (lowercase letters, digits, _ or -)", image="An image of that label"
-    )
-    @app_commands.default_permissions(administrator=True)
-    @admin_only()
-    async def teach(
-        self,
-        interaction: discord.Interaction,
-        label: app_commands.Range[str, 1, 32],
-        image: discord.Attachment,
-    ) -> None:
-        bot = self.bot
-        scope = self._target(interaction, "server")
-        tenant = tenant_of(interaction)
-        async with bot.gate.slot(tenant):  # refused during shutdown; shutdown waits for it
-            label = normalize_label(label)
-            precheck(bot, image)
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            data = await fetch(bot, image)
-            extension = image_extension(data)
-            model = await model_of(scope)
-            try:  # the backend decodes it: what it cannot verify is not stored
-                [outcome] = await classify_images(bot, [data], 1, model, tenant)
-            except BackendError as exc:
-                raise UserError(
-                    f"I couldn't check this image ({explain(exc)}), so I didn't store it. "
-                    "Please try again in a moment."
-                ) from exc
-            if isinstance(outcome, ImageError):
-                raise outcome
-            # the file and its record are written together, even if shutdown cancels this
-            added, count = await asyncio.shield(
-                scope.add_taught(
-                    label,
-                    data,
-                    extension,
-                    user_id=interaction.user.id,
-                    user_name=str(interaction.user),
-                )
-            )
-            known = label in (await labels_of(bot, scope))[0]
-            lines = [
-                f"Learned **{label}** from `{image.filename}`. {count} taught image(s) for "
-                "this label; they're used by the next /retrain."
-                if added
-                else f"I already had this image as **{label}**."
-            ]
-            if not known:
-                lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
-            guess = f"{outcome.label} ({percent(outcome.confidence)})"
-            lines.append(f"The current model says: {guess}.")
-            await interaction.followup.send("\n".join(lines), ephemeral=True)
 
     @app_commands.command(
         name="status", description="This server's model, data and quotas (admins)"

@@ -16,6 +16,7 @@ from bot.client import ClassifierBot
 from bot.cogs.classify import answer_embeds
 from bot.download import looks_like_image
 from bot.errors import Busy, OnCooldown, UserError, explain
+from bot.feedback_flow import open_answers
 from bot.tenancy import model_of
 from golem_backend import BackendError, ImageError
 
@@ -97,7 +98,11 @@ class AutoClassifyCog(commands.Cog):
                     model=await model_of(scope),
                     tenant=tenant,
                 )
-                await reply(message, content=note, embeds=answer_embeds(bot, answers))
+                view = await open_answers(
+                    bot, message.guild.id, message.channel.id, message.author.id, answers
+                )
+                extra = {"view": view} if view is not None else {}
+                await reply(message, content=note, embeds=answer_embeds(bot, answers), **extra)
         except (OnCooldown, Busy) as exc:
             if self.warnings.should_warn(message.author.id):
                 await self._reply_quietly(message, exc.message)

@@ -14,8 +14,9 @@ from bot.discord_limits import CONTENT_MAX, clip, fit_embeds
 from bot.download import looks_like_image
 from bot.embeds import error_embed, labels_embed, prediction_embed
 from bot.errors import NoImages, UserError
+from bot.feedback_flow import open_answers
 from bot.installs import EVERYWHERE_CONTEXTS, EVERYWHERE_INSTALLS, replies_must_be_private
-from bot.tenancy import labels_of, model_of, scope_of, tenant_of
+from bot.tenancy import in_server, labels_of, model_of, scope_of, tenant_of
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discor
         else:
             embeds.append(error_embed(a.attachment.filename, a.error or "Not classified."))
     return fit_embeds(embeds)
+
+
+async def feedback_for(
+    bot: ClassifierBot, interaction: discord.Interaction, answers: list[ImageAnswer]
+) -> dict[str, discord.ui.View]:
+    """``{"view": ...}`` with the answers' feedback buttons, in a server that installed
+    the bot; ``{}`` elsewhere (DMs and user installs use the default model: nothing to
+    teach)."""
+    if not in_server(interaction) or interaction.channel_id is None:
+        return {}
+    view = await open_answers(
+        bot, interaction.guild_id, interaction.channel_id, interaction.user.id, answers
+    )
+    return {"view": view} if view is not None else {}
 
 
 def none_classified_message(answers: list[ImageAnswer]) -> str:
@@ -106,7 +121,8 @@ class ClassifyCog(commands.Cog):
             )
             if answer.error is not None:
                 raise UserError(answer.error)
-            await interaction.followup.send(embeds=answer_embeds(bot, [answer]))
+            view = await feedback_for(bot, interaction, [answer])
+            await interaction.followup.send(embeds=answer_embeds(bot, [answer]), **view)
             interaction.extras["answered"] = True
 
     async def classify_message(
@@ -126,7 +142,10 @@ class ClassifyCog(commands.Cog):
                 if len(answers) == 1:
                     raise UserError(answers[0].error or "That image could not be classified.")
                 raise UserError(none_classified_message(answers))
-            await interaction.followup.send(content=note, embeds=answer_embeds(bot, answers))
+            view = await feedback_for(bot, interaction, answers)
+            await interaction.followup.send(
+                content=note, embeds=answer_embeds(bot, answers), **view
+            )
             interaction.extras["answered"] = True
 
     @app_commands.command(name="labels", description="List the labels the model knows")

@@ -104,11 +104,12 @@ class DataCog(commands.Cog):
         scope = server_scope(self.bot, interaction)
         label = normalize_label(label)
         out = await asyncio.shield(scope.forget_label(label))
-        if not out.images:
+        if not out.images and not out.reviews:
             raise UserError(f"This server has no taught images labelled **{label}**.")
+        queued = f" and {out.reviews} waiting correction(s)" if out.reviews else ""
         await interaction.response.send_message(
-            f"Forgot {out.images} taught image(s) of **{label}**. The current model still "
-            "knows the label until the next /retrain.",
+            f"Forgot {out.images} taught image(s){queued} of **{label}**. The current model "
+            "still knows the label until the next /retrain.",
             ephemeral=True,
         )
 
@@ -116,10 +117,12 @@ class DataCog(commands.Cog):
     async def forget_mine(self, interaction: discord.Interaction) -> None:
         scope = server_scope(self.bot, interaction)
         out = await asyncio.shield(scope.forget_user(interaction.user.id))
+        queued = f" and {out.reviews} correction(s) you sent for review" if out.reviews else ""
         text = (
-            f"Forgot the {out.images} image(s) you taught on this server. Models trained "
-            "before keep what they learned from them until the next /retrain."
-            if out.images
+            f"Forgot the {out.images} image(s) you taught on this server{queued}, and your "
+            "answers and votes. Models trained before keep what they learned from them until "
+            "the next /retrain."
+            if out.images or out.reviews
             else "You have no taught images on this server."
         )
         await interaction.response.send_message(text, ephemeral=True)
@@ -157,22 +160,45 @@ class DataCog(commands.Cog):
     # --- /settings ------------------------------------------------------------------------
     @app_commands.command(name="settings", description="This server's classifier settings")
     @app_commands.describe(
-        include_default="Train on the default dataset's labels too (on by default)"
+        include_default="Train on the default dataset's labels too (on by default)",
+        trainer_role="Members with this role may teach, correct answers and /review",
+        no_trainer_role="True: remove the trainer role (only admins teach)",
     )
     @app_commands.guild_only()
     @app_commands.default_permissions(administrator=True)
     @admin_only()
     async def settings(
-        self, interaction: discord.Interaction, include_default: bool | None = None
+        self,
+        interaction: discord.Interaction,
+        include_default: bool | None = None,
+        trainer_role: discord.Role | None = None,
+        no_trainer_role: bool | None = None,
     ) -> None:
         scope = server_scope(self.bot, interaction)
+        if trainer_role is not None and no_trainer_role:
+            raise UserError("Choose either `trainer_role` or `no_trainer_role`, not both.")
+        if trainer_role is not None and trainer_role.is_default():
+            raise UserError(
+                "@everyone can't be the trainer role: every member's correction would be "
+                "taught without review."
+            )
         if include_default is not None:
             await scope.set_include_default(include_default)
+        if trainer_role is not None:
+            await scope.set_trainer_role(trainer_role.id)
+        elif no_trainer_role:
+            await scope.set_trainer_role(None)
         current = await scope.settings()
         state = "included" if current.include_default else "not included"
+        role = (
+            f"<@&{current.trainer_role_id}> may teach, correct answers and /review"
+            if current.trainer_role_id
+            else "no trainer role: only administrators teach and review"
+        )
         await interaction.response.send_message(
             f"The default dataset is **{state}** in this server's training set"
-            + (" (takes effect at the next /retrain)." if include_default is not None else "."),
+            + (" (takes effect at the next /retrain)." if include_default is not None else ".")
+            + f"\nTrainers: {role}.",
             ephemeral=True,
         )
 
@@ -196,6 +222,9 @@ class DataCog(commands.Cog):
     async def purge_once(self) -> int:
         days = self.bot.settings.guild_data_retention_days
         purged = await self.bot.store.operator.purge_departed(dt.timedelta(days=days))
+        for scope_id in await self.bot.store.operator.scope_ids():
+            if scope_id:  # answers past the feedback window, and their kept images
+                await self.bot.store.guild(scope_id).prune_feedback()
         return len(purged)
 
     async def mark_absent_servers(self) -> int:

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 from bot.db.engine import DatabaseError, DatabaseTooNew
 from bot.db.guild_data import ScopedData, StoreWriteError
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
-from bot.db.records import Forgotten, GuildSettings, ModelRecord, RetrainRecord, TaughtRecord
+from bot.db.records import (
+    AnswerRecord,
+    Forgotten,
+    GuildSettings,
+    ModelRecord,
+    RetrainRecord,
+    ReviewItem,
+    Tally,
+    TaughtRecord,
+)
 from bot.db.schema import DEFAULT_SCOPE
 from bot.db.store import OperatorData, Store
 
@@ -20,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "AnswerRecord",
     "DatabaseError",
     "DatabaseTooNew",
     "Forgotten",
@@ -29,9 +39,11 @@ __all__ = [
     "QuotaExceeded",
     "Quotas",
     "RetrainRecord",
+    "ReviewItem",
     "ScopedData",
     "Store",
     "StoreWriteError",
+    "Tally",
     "TaughtRecord",
     "Usage",
     "open_store",
@@ -45,6 +57,9 @@ def quotas_from(settings: Settings) -> Quotas:
         max_images=settings.guild_max_taught_images,
         max_bytes=settings.guild_max_taught_bytes,
         retrains_per_hour=settings.guild_max_retrains_per_hour,
+        feedback_images=settings.feedback_images_kept,
+        feedback_hours=settings.feedback_window_hours,
+        review_items=settings.review_queue_max,
     )
 
 

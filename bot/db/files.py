@@ -38,6 +38,11 @@ def models_dir(data_dir: Path, scope_id: int) -> Path:
     return scope_dir(data_dir, scope_id) / "models"
 
 
+def feedback_dir(data_dir: Path, scope_id: int) -> Path:
+    """Images kept for feedback: answered images (for a while) and the review queue's."""
+    return scope_dir(data_dir, scope_id) / "feedback"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)

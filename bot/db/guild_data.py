@@ -18,14 +18,18 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import files
+from bot.db.feedback_data import ScopeFeedback
 from bot.db.quotas import Usage, check_retrain, check_teach
 from bot.db.records import Forgotten, GuildSettings, RetrainRecord, TaughtRecord
 from bot.db.schema import (
+    AnswerRow,
     GuildRow,
     LegacyWatchedChannelRow,
     ModelRow,
     RetrainRow,
+    ReviewItemRow,
     TaughtImageRow,
+    VoteRow,
     WatchedChannelRow,
     utcnow,
 )
@@ -38,16 +42,22 @@ log = logging.getLogger(__name__)
 after_file_written: Callable[[Path], None] | None = None
 
 
-class ScopedData(ScopeModels):
+class ScopedData(ScopeFeedback, ScopeModels):
     # --- settings and lifecycle ---------------------------------------------------------
     async def settings(self) -> GuildSettings:
         async with self._session() as s:
             row = await s.get(GuildRow, self.scope_id)
-            return GuildSettings(row.include_default) if row else GuildSettings()
+            return (
+                GuildSettings(row.include_default, row.trainer_role_id) if row else GuildSettings()
+            )
 
     async def set_include_default(self, on: bool) -> None:
         async with self._write() as s:
             (await self._ensure_row(s)).include_default = on
+
+    async def set_trainer_role(self, role_id: int | None) -> None:
+        async with self._write() as s:
+            (await self._ensure_row(s)).trainer_role_id = role_id
 
     async def mark_left(self, when: dt.datetime | None = None) -> None:
         async with self._write() as s:
@@ -253,10 +263,16 @@ class ScopedData(ScopeModels):
         return int(n or 0)
 
     async def forget_label(self, label: str) -> Forgotten:
-        return await self._forget(TaughtImageRow.label == label)
+        """The label's taught images, and its answers, votes and review items."""
+        out = await self._forget(TaughtImageRow.label == label)
+        reviews = await self.forget_feedback_of_label(label)
+        return Forgotten(out.images, out.models, out.files, reviews)
 
     async def forget_user(self, user_id: int) -> Forgotten:
-        return await self._forget(TaughtImageRow.user_id == user_id)
+        """What the member taught, asked, voted and sent for review."""
+        out = await self._forget(TaughtImageRow.user_id == user_id)
+        reviews = await self.forget_feedback_of_user(user_id)
+        return Forgotten(out.images, out.models, out.files, reviews)
 
     async def _forget(self, condition: Any) -> Forgotten:
         """Delete matching rows, commit, then remove files no row uses any more."""
@@ -293,7 +309,8 @@ class ScopedData(ScopeModels):
                     .select_from(ModelRow)
                     .where(ModelRow.guild_id == self.scope_id)
                 )
-                for table in (TaughtImageRow, ModelRow, WatchedChannelRow, RetrainRow):
+                tables = (VoteRow, AnswerRow, ReviewItemRow, TaughtImageRow, ModelRow)
+                for table in (*tables, WatchedChannelRow, RetrainRow):
                     await s.execute(delete(table).where(table.guild_id == self.scope_id))
                 await s.execute(delete(GuildRow).where(GuildRow.id == self.scope_id))
             await asyncio.to_thread(files.remove_tree, self.folder)

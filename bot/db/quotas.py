@@ -13,6 +13,12 @@ class Quotas:
     max_images: int = 2000
     max_bytes: int = 500_000_000
     retrains_per_hour: int = 6
+    #: answered images kept per server so that a correction can teach them
+    feedback_images: int = 200
+    #: how long answers take votes and corrections (and their images are kept)
+    feedback_hours: float = 24.0
+    #: corrections waiting in a server's review queue
+    review_items: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,44 @@ class ModelRecord:
 @dataclass(frozen=True, slots=True)
 class GuildSettings:
     include_default: bool = True
+    trainer_role_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """An answered image that feedback buttons refer to; ``image`` is ``None`` once the
+    image is no longer kept."""
+
+    answer_id: int
+    channel_id: int
+    user_id: int
+    model_id: str
+    label: str
+    confidence: float
+    sha256: str
+    image: Path | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    right: int
+    wrong: int
+    replaced: bool = False  # this member had voted before: the new vote replaced it
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    item_id: int
+    answer_id: int | None
+    sha256: str
+    image: Path
+    model_label: str
+    model_confidence: float
+    proposed_label: str
+    user_id: int
+    user_name: str
+    created_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +84,4 @@ class Forgotten:
     images: int = 0
     models: int = 0
     files: int = 0
+    reviews: int = 0  # review-queue items

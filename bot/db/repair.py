@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import files
-from bot.db.schema import GuildRow, ModelRow, TaughtImageRow
+from bot.db.schema import AnswerRow, GuildRow, ModelRow, ReviewItemRow, TaughtImageRow
 from bot.db.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ async def repair(store: Store, grace_s: float | None = None) -> RepairReport:
                 await s.delete(row)
             else:
                 named.setdefault((row.guild_id, "models"), set()).add(row.file_name)
+        await _check_feedback(store, s, report, named)
         await s.flush()
         for scope_id in lost_current:
             newest = await s.scalar(
@@ -77,6 +79,26 @@ async def repair(store: Store, grace_s: float | None = None) -> RepairReport:
     return report
 
 
+async def _check_feedback(
+    store: Store, s: AsyncSession, report: RepairReport, named: dict[tuple[int, str], set[str]]
+) -> None:
+    """Answers whose kept image is missing lose it; review items without theirs go."""
+    for answer in list(await s.scalars(select(AnswerRow).where(AnswerRow.file_name.is_not(None)))):
+        path = files.feedback_dir(store.data_dir, answer.guild_id) / str(answer.file_name)
+        if not await asyncio.to_thread(path.is_file):
+            report.rows_removed.append(f"the kept image of answer {answer.id}")
+            answer.file_name = None
+        else:
+            named.setdefault((answer.guild_id, "feedback"), set()).add(str(answer.file_name))
+    for item in list(await s.scalars(select(ReviewItemRow))):
+        path = files.feedback_dir(store.data_dir, item.guild_id) / item.file_name
+        if not await asyncio.to_thread(path.is_file):
+            report.rows_removed.append(f"review item {item.id} ({item.proposed_label})")
+            await s.delete(item)
+        else:
+            named.setdefault((item.guild_id, "feedback"), set()).add(item.file_name)
+
+
 def _remove_unnamed(
     data_dir: Path, named: dict[tuple[int, str], set[str]], scopes: set[int], grace_s: float
 ) -> list[Path]:
@@ -90,7 +112,7 @@ def _remove_unnamed(
         if scope_id is None or not folder.is_dir():
             log.warning("repair: %s is not a server folder of this bot; left alone", folder)
             continue
-        for kind in ("images", "models"):
+        for kind in ("images", "models", "feedback"):
             sub = folder / kind
             if not sub.is_dir():
                 continue

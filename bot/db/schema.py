@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +65,8 @@ class GuildRow(Base):
     include_default: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     left_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: members with this role may teach and review like admins (``/settings trainer_role``)
+    trainer_role_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class WatchedChannelRow(Base):
@@ -139,3 +142,60 @@ class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(400))
+
+
+class AnswerRow(Base):
+    """One image answered in a server: what feedback buttons refer to (by ``id``).
+
+    ``file_name`` (in the scope's ``feedback/`` folder) holds the image while it may still
+    be corrected; pruning clears it (``bot.db.feedback_data``)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_guild_created", "guild_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)  # who asked
+    model_id: Mapped[str] = mapped_column(String(80))
+    label: Mapped[str] = mapped_column(String(100))
+    confidence: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VoteRow(Base):
+    """A member's vote on an answer: one per member (a new vote replaces it)."""
+
+    __tablename__ = "answer_votes"
+    answer_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    right: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the correction
+    voted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewItemRow(Base):
+    """A member's correction waiting for an admin or trainer (``/review``)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("guild_id", "sha256", "proposed_label", name="uq_review_item"),
+        Index("ix_review_guild_created", "guild_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"))
+    answer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(80))  # in the scope's feedback/ folder
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    model_label: Mapped[str] = mapped_column(String(100))
+    model_confidence: Mapped[float] = mapped_column(Float)
+    proposed_label: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

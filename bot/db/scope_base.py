@@ -35,6 +35,7 @@ class ScopeBase:
         self.folder = files.scope_dir(store.data_dir, scope_id)
         self.images_dir = files.images_dir(store.data_dir, scope_id)
         self.models_dir = files.models_dir(store.data_dir, scope_id)
+        self.feedback_dir = files.feedback_dir(store.data_dir, scope_id)
 
     @property
     def tenant(self) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +34,11 @@ from golem_backend.base import (
     TrainingSet,
     TrainReport,
 )
+from golem_backend.golem import canaries
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.elastic import Autoscaler, ElasticConfig, elastic_config
 from golem_backend.golem.heads import HeadShelf
+from golem_backend.golem.health import HealthConfig, HealthMonitor
 from golem_backend.golem.market import price_caps
 from golem_backend.golem.model_file import describe_model, load_artifact, reason_of
 from golem_backend.golem.runtime import GolemRuntime, Runtime
@@ -118,6 +122,7 @@ class GolemBackend(Backend):
         )
         self._life = Lifecycle()
         self._heads = HeadShelf(settings.head_cache_bytes)
+        self._transfer_dir: Path | None = None  # replies from providers, each deleted once read
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -138,12 +143,18 @@ class GolemBackend(Backend):
     async def _open(self) -> None:
         """Connect to yagna, make sure there is a model, open the instances."""
         await self._runtime.start()
-        self._store = ModelStore(await self._load_model())
-        dispatcher = Dispatcher(self._runtime.open_cluster, self._instance_params, self._config)
+        store = self._store = ModelStore(await self._load_model())
+        self._transfer_dir = Path(tempfile.mkdtemp(prefix="imageclassifier-golem-"))
+        health = HealthMonitor(HealthConfig.from_settings(self._settings), lambda: store.canaries)
+        dispatcher = Dispatcher(
+            self._runtime.open_cluster, self._instance_params, self._config, health
+        )
         self._dispatcher = dispatcher
         timeout = self._settings.golem_start_timeout_s
-        try:
-            await asyncio.wait_for(dispatcher.start(), timeout)
+        try:  # the canaries' answers are computed here while the instances start
+            await asyncio.wait_for(
+                asyncio.gather(dispatcher.start(), self._refresh_canaries(store)), timeout
+            )
         except BackendUnavailable:
             raise
         except TimeoutError:
@@ -189,7 +200,18 @@ class GolemBackend(Backend):
                 "agreements still open end at their expiration, unaccepted invoices stay unpaid",
                 budget,
             )
+        if self._transfer_dir is not None:
+            shutil.rmtree(self._transfer_dir, ignore_errors=True)
         logger.info("golem backend stopped")
+
+    async def _refresh_canaries(self, store: ModelStore) -> None:
+        """The canaries' expected answers for the store's current model."""
+        model = store.current
+        found = await canaries.compute(
+            self._settings.model_path, model.model_id, self._settings.max_image_pixels, 120.0
+        )
+        if store.current is model:  # not swapped meanwhile
+            store.canaries = found
 
     def _instance_params(self) -> dict[str, Any]:
         assert self._store is not None
@@ -199,6 +221,7 @@ class GolemBackend(Backend):
                 script_timeout_s=self._settings.golem_script_timeout_s,
                 max_pixels=self._settings.max_image_pixels,
                 head_cache_mb=self._settings.head_cache_mb,
+                transfer_dir=self._transfer_dir or Path(tempfile.gettempdir()),
             )
         }
 
@@ -273,6 +296,8 @@ class GolemBackend(Backend):
         previous = store.current.model_id
         summary = await self._train(dataset, progress, serving=True)
         store.current = await load_artifact(self._settings.model_path, summary)
+        store.canaries = None  # the old model's answers: no longer valid
+        await self._refresh_canaries(store)
         updated = await dispatcher.sync_model(2 * self._settings.golem_script_timeout_s)
         logger.info(
             "model %s replaced by %s on %d instance(s)", previous, summary["model_id"], updated

@@ -15,21 +15,31 @@
   with it are answered. A request refused alone is not retried.
 * A batch whose requests have all ended (timed out, cancelled) before the instance runs it
   is cancelled, and the instance skips it.
+* A batch that times out on a provider blames nobody yet: its images are retried apart,
+  each alone (a request of several images is split, its answers gathered again), and the
+  instance is put on probation (:mod:`.health`): it gets canaries alone. If it answers them
+  right, an image that timed out alone is the culprit and is answered ``too_complex`` (the
+  requestor's message) without costing anyone a replacement; if not, the instance is
+  replaced and the image retried elsewhere.
+* Every answer is judged first (:mod:`.health`): a batch that fails a canary is dropped and
+  re-run elsewhere, and its instance replaced; per-instance rates of refused batches and
+  of images called broken that the requestor's decoder reads replace an instance past a
+  threshold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable, Outcome
+from golem_backend.golem.health import HealthConfig, HealthMonitor, MixedBatch
 from golem_backend.golem.pool import (
     ClusterLike,
     DispatcherConfig,
@@ -37,34 +47,20 @@ from golem_backend.golem.pool import (
     OpenCluster,
     Worker,
 )
-from golem_backend.golem.protocol import REFUSED_MESSAGE
+from golem_backend.golem.requests import Request
 from golem_backend.golem.service import (
-    BatchRefused,
     ClassifierService,
     ClassifyBatch,
     ModelArtifact,
 )
-from provider.results import Prediction
+from golem_backend.golem.settlement import SHUTTING_DOWN, Settlement
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
 
-_SHUTTING_DOWN = "The Golem backend is shutting down."
 _DISPATCH_FAILED = "The Golem backend could not send the request to a provider; try again."
 _SENT = 0.0  # _dispatch() sent a batch
-
-
-@dataclasses.dataclass(eq=False)
-class _Request:
-    images: list[bytes]
-    top_k: int
-    future: asyncio.Future[list[Outcome]]
-    enqueued_at: float
-    attempts: int = 0
-    alone: bool = False  # refused within a batch: retried in a batch of its own
-    head: ModelArtifact | None = None  # the server's head that answers it (None: default)
-    tenant: str | None = None  # whose request it is: one tenant holds at most half the queue
 
 
 class Dispatcher:
@@ -75,19 +71,43 @@ class Dispatcher:
         open_cluster: OpenCluster,
         instance_params: Callable[[], dict[str, Any]],
         config: DispatcherConfig,
+        health: HealthMonitor | None = None,
     ) -> None:
         self.config = config
         self._wakeup = asyncio.Event()
         self.pool = InstancePool(open_cluster, instance_params, config, self._wakeup.set)
-        self._queue: deque[_Request] = deque()
+        self.health = health or HealthMonitor(HealthConfig())
+        self._queue: deque[Request] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
-        self.requests_served = 0
+        self.settlement = Settlement(
+            self._queue,
+            self.pool,
+            self.health,
+            config,
+            wakeup=self._wakeup.set,
+            closing=lambda: self._closing,
+            spawn=self._spawn,
+        )
         self.errors = 0
         # --- elastic scaling and costs (issue 13) ---
-        self.images_served = 0  # images answered (cost per 1000 images)
         self.queue_waits: deque[float] = deque(maxlen=4096)  # s from submit to a batch
+
+    @property
+    def requests_served(self) -> int:
+        return self.settlement.requests_served
+
+    @property
+    def images_served(self) -> int:
+        """Images answered (for the cost per 1000 images)."""
+        return self.settlement.images_served
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a watcher (``stop()`` waits for them)."""
+        task = asyncio.create_task(work)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     # --- public -----------------------------------------------------------------------
 
@@ -107,7 +127,7 @@ class Dispatcher:
         """Classify ``images`` (with a server's ``head``, or the uploaded model); one outcome
         per image, or a typed error for the request."""
         if self._closing:
-            raise BackendUnavailable(_SHUTTING_DOWN)
+            raise BackendUnavailable(SHUTTING_DOWN)
         waiting = self.queue_depth
         if waiting >= self.config.queue_size:
             raise BackendBusy(
@@ -120,7 +140,7 @@ class Dispatcher:
                 f"(at most {share} waiting per server); try again in a moment."
             )
         loop = asyncio.get_running_loop()
-        req = _Request(
+        req = Request(
             list(images), top_k, loop.create_future(), time.monotonic(), head=head, tenant=tenant
         )
         self._queue.append(req)
@@ -194,7 +214,7 @@ class Dispatcher:
         while self._queue:
             req = self._queue.popleft()
             if not req.future.done():
-                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
+                req.future.set_exception(BackendUnavailable(SHUTTING_DOWN))
         pending = [b.future for w in self.pool.workers for b in w.in_flight.values()]
         if pending:
             await asyncio.wait(pending, timeout=self.config.stop_grace_s)
@@ -208,8 +228,16 @@ class Dispatcher:
     # --- dispatching ------------------------------------------------------------------
 
     def _pick_worker(self) -> Worker | None:
+        """The least busy instance free for a batch that some queued request may go to."""
         limit = self.config.max_batches_per_instance
-        free = [w for w in self.pool.serving() if len(w.in_flight) < limit]
+        avoided = [r.avoid for r in self._queue if r.avoid and not r.future.done()]
+        free = [
+            w
+            for w in self.pool.serving()
+            if len(w.in_flight) < limit
+            and not self.health.of(w.service).on_probation
+            and (len(avoided) < self.queue_depth or any(w.service.id not in a for a in avoided))
+        ]
         return min(free, key=lambda w: (w.busy_images, w.retiring), default=None)
 
     async def _dispatch_loop(self) -> None:
@@ -236,7 +264,9 @@ class Dispatcher:
         wait = self._queue[0].enqueued_at + self.config.batch_wait_s - time.monotonic()
         if queued < self.config.batch_size and wait > 0:
             return wait
-        reqs = self._take_batch()
+        reqs = self._take_batch(worker.service.id)
+        if not reqs:
+            return None
         try:
             self._send_requests(worker, reqs)
         except Exception:
@@ -246,13 +276,18 @@ class Dispatcher:
             raise
         return _SENT
 
-    def _take_batch(self) -> list[_Request]:
-        taken: list[_Request] = []
+    def _take_batch(self, instance: str) -> list[Request]:
+        """The queue's first requests for ``instance`` (passing those that avoid it)."""
+        taken: list[Request] = []
+        passed: list[Request] = []
         size = 0
         while self._queue:
             req = self._queue[0]
             if req.future.done():
                 self._queue.popleft()
+                continue
+            if instance in req.avoid:
+                passed.append(self._queue.popleft())
                 continue
             if taken and (req.alone or size + len(req.images) > self.config.batch_size):
                 break
@@ -260,27 +295,34 @@ class Dispatcher:
             size += len(req.images)
             if req.alone:
                 break
+        self._queue.extendleft(reversed(passed))
         return taken
 
-    def _send_requests(self, worker: Worker, reqs: list[_Request]) -> None:
+    def _send_requests(self, worker: Worker, reqs: list[Request]) -> None:
         images = [img for r in reqs for img in r.images]
         heads = [r.head for r in reqs for _ in r.images] if any(r.head for r in reqs) else []
+        mixed = self.health.mix(worker.service, images, list(heads))
         top_k = max(r.top_k for r in reqs)
         now = time.monotonic()
         self.queue_waits.extend(now - r.enqueued_at for r in reqs if not r.attempts)
         future = asyncio.get_running_loop().create_future()
-        self._send(worker, ClassifyBatch(_batch_id(), images, top_k, future, heads), reqs)
+        batch = ClassifyBatch(_batch_id(), mixed.images, top_k, future, mixed.heads)
+        self._send(worker, batch, reqs, mixed)
 
-    def _send(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
+    def _send(
+        self,
+        worker: Worker,
+        batch: ClassifyBatch,
+        reqs: list[Request],
+        mixed: MixedBatch | None = None,
+    ) -> None:
         worker.in_flight[batch.batch_id] = batch
         try:
             worker.service.send_message_nowait(batch)
         except BaseException:
             del worker.in_flight[batch.batch_id]
             raise
-        task = asyncio.create_task(self._watch(worker, batch, reqs))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._spawn(self.settlement.watch(worker, batch, reqs, mixed))
         if reqs:  # not a model sync: drop the batch once nobody waits for it any more
 
             def abandon(_: object) -> None:
@@ -289,70 +331,6 @@ class Dispatcher:
 
             for req in reqs:
                 req.future.add_done_callback(abandon)
-
-    async def _watch(self, worker: Worker, batch: ClassifyBatch, reqs: list[_Request]) -> None:
-        try:
-            outcomes = await asyncio.shield(batch.future)
-        except asyncio.CancelledError:
-            if not batch.future.cancelled():
-                raise  # this watcher itself was cancelled
-            # abandon(): every request of the batch has already ended
-        except BatchRefused as exc:
-            self._refused(reqs, str(exc))
-        except Exception as exc:  # InstanceFailed, or anything unexpected
-            for req in reqs:
-                self._retry(req, str(exc) or type(exc).__name__)
-        else:
-            offset = 0
-            for req in reqs:
-                part = outcomes[offset : offset + len(req.images)]
-                offset += len(req.images)
-                if not req.future.done():
-                    req.future.set_result([_trim(o, req.top_k) for o in part])
-                    self.requests_served += 1
-                    self.images_served += len(req.images)
-                    worker.served += 1
-        finally:
-            worker.in_flight.pop(batch.batch_id, None)
-            self._wakeup.set()
-
-    def _refused(self, reqs: list[_Request], reason: str) -> None:
-        """The daemon refused a batch: fail a lone request, retry each of several alone."""
-        live = [r for r in reqs if not r.future.done()]
-        if len(reqs) == 1:
-            for req in live:
-                logger.warning("the provider refused a request: %r", reason)
-                req.future.set_exception(BackendUnavailable(REFUSED_MESSAGE))
-            return
-        if self._closing:
-            for req in live:
-                req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
-            return
-        logger.info(
-            "a batch of %d requests was refused (%s): retrying each alone", len(reqs), reason
-        )
-        for req in reversed(live):  # back to the head of the queue, in their order
-            req.alone = True
-            self._queue.appendleft(req)
-        self._wakeup.set()
-
-    def _retry(self, req: _Request, reason: str) -> None:
-        if req.future.done():
-            return
-        req.attempts += 1
-        if self._closing:
-            req.future.set_exception(BackendUnavailable(_SHUTTING_DOWN))
-        elif req.attempts > self.config.max_retries:
-            logger.warning("request failed on %d instances, giving up: %s", req.attempts, reason)
-            req.future.set_exception(
-                BackendUnavailable(
-                    f"The classification failed on {req.attempts} Golem providers; try again later."
-                )
-            )
-        else:
-            logger.info("re-sending a request (attempt %d): %s", req.attempts + 1, reason)
-            self._queue.appendleft(req)
-            self._wakeup.set()
 
     def _timeout_message(self, timeout_s: float) -> str:
         if self.ready:
@@ -365,10 +343,3 @@ class Dispatcher:
 
 def _batch_id() -> str:
     return f"batch-{uuid.uuid4().hex[:12]}"
-
-
-def _trim(outcome: Outcome, top_k: int) -> Outcome:
-    """A batch asks for the largest ``top_k`` of its requests; give each request its own."""
-    if isinstance(outcome, Prediction) and len(outcome.top) > top_k:
-        return dataclasses.replace(outcome, top=outcome.top[:top_k])
-    return outcome

@@ -269,6 +269,19 @@ class InstancePool:
         delay = self.config.backoff_base_s * 2 ** (self._start_failures - 1)
         self._next_spawn_at = now + min(self.config.backoff_max_s, delay)
 
+    def evict(self, worker: Worker, reason: str) -> None:
+        """Stop an instance the dispatcher no longer trusts (a failed canary, too many bad
+        batches); its batches in flight are failed and a replacement is spawned."""
+        if worker.stop_requested or worker not in self.workers:
+            return
+        logger.warning("replacing %s: %s", worker.service.name, reason)
+        worker.service.failure = reason
+        worker.stop_requested = True
+        self.failures += 1
+        self._fail_in_flight(worker, reason)
+        worker.home.cluster.stop_instance(worker.service)
+        self._on_change()
+
     @staticmethod
     def _fail_in_flight(worker: Worker, reason: str) -> None:
         for batch in list(worker.in_flight.values()):

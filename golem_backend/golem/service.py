@@ -18,13 +18,19 @@ Lifecycle of one instance on a provider (all paths from :mod:`golem_backend.gole
   removes the oldest beyond that. The reply is checked against each head's own labels.
 * ``shutdown()``: terminate the activity.
 
-A batch that fails (command error, timeout, malformed reply) fails its future with
+A batch that fails (command error, malformed reply) fails its future with
 :class:`InstanceFailed` and ends this instance: the dispatcher re-sends the batch elsewhere
-and replaces the instance. A batch the daemon *refused* (it answered ``ok: false``, so the
-client exited with ``EXIT_REFUSED``) is a request error, not an instance failure: its future
+and replaces the instance. A batch that times out fails with :class:`BatchTimedOut` and the
+instance keeps serving: an image may be at fault (a decoder stuck on a hostile file), so the
+dispatcher splits the batch and checks the instance with canaries before blaming it. A
+batch the daemon *refused* (it answered ``ok: false``, so the client exited with
+``EXIT_REFUSED``) is a request error, not an instance failure: its future
 fails with :class:`BatchRefused` and the instance keeps serving; the dispatcher retries the
 batch's requests one at a time so only the offending one fails. Scheduling, retries and
 replacement all live in the dispatcher.
+
+Files on the requestor's disk: every script's uploads and replies are released and deleted
+when it ends, whatever the outcome (:mod:`.transfers`).
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ import asyncio
 import logging
 import re
 import shlex
+import tempfile
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from yapapi.rest.activity import BatchError, BatchTimeoutError, CommandExecutionError
@@ -45,6 +53,7 @@ from yapapi.services import Service
 
 from golem_backend.base import Outcome
 from golem_backend.golem import layout
+from golem_backend.golem.canaries import CanarySet
 from golem_backend.golem.protocol import (
     ProtocolError,
     check_model,
@@ -52,6 +61,7 @@ from golem_backend.golem.protocol import (
     parse_classify_reply,
     reply_limit,
 )
+from golem_backend.golem.transfers import ScriptFiles
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +78,14 @@ class ModelArtifact:
 
 
 class ModelStore:
-    """The model every instance should serve; swapped by retrain, read by each instance."""
+    """The model every instance should serve; swapped by retrain, read by each instance.
+
+    ``canaries``: images of known answer for the current model (:mod:`.canaries`), or None.
+    """
 
     def __init__(self, artifact: ModelArtifact) -> None:
         self.current = artifact
+        self.canaries: CanarySet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +100,16 @@ class ServiceConfig:
     python: str = layout.PYTHON
     head_files: int = 64  # servers' heads kept on the provider's disk (LRU)
     head_cache_mb: float = 256.0  # of them, loaded in the daemon's memory (LRU)
+    #: where replies are received (each file deleted once read); the backend's private dir
+    transfer_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
 
 class InstanceFailed(Exception):
     """A batch could not be served by this instance (retryable on another one)."""
+
+
+class BatchTimedOut(Exception):
+    """The batch's script timed out: an image or the instance may be at fault."""
 
 
 class BatchRefused(Exception):
@@ -113,16 +133,6 @@ class ClassifyBatch:
     future: asyncio.Future[list[Outcome]] = field(repr=False)
     #: per image, the server's head that answers it (None: the uploaded model); [] = none
     heads: list[ModelArtifact | None] = field(default_factory=list, repr=False)
-
-
-class _Sink:
-    """Receives a downloaded file (the callback must never raise inside yapapi)."""
-
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-
-    async def store(self, data: bytes) -> None:
-        self.data = data
 
 
 class ClassifierService(Service):
@@ -171,7 +181,8 @@ class ClassifierService(Service):
 
         artifact = cfg.store.current
         script = self._script(cfg.prepare_timeout_s)
-        script.upload_bytes(artifact.data, layout.MODEL_PATH)
+        files = ScriptFiles(cfg.transfer_dir)
+        files.upload(script, artifact.data, layout.MODEL_PATH)
         daemon = shlex.join(
             self._serve(
                 *("daemon", "--model", layout.MODEL_PATH, "--socket", layout.SOCKET_PATH),
@@ -185,17 +196,19 @@ class ClassifierService(Service):
             "--out",
             layout.READY_PATH,
         )
-        ready = _Sink()
-        script.download_bytes(layout.READY_PATH, ready.store, limit=reply_limit(0))
+        ready = files.download(script, layout.READY_PATH, reply_limit(0))
         try:
             yield script
+            reply = ready.read()
         except BatchError as exc:
             self.failure = (
                 f"classifier daemon did not start: {_describe(exc, cfg.prepare_timeout_s)}"
             )
             raise
+        finally:
+            await files.release()
         try:
-            check_model(load_reply(ready.data, reply_limit(0)), artifact.model_id, artifact.labels)
+            check_model(load_reply(reply, reply_limit(0)), artifact.model_id, artifact.labels)
         except ProtocolError as exc:
             self.failure = f"classifier daemon is not serving the uploaded model: {exc}"
             raise
@@ -216,10 +229,17 @@ class ClassifierService(Service):
             if not batch.images and self.model_id == self.config.store.current.model_id:
                 batch.future.set_result([])  # a model sync with nothing to do
                 continue
+            files = ScriptFiles(self.config.transfer_dir)
+            guard = asyncio.create_task(files.guard())
             try:
-                script, parse = self._batch_script(batch)
+                script, parse = self._batch_script(batch, files)
                 await (yield script)
                 outcomes = parse()
+            except BatchTimeoutError:
+                logger.warning("%s: batch %s timed out", self.name, batch.batch_id)
+                if not batch.future.done():
+                    batch.future.set_exception(BatchTimedOut(f"{len(batch.images)} image(s)"))
+                continue  # the dispatcher decides who is at fault
             except CommandExecutionError as exc:
                 refusal = _refusal(exc)
                 if refusal is None:
@@ -234,6 +254,9 @@ class ClassifierService(Service):
             except Exception as exc:  # BatchError, ProtocolError, or a bug: never lose the batch
                 self._fail(batch, exc)
                 return  # -> stopping: the dispatcher replaces this instance
+            finally:
+                guard.cancel()
+                await files.release()
             self.batches_served += 1
             self.images_served += len(batch.images)
             if not batch.future.done():
@@ -246,30 +269,29 @@ class ClassifierService(Service):
         if not batch.future.done():
             batch.future.set_exception(InstanceFailed(self.failure))
 
-    def _batch_script(self, batch: ClassifyBatch) -> tuple[Script, Any]:
+    def _batch_script(self, batch: ClassifyBatch, files: ScriptFiles) -> tuple[Script, Any]:
         """One script: [model update] + uploads + client run + reply download."""
         cfg = self.config
         script = self._script(cfg.script_timeout_s)
         artifact = cfg.store.current
-        reload_sink: _Sink | None = None
+        reload_reply = None
         if artifact.model_id != self.model_id:
             path = layout.model_update_path(artifact.model_id)
-            script.upload_bytes(artifact.data, path)
+            files.upload(script, artifact.data, path)
             script.run(
                 *self._serve("reload", "--socket", layout.SOCKET_PATH, "--model", path),
                 "--out",
                 layout.RELOAD_PATH,
             )
-            reload_sink = _Sink()
-            script.download_bytes(layout.RELOAD_PATH, reload_sink.store, limit=reply_limit(0))
+            reload_reply = files.download(script, layout.RELOAD_PATH, reply_limit(0))
 
         heads = batch.heads if any(h is not None for h in batch.heads) else []
-        uploads, removals = self._head_transfers(script, heads)
-        sink = _Sink()
+        uploads, removals = self._head_transfers(script, files, heads)
+        reply = None
         if batch.images:
-            files = [f"{layout.INPUT_DIR}/{batch.batch_id}-{i}" for i in range(len(batch.images))]
-            for data, dst in zip(batch.images, files, strict=True):
-                script.upload_bytes(data, dst)
+            inputs = [f"{layout.INPUT_DIR}/{batch.batch_id}-{i}" for i in range(len(batch.images))]
+            for data, dst in zip(batch.images, inputs, strict=True):
+                files.upload(script, data, dst)
             out = f"{layout.OUTPUT_DIR}/{batch.batch_id}.json"
             names = ",".join(h.model_id if h is not None else "-" for h in heads)
             script.run(
@@ -277,22 +299,24 @@ class ClassifierService(Service):
                 *("--top-k", str(batch.top_k), "--max-pixels", str(cfg.max_pixels)),
                 *("--timeout", str(int(cfg.script_timeout_s) + 1), "--cleanup", "--out", out),
                 *((f"--heads={names}",) if heads else ()),  # "=": names may start with "-"
-                *files,
+                *inputs,
             )
-            script.download_bytes(out, sink.store, limit=reply_limit(len(batch.images)))
+            reply = files.download(script, out, reply_limit(len(batch.images)))
 
         def parse() -> list[Outcome]:
-            if reload_sink is not None:
+            if reload_reply is not None:
                 check_model(
-                    load_reply(reload_sink.data, reply_limit(0)), artifact.model_id, artifact.labels
+                    load_reply(reload_reply.read(), reply_limit(0)),
+                    artifact.model_id,
+                    artifact.labels,
                 )
                 self.model_id = artifact.model_id
                 logger.info("%s now serves model %s", self.name, artifact.model_id)
             self._heads_transferred(heads, uploads, removals)
-            if not batch.images:
+            if reply is None:
                 return []
             return parse_classify_reply(
-                sink.data,
+                reply.read(),
                 n_images=len(batch.images),
                 top_k=batch.top_k,
                 model_id=artifact.model_id,
@@ -303,14 +327,14 @@ class ClassifierService(Service):
         return script, parse
 
     def _head_transfers(
-        self, script: Script, heads: list[ModelArtifact | None]
+        self, script: Script, files: ScriptFiles, heads: list[ModelArtifact | None]
     ) -> tuple[list[ModelArtifact], list[str]]:
         """Add to ``script`` the uploads of the heads this instance lacks, and the removal
         of the least recently used ones beyond ``head_files``; returns both lists."""
         needed = {h.model_id: h for h in heads if h is not None}
         uploads = [h for model_id, h in needed.items() if model_id not in self.head_files]
         for head in uploads:
-            script.upload_bytes(head.data, layout.head_path(head.model_id))
+            files.upload(script, head.data, layout.head_path(head.model_id))
         kept = [m for m in self.head_files if m not in needed] + list(needed)
         excess = max(0, len(kept) - max(self.config.head_files, len(needed)))
         removals = kept[:excess]

@@ -250,14 +250,25 @@ class LocalBackend(Backend):
             worker = idle.pop(0)
             worker.state, worker.batch = "busy", self._queue.take_batch(len(idle) + 1)
             self._batches += 1
-            self._spawn(self._run_batch(worker, worker.batch, current))
+            cores = self._lendable_cores(worker)
+            self._spawn(self._run_batch(worker, worker.batch, current, cores))
         for worker in idle:  # nothing queued: load a swapped-in model ahead of the next batch
             if worker.model_id != current and worker.refreshed != current:
                 worker.refreshed = current
                 self._spawn(self._refresh(worker, current))
         return None
 
-    async def _run_batch(self, worker: Worker, batch: list[Job], model_id: str) -> None:
+    def _lendable_cores(self, worker: Worker) -> int:
+        """Cores a lone image on ``worker`` may use: every worker's share while the other
+        workers are idle and nothing waits, else the worker's own share."""
+        alone = len(worker.batch) == 1 and not self._queue
+        if alone and all(w is worker or w.state == "idle" for w in self._workers):
+            return self._threads * len(self._workers)
+        return self._threads
+
+    async def _run_batch(
+        self, worker: Worker, batch: list[Job], model_id: str, cores: int = 1
+    ) -> None:
         # Past this the worker is stuck (in a C decoder, or frozen): kill it.
         stuck_after = self.batch_deadline_s(len(batch))
         try:
@@ -272,6 +283,7 @@ class LocalBackend(Backend):
                     max(job.request.top_k for job in batch),
                     self._settings.max_image_pixels,
                     heads if any(heads) else None,
+                    cores,
                 )
         except TimeoutError:
             log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)

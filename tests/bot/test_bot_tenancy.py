@@ -16,6 +16,7 @@ from golem_backend import BackendBusy, BackendTimeout
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import RunningBot, World, flower_bytes, launch
 from tests.discord_sim import ADMINISTRATOR, Channel, Guild, Interaction, Message, User
+from tests.discord_sim.components import find_component
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -293,7 +294,9 @@ async def test_forget_mine_label_and_all_with_confirmation(servers: Servers):
     assert len(await store.guild(s.a.id).taught()) == 1
 
     ask = await s.run(s.admin_a, s.a_chan, "forget all")
-    stranger = await s.bot.sim.press_button(s.bot.app, ask, s.member, "Forget everything")
+    # only its admin sees an ephemeral message: a modified client forges the press
+    confirm = find_component(ask.components, label="Forget everything")
+    stranger = await s.bot.sim.forge_component(s.bot.app, ask, s.member, confirm["custom_id"])
     denied = await s.bot.sim.wait_response(stranger)
     assert denied.content == "Only the administrator who asked can confirm this."
     await s.bot.sim.press_button(s.bot.app, ask, s.admin_a, "Forget everything")

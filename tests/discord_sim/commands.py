@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.discord_sim.model import Application, Attachment, Channel, Command, Guild, User
+from tests.discord_sim.model import Application, Attachment, Channel, Command, Guild, Role, User
 from tests.discord_sim.validation import ATTACHMENT_LIMIT
 
 
@@ -32,8 +32,9 @@ def build_options(
     cmd: Command, given: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     schema = {o["name"]: o for o in cmd.data.get("options", [])}
+    """The options' JSON and the ``resolved`` object (``{"attachments": ..., "roles": ...}``)."""
     opts: list[dict[str, Any]] = []
-    resolved: dict[str, Any] = {}
+    resolved: dict[str, dict[str, Any]] = {}
     for key in given:
         if key not in schema:
             raise CommandRejected(f"/{cmd.name} has no option {key!r}")
@@ -48,7 +49,12 @@ def build_options(
                 raise CommandRejected(f"{name!r} needs an attachment")
             if value.size > ATTACHMENT_LIMIT:
                 raise CommandRejected("the Discord client refuses files over the limit")
-            resolved[str(value.id)] = value.payload()
+            resolved.setdefault("attachments", {})[str(value.id)] = value.payload()
+            value = str(value.id)
+        elif otype == 8:
+            if not isinstance(value, Role):
+                raise CommandRejected(f"{name!r} needs a role")
+            resolved.setdefault("roles", {})[str(value.id)] = value.payload(1)
             value = str(value.id)
         elif otype == 4:
             lo, hi = spec.get("min_value"), spec.get("max_value")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.discord_sim.components import validate_choices, validate_modal
 from tests.discord_sim.model import (
     ATTACH_FILES,
     EPHEMERAL,
@@ -37,6 +38,21 @@ from tests.discord_sim.validation import (
 
 if TYPE_CHECKING:
     from tests.discord_sim.simulator import DiscordSimulator, Interaction
+
+#: the callback types Discord accepts for each interaction type
+CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
+
+
+def check_callback_type(ix: Interaction, rtype: int) -> None:
+    """Refuse a callback type Discord does not allow for this interaction (e.g. a modal in
+    answer to a modal submit, updating a message a command has not got)."""
+    allowed = CALLBACKS.get(ix.kind, set())
+    if rtype in (6, 7) and ix.component_message is None:
+        allowed = allowed - {6, 7}
+    if rtype not in allowed:
+        raise DiscordError(
+            400, 50035, "Invalid Form Body", {"type": f"{rtype} is invalid for this interaction"}
+        )
 
 
 class RestApi:
@@ -220,14 +236,26 @@ class RestApi:
         payload, files = await self._read_body(request)
         rtype = int(payload.get("type", 0))
         data = payload.get("data") or {}
+        check_callback_type(ix, rtype)
+        if rtype in (8, 9):
+            if rtype == 8:
+                ix.choices = validate_choices(data)
+            else:
+                validate_modal(data)
+                ix.modal = data
+            ix.response_type = rtype
+            ix.responded_at = time.monotonic()
+            sim.notify()
+            return json_response({"interaction": {"id": str(ix.id), "type": ix.kind}})
         if rtype == 4:
             validate_message(data, len(files))
             flags = int(data.get("flags") or 0) & EPHEMERAL
         elif rtype == 5:
             flags = (int(data.get("flags") or 0) & EPHEMERAL) | LOADING
             data = {}
-        elif rtype in (6, 7) and ix.component_message is not None:  # a button's message
+        else:  # 6 or 7: the message the component was on
             target = ix.component_message
+            assert target is not None  # check_callback_type
             if rtype == 7:
                 validate_message(data, len(files), edit=True)
                 self._apply(target, data, files, replace=True)
@@ -237,12 +265,10 @@ class RestApi:
             sim.notify()
             return json_response(
                 {
-                    "interaction": {"id": str(ix.id), "type": 3},
+                    "interaction": {"id": str(ix.id), "type": ix.kind},
                     "resource": {"type": rtype, "message": target.payload()},
                 }
             )
-        else:
-            raise DiscordError(400, 50035, "Invalid Form Body", {"type": "invalid for command"})
         if ix.ephemeral_only and not flags & EPHEMERAL:
             ix.forced_private += 1
             flags |= EPHEMERAL
@@ -258,7 +284,7 @@ class RestApi:
             {
                 "interaction": {
                     "id": str(ix.id),
-                    "type": 2,
+                    "type": ix.kind,
                     "response_message_id": str(msg.id),
                     "response_message_loading": msg.loading,
                     "response_message_ephemeral": msg.ephemeral,

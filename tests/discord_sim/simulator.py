@@ -10,12 +10,13 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.discord_sim.commands import CommandRejected, build_options, visible_command
+from tests.discord_sim.acting import UserActions
+from tests.discord_sim.faults import FaultInjection
 from tests.discord_sim.gateway import SIM_KEY, GatewaySession, gateway_handler
 from tests.discord_sim.model import (
     DEFAULT_EVERYONE,
@@ -23,7 +24,6 @@ from tests.discord_sim.model import (
     Application,
     Attachment,
     Channel,
-    Command,
     Guild,
     Message,
     Role,
@@ -33,7 +33,7 @@ from tests.discord_sim.model import (
 )
 from tests.discord_sim.openapi import SpecViolation
 from tests.discord_sim.server import RestApi
-from tests.discord_sim.validation import ATTACHMENT_LIMIT, sign_path
+from tests.discord_sim.validation import sign_path
 
 CDN_HOST = "localhost"  # resolves to 127.0.0.1; the bot must list it in DISCORD_CDN_HOSTS
 OTHER_HOST = "127.0.0.1"  # same server, a host the bot must refuse
@@ -59,6 +59,14 @@ class Interaction:
     #: a server that forbids external apps: Discord makes every reply ephemeral
     ephemeral_only: bool = False
     forced_private: int = 0  # replies the bot asked to be public that were made private
+    modal: dict[str, Any] | None = None  # the modal the bot answered with (callback 9)
+    modal_submitted: bool = False
+    choices: list[dict[str, Any]] | None = None  # autocomplete choices (callback 8)
+
+    @property
+    def kind(self) -> int:
+        """2 command, 3 component, 4 autocomplete, 5 modal submit."""
+        return int(self.payload["type"])
 
     @property
     def messages(self) -> list[Message]:
@@ -71,7 +79,7 @@ class Interaction:
         return [m for m in self.messages if not m.loading]
 
 
-class DiscordSimulator:
+class DiscordSimulator(FaultInjection, UserActions):
     def __init__(self, *, response_deadline_s: float = 3.0) -> None:
         self.response_deadline_s = response_deadline_s
         #: interaction tokens (follow-ups, edits) expire this long after the interaction
@@ -263,69 +271,10 @@ class DiscordSimulator:
         att.data = data
         return att
 
-    def rate_limit_next(
-        self,
-        method: str,
-        path_contains: str,
-        *,
-        retry_after: float = 0.2,
-        times: int = 1,
-        via: bool = True,
-    ) -> None:
-        """Answer the next ``times`` matching requests with 429 (with a ``Via`` header)."""
-        self._rate_limits.append([method.upper(), path_contains, retry_after, times, via])
-
-    def fail_next(
-        self,
-        method: str,
-        path_contains: str,
-        *,
-        status: int = 400,
-        code: int = 50035,
-        times: int = 1,
-    ) -> None:
-        """Answer the next ``times`` matching requests with this Discord error."""
-        self._failures.append([method.upper(), path_contains, times, status, code])
-
-    def hang_next(self, method: str, path_contains: str, *, times: int = 1) -> None:
-        """Never answer the next ``times`` matching requests (as Spacebar does with the
-        callback of an interaction it does not know)."""
-        self._hangs.append([method.upper(), path_contains, times])
-
-    def take_fault(self, method: str, path: str) -> tuple[str, int, int] | None:
-        """``("hang", 0, 0)``, ``("fail", status, code)`` or ``None`` for this request."""
-        for rule in self._hangs:
-            if rule[0] == method and rule[1] in path and rule[2] > 0:
-                rule[2] -= 1
-                return "hang", 0, 0
-        for rule in self._failures:
-            if rule[0] == method and rule[1] in path and rule[2] > 0:
-                rule[2] -= 1
-                return "fail", rule[3], rule[4]
-        return None
-
     async def drop_connections(self, app: Application, code: int = 4000) -> None:
         """Close ``app``'s gateway sessions (4000: unknown error, the client reconnects)."""
         for session in [s for s in self.sessions if s.app is app]:
             await session.close(code, "simulated disconnect")
-
-    def clear_faults(self) -> None:
-        """Forget every pending ``fail_next``/``hang_next``/``rate_limit_next`` rule."""
-        self._failures.clear()
-        self._hangs.clear()
-        self._rate_limits.clear()
-
-    async def hang(self, method: str, path: str) -> None:
-        self.hung.append((method, path))
-        self.notify()
-        await self._release_hung.wait()
-
-    def take_rate_limit(self, method: str, path: str) -> tuple[float, bool] | None:
-        for rule in self._rate_limits:
-            if rule[0] == method and rule[1] in path and rule[3] > 0:
-                rule[3] -= 1
-                return rule[2], rule[4]
-        return None
 
     # --- sessions ----------------------------------------------------------------------
     def session_for(self, app: Application, guild_id: int | None = None) -> GatewaySession | None:
@@ -414,161 +363,9 @@ class DiscordSimulator:
             lambda: next((m for m in self.bot_messages() if predicate(m)), None), timeout_s
         )
 
-    async def slash(
-        self,
-        app: Application,
-        channel: Channel,
-        user: User,
-        name: str,
-        options: dict[str, Any] | None = None,
-    ) -> Interaction:
-        """Invoke ``/name`` as ``user`` in ``channel`` the way the Discord client would."""
-        guild = self.guilds[channel.guild_id]
-        top, _, sub = name.partition(" ")  # "forget label": a subcommand of /forget
-        cmd = visible_command(app, guild, channel, user, top, 1)
-        if sub:
-            spec = next(
-                (o for o in cmd.data.get("options", []) if o.get("type") == 1 and o["name"] == sub),
-                None,
-            )
-            if spec is None:
-                raise CommandRejected(f"/{top} has no subcommand {sub!r}")
-            opts, resolved = build_options(replace(cmd, data=spec), options or {})
-            opts = [{"type": 1, "name": sub, "options": opts}]
-        else:
-            opts, resolved = build_options(cmd, options or {})
-        data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
-        if resolved:
-            data["resolved"] = {"attachments": resolved}
-        return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
-
-    async def press_button(
-        self, app: Application, message: Message, user: User, label: str
-    ) -> Interaction:
-        """Press the button labelled ``label`` on ``message`` as ``user``."""
-        buttons = [c for row in message.components for c in row.get("components", [])]
-        button = next((b for b in buttons if b.get("label") == label), None)
-        if button is None:
-            raise CommandRejected(f"no button {label!r} on message {message.id}")
-        guild = self.guilds[message.guild_id] if message.guild_id else None
-        channel = self.channels[message.channel_id]
-        ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
-        payload: dict[str, Any] = {
-            "id": str(ix_id),
-            "application_id": str(app.id),
-            "type": 3,
-            "token": token,
-            "version": 1,
-            "channel_id": str(channel.id),
-            "channel": channel.payload(),
-            "message": message.payload(),
-            "locale": "en-US",
-            "attachment_size_limit": ATTACHMENT_LIMIT,
-            "entitlements": [],
-            "context": 0,
-            "data": {"custom_id": button["custom_id"], "component_type": 2},
-        }
-        if guild is not None:
-            payload["guild_id"] = str(guild.id)
-            payload["member"] = guild.member_payload(user, channel)
-            payload["app_permissions"] = str(guild.channel_permissions(app.user.id, channel))
-            payload["authorizing_integration_owners"] = {"0": str(guild.id)}
-        ix = Interaction(ix_id, token, app, message.guild_id, channel.id, user, label, payload)
-        ix.component_message = message
-        self.interactions[ix_id] = ix
-        self.interactions_by_token[token] = ix
-        session = self.session_for(app)
-        if session is None:
-            raise RuntimeError(f"{app.user.name} is not connected")
-        await session.dispatch("INTERACTION_CREATE", payload)
-        return ix
-
     async def remove_bot(self, app: Application, guild: Guild) -> None:
         """Kick ``app``'s bot from ``guild`` (GUILD_DELETE without "unavailable")."""
         guild.members.pop(app.user.id, None)
         session = self.session_for(app)
         if session is not None:
             await session.dispatch("GUILD_DELETE", {"id": str(guild.id)})
-
-    async def message_command(
-        self, app: Application, channel: Channel, user: User, name: str, target: Message
-    ) -> Interaction:
-        """Use the message context-menu command ``name`` on ``target``."""
-        guild = self.guilds[channel.guild_id]
-        cmd = visible_command(app, guild, channel, user, name, 3)
-        data = {
-            "id": str(cmd.id),
-            "name": name,
-            "type": 3,
-            "target_id": str(target.id),
-            "resolved": {"messages": {str(target.id): target.payload()}},
-        }
-        return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
-
-    async def wait_response(
-        self,
-        ix: Interaction,
-        *,
-        count: int = 1,
-        predicate: Callable[[Message], bool] | None = None,
-        timeout_s: float = 15.0,
-    ) -> Message:
-        """The ``count``-th final (not "thinking") visible message of ``ix`` matching
-        ``predicate``."""
-
-        def find() -> Message | None:
-            msgs = [m for m in ix.final if predicate is None or predicate(m)]
-            return msgs[count - 1] if len(msgs) >= count else None
-
-        try:
-            return await self.wait_until(find, timeout_s)
-        except TimeoutError:
-            raise AssertionError(
-                f"no response to /{ix.name} within {timeout_s} s (late={ix.late}, "
-                f"messages={[m.text for m in ix.messages]}, rejected={self.rejected[-3:]})"
-            ) from None
-
-    # --- internals ---------------------------------------------------------------------
-    async def _dispatch_interaction(
-        self,
-        app: Application,
-        guild: Guild,
-        channel: Channel,
-        user: User,
-        cmd: Command,
-        data: dict[str, Any],
-    ) -> Interaction:
-        if cmd.guild_id is not None:
-            data["guild_id"] = str(cmd.guild_id)
-        ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
-        payload = {
-            "id": str(ix_id),
-            "application_id": str(app.id),
-            "type": 2,
-            "token": token,
-            "version": 1,
-            "guild_id": str(guild.id),
-            "channel_id": str(channel.id),
-            "channel": {
-                **channel.payload(),
-                "permissions": str(guild.channel_permissions(user.id, channel)),
-            },
-            "member": guild.member_payload(user, channel),
-            "app_permissions": str(guild.channel_permissions(app.user.id, channel)),
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "attachment_size_limit": ATTACHMENT_LIMIT,
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(guild.id)},
-            "context": 0,
-            "data": data,
-        }
-        ix = Interaction(ix_id, token, app, guild.id, channel.id, user, cmd.name, payload)
-        self.interactions[ix_id] = ix
-        self.interactions_by_token[token] = ix
-        session = self.session_for(app, guild.id)
-        if session is None:
-            raise RuntimeError(f"{app.user.name} is not connected")
-        ix.created = time.monotonic()
-        await session.dispatch("INTERACTION_CREATE", payload)
-        return ix

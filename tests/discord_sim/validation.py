@@ -114,5 +114,8 @@ def validate_message(payload: dict[str, Any], n_files: int, *, edit: bool = Fals
         errors["files"] = "Must be 10 or fewer in length."
     if errors:
         raise DiscordError(400, 50035, "Invalid Form Body", errors)
+    from tests.discord_sim.components import validate_components  # it imports DiscordError
+
+    validate_components(payload.get("components"))
     if not edit and not content and not embeds and not n_files and not payload.get("sticker_ids"):
         raise DiscordError(400, 50006, "Cannot send an empty message")

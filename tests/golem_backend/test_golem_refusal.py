@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from golem_backend.base import BackendUnavailable
-from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig, _Request
+from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.pool import Home, Worker
 from golem_backend.golem.protocol import REFUSED_MESSAGE
+from golem_backend.golem.requests import Request
 from golem_backend.golem.service import (
     BatchRefused,
     ClassifyBatch,
@@ -124,7 +125,7 @@ async def test_a_batch_whose_requests_all_ended_is_cancelled():
     service = _Recorder()
     worker = Worker(service, Home(None, 0.0))  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
-    reqs = [_Request([b"x"], 3, loop.create_future(), time.monotonic()) for _ in range(2)]
+    reqs = [Request([b"x"], 3, loop.create_future(), time.monotonic()) for _ in range(2)]
     dispatcher._send_requests(worker, reqs)
     (batch,) = service.sent
     reqs[0].future.cancel()  # timed out

@@ -419,3 +419,22 @@ async def test_a_worker_stuck_loading_a_new_model_is_replaced(
         outcome = (await backend.classify(sample_images[:1]))[0]
         assert isinstance(outcome, Prediction) and outcome.model_id == report.model_id
         assert await worker_states(backend) == ["idle"]
+
+
+async def test_a_lone_request_borrows_the_idle_workers_cores(backend, sample_images, monkeypatch):
+    """One image while the other worker is idle runs on every worker's cores; images that
+    arrive together are batched on the workers' own shares."""
+    lent: list[int] = []
+    for worker in backend._workers:
+        real = worker.classify
+
+        async def spy(*args, _real=real, **kwargs):
+            lent.append(args[5] if len(args) > 5 else kwargs.get("cores", 1))
+            return await _real(*args, **kwargs)
+
+        monkeypatch.setattr(worker, "classify", spy)
+    await backend.classify(sample_images[:1])
+    assert lent == [2 * backend._threads]
+    lent.clear()
+    await asyncio.gather(*(backend.classify([image]) for image in sample_images * 4))
+    assert lent and all(cores == backend._threads for cores in lent[:-1])

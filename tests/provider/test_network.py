@@ -352,3 +352,26 @@ def test_concurrent_single_and_batch_calls_agree_with_sequential_ones():
     assert sorted(results) == [0, 1, 2, 3]
     for got in results.values():
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_a_lone_image_runs_on_lent_cores_with_the_same_features(photos):
+    """A local worker's pool (one core's share) uses an n-thread session for a lone image
+    while cores are lent, and its own one-thread session otherwise and for batches."""
+    pool = cnn.NetworkPool(1)
+    own, _ = pool(photos[:1])
+    assert pool._lent == {}
+    with cnn.lend_cores(2):
+        lent, _ = pool(photos[:1])
+        assert set(pool._lent) == {2}
+        batch, _ = pool(photos[:2])  # batches stay on the worker's own share
+    assert np.abs(lent - own).max() < 1e-4
+    assert np.abs(batch[:1] - own).max() < 1e-4
+    calls: list[int] = []
+    lent_session = pool._lent[2]
+    real = lent_session.forward_blob
+    lent_session.forward_blob = lambda blob: calls.append(len(blob)) or real(blob)  # type: ignore[method-assign]
+    with cnn.lend_cores(2):
+        pool(photos[:1])
+        pool(photos[:2])
+    pool(photos[:1])  # lending ended with the block
+    assert calls == [1]

@@ -15,16 +15,19 @@ caller's environment (as on Golem), with ``PYTHONPATH`` = the repository (the im
 
 Fault injection (:class:`FaultPlan`): the next command matching a substring can ``fail``
 (non-zero exit), ``hang`` (until the script times out), ``die`` (the activity is killed
-mid-batch) or have its ``reply`` replaced (the ``--out`` file is overwritten). ``refuse``
-follows a request's content rather than a command: a command with an input file containing
-the fault's ``poison`` bytes ends as the real client ends when the daemon answers
-``ok: false`` (exit code 1, ``daemon error: ...`` on stderr).
+mid-batch), have its ``reply`` replaced (the ``--out`` file is overwritten) or ``lie``: the
+real reply is rewritten, well-formed, with every answer wrong (``lie="label"``: the second
+best label wins) or every image called ``corrupt`` (``lie="corrupt"``). ``refuse`` ends as
+the real client ends when the daemon answers ``ok: false`` (exit code 1, ``daemon error:
+...`` on stderr). A fault with ``poison`` bytes fires only for a command with an input file
+containing them (a hostile image: ``hang`` is then a decoder stuck on it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -45,7 +48,11 @@ from yapapi.rest.activity import BatchError, BatchTimeoutError
 from golem_backend.golem import layout
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FAULT_KINDS = ("fail", "hang", "die", "reply", "refuse")
+FAULT_KINDS = ("fail", "hang", "die", "reply", "refuse", "lie")
+#: A download to the requestor is written in chunks at a bounded rate (about 256 MB/s),
+#: as gftp writes what the network brings, so the requestor can watch it arrive.
+TRANSFER_CHUNK = 256 * 1024
+TRANSFER_PAUSE_S = 0.001
 
 
 @dataclass
@@ -57,7 +64,8 @@ class Fault:
     instance: int | None = None  # activity number (1, 2, ... in creation order); None = any
     times: int = 1
     reply: bytes = b""  # for "reply": what the --out file is replaced with
-    poison: bytes = b""  # for "refuse": fires when an input file contains these bytes
+    poison: bytes = b""  # fires only when an input file contains these bytes ("refuse": any)
+    lie: str = "label"  # for "lie": "label" (wrong labels) or "corrupt" (every image)
 
 
 @dataclass
@@ -77,7 +85,7 @@ class FaultPlan:
     ) -> Fault | None:
         for fault in self.faults:
             wanted = fault.instance is None or fault.instance == activity
-            if fault.kind == "refuse":
+            if fault.kind == "refuse" or fault.poison:
                 wanted = wanted and any(fault.poison in data for data in inputs or [])
             if fault.times > 0 and fault.match in command_line and wanted:
                 fault.times -= 1
@@ -212,7 +220,7 @@ class LocalActivity:
         if name == "run":
             return await self._run(args["entry_point"], list(args.get("args", [])))
         if name == "transfer":
-            return self._transfer(args["from"], args["to"])
+            return await self._transfer(args["from"], args["to"])
         return _Result(False, f"unknown exe-script command {name!r}")
 
     def _map(self, text: str) -> str:
@@ -227,7 +235,7 @@ class LocalActivity:
                 return local / path[len(vm_path) :].lstrip("/")
         return None
 
-    def _transfer(self, src: str, dst: str) -> _Result:
+    async def _transfer(self, src: str, dst: str) -> _Result:
         if src.startswith("container:"):
             source, target = self._container_path(src), Path(unquote(urlparse(dst).path))
         else:
@@ -237,7 +245,10 @@ class LocalActivity:
         if not source.is_file():
             return _Result(False, f"transfer source does not exist: {src}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        if src.startswith("container:"):  # to the requestor: arrives in chunks, as over gftp
+            await _stream_copy(source, target)
+        else:
+            shutil.copyfile(source, target)
         return _Result(True)
 
     async def _run(self, entry_point: str, args: list[str]) -> _Result:
@@ -256,10 +267,10 @@ class LocalActivity:
             self.kill()
             raise BatchError("Activity terminated by provider")
         result = await self._subprocess([self._map(entry_point), *map(self._map, args)])
-        if fault is not None and fault.kind == "reply" and "--out" in args:
+        if fault is not None and fault.kind in ("reply", "lie") and "--out" in args:
             out = self._container_path(args[args.index("--out") + 1])
             assert out is not None
-            out.write_bytes(fault.reply)
+            out.write_bytes(fault.reply if fault.kind == "reply" else _lie(out, fault.lie))
         return result
 
     def _inputs(self, args: list[str]) -> list[bytes]:
@@ -295,3 +306,30 @@ class LocalActivity:
                 False, f"ExeScript command exited with code {proc.returncode}", stdout, stderr
             )
         return _Result(True, "", stdout, stderr)
+
+
+async def _stream_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` a chunk at a time, letting the event loop run between
+    chunks (the real gftp is a separate process writing while the requestor runs)."""
+    with source.open("rb") as src, target.open("ab") as dst:  # gftp may have created it
+        dst.truncate(0)
+        while chunk := src.read(TRANSFER_CHUNK):
+            dst.write(chunk)
+            dst.flush()
+            await asyncio.sleep(TRANSFER_PAUSE_S)
+
+
+def _lie(reply: Path, how: str) -> bytes:
+    """The daemon's real reply, rewritten by a dishonest provider (well-formed)."""
+    obj = json.loads(reply.read_bytes())
+    for i, item in enumerate(obj["results"]):
+        if how == "corrupt":
+            obj["results"][i] = {"error": {"code": "corrupt", "message": "Damaged image."}}
+        elif "top" in item:
+            top = item["top"]
+            if len(top) > 1:  # the second best label wins, scores unchanged
+                top[0]["label"], top[1]["label"] = top[1]["label"], top[0]["label"]
+            else:
+                top[0]["label"] = next(lb for lb in obj["labels"] if lb != top[0]["label"])
+            item["label"], item["confidence"] = top[0]["label"], top[0]["confidence"]
+    return json.dumps(obj).encode()

@@ -1,4 +1,9 @@
-"""A yapapi StorageProvider on the local file system: ``file://`` URLs instead of gftp."""
+"""A yapapi StorageProvider on the local file system: ``file://`` URLs instead of gftp.
+
+It keeps files as yapapi's ``GftpProvider`` does: an upload is a file under ``root`` until
+its source is released; a download goes to the ``destination_file`` asked for when it does
+not exist yet, else to a new file under ``root`` that stays until the engine stops.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ class _FileDestination(Destination):
     def upload_url(self) -> str:
         return self.path.as_uri()
 
+    async def download_file(self, destination_file: os.PathLike) -> None:
+        if Path(destination_file) != self.path:  # gftp received it there already
+            await super().download_file(destination_file)
+
     async def download_stream(self) -> Content:
         data = self.path.read_bytes() if self.path.exists() else b""
 
@@ -64,4 +73,8 @@ class LocalStorageProvider(StorageProvider):
             source.path.unlink(missing_ok=True)
 
     async def new_destination(self, destination_file: os.PathLike | None = None) -> Destination:
-        return _FileDestination(self._new_path())
+        if destination_file is not None and not Path(destination_file).exists():  # noqa: ASYNC240
+            return _FileDestination(Path(destination_file))
+        path = self._new_path()
+        path.touch()  # gftp's temporary file exists from the start
+        return _FileDestination(path)

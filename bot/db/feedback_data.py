@@ -1,0 +1,318 @@
+"""A server's answers, votes and review queue (the feedback loop), scoped like the rest.
+
+Images of answers are kept so that a correction can teach them, but not for ever: in the
+server's ``feedback/`` folder, content-addressed, only for the newest
+``Quotas.feedback_images`` answers of the server and only for ``Quotas.feedback_hours``
+(Discord's attachment URLs expire too, so nothing could be fetched later). Older answers
+are deleted with their votes; their buttons then say so. A correction waiting in the
+review queue names its file, which stays until the item is approved or rejected, and
+counts toward the server's taught-bytes quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import files
+from bot.db.quotas import QuotaExceeded, size_text
+from bot.db.records import AnswerRecord, ReviewItem, Tally
+from bot.db.schema import AnswerRow, ReviewItemRow, VoteRow, utcnow
+from bot.db.scope_base import ScopeBase, StoreWriteError
+
+log = logging.getLogger(__name__)
+
+
+class ScopeFeedback(ScopeBase):
+    # --- answers ------------------------------------------------------------------------
+    def _answer(self, row: AnswerRow) -> AnswerRecord:
+        image = self.feedback_dir / row.file_name if row.file_name else None
+        return AnswerRecord(
+            row.id,
+            row.channel_id,
+            row.user_id,
+            row.model_id,
+            row.label,
+            row.confidence,
+            row.sha256,
+            image,
+            row.created_at,
+        )
+
+    async def record_answer(
+        self,
+        *,
+        channel_id: int,
+        user_id: int,
+        model_id: str,
+        label: str,
+        confidence: float,
+        data: bytes,
+        extension: str | None,
+    ) -> int:
+        """Record an answered image (kept in ``feedback/`` when ``extension`` is given);
+        its id for the feedback buttons. Prunes what is past the limits."""
+        digest = hashlib.sha256(data).hexdigest()
+        keep = extension is not None and self._store.quotas.feedback_images > 0
+        file_name = f"{digest}.{extension}" if keep else None
+        async with self._store.lock(self.scope_id):
+            created = False
+            try:
+                if file_name is not None and not (self.feedback_dir / file_name).exists():
+                    created = True
+                    await asyncio.to_thread(files.write_atomic, self.feedback_dir / file_name, data)
+                async with self._write() as s:
+                    await self._ensure_row(s)
+                    row = AnswerRow(
+                        guild_id=self.scope_id,
+                        channel_id=channel_id,
+                        user_id=user_id,
+                        model_id=model_id[:80],
+                        label=label[:100],
+                        confidence=float(confidence),
+                        sha256=digest,
+                        file_name=file_name,
+                        size_bytes=len(data),
+                        created_at=utcnow(),
+                    )
+                    s.add(row)
+                    await s.flush()
+                    answer_id = row.id
+            except BaseException as exc:
+                if created and file_name is not None:
+                    files.unlink(self.feedback_dir / file_name)
+                if isinstance(exc, OSError):
+                    log.error("could not keep an answered image: %s", exc)
+                    raise StoreWriteError() from exc
+                raise
+            await self._prune()
+        return answer_id
+
+    async def answer(self, answer_id: int) -> AnswerRecord | None:
+        """This server's answer ``answer_id`` (``None`` if it is another server's, expired
+        or forgotten)."""
+        async with self._session() as s:
+            row = await s.scalar(
+                select(AnswerRow).where(
+                    AnswerRow.guild_id == self.scope_id, AnswerRow.id == answer_id
+                )
+            )
+            return self._answer(row) if row else None
+
+    async def prune_feedback(self) -> None:
+        async with self._store.lock(self.scope_id):
+            await self._prune()
+
+    async def _prune(self) -> None:
+        """Delete answers past ``feedback_hours``; drop the images of all but the newest
+        ``feedback_images`` answers; remove files no row names any more."""
+        quotas = self._store.quotas
+        cutoff = utcnow() - dt.timedelta(hours=quotas.feedback_hours)
+        mine = AnswerRow.guild_id == self.scope_id
+        async with self._write() as s:
+            expired = list(
+                await s.scalars(select(AnswerRow.id).where(mine, AnswerRow.created_at < cutoff))
+            )
+            dropped = set(
+                await s.scalars(select(AnswerRow.file_name).where(mine, AnswerRow.id.in_(expired)))
+            )
+            if expired:
+                await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(expired)))
+                await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(expired)))
+            kept = (
+                select(AnswerRow.id)
+                .where(mine, AnswerRow.file_name.is_not(None))
+                .order_by(AnswerRow.created_at.desc(), AnswerRow.id.desc())
+                .limit(quotas.feedback_images)
+                .scalar_subquery()
+            )
+            beyond = AnswerRow.file_name.is_not(None) & AnswerRow.id.not_in(kept)
+            dropped |= set(await s.scalars(select(AnswerRow.file_name).where(mine, beyond)))
+            await s.execute(update(AnswerRow).where(mine, beyond).values(file_name=None))
+            still = await self._named_files(s)
+        for name in dropped - still - {None}:
+            files.unlink(self.feedback_dir / str(name))
+
+    async def _named_files(self, s: AsyncSession) -> set[str | None]:
+        answers = await s.scalars(
+            select(AnswerRow.file_name).where(AnswerRow.guild_id == self.scope_id)
+        )
+        items = await s.scalars(
+            select(ReviewItemRow.file_name).where(ReviewItemRow.guild_id == self.scope_id)
+        )
+        return set(answers) | set(items)
+
+    # --- votes --------------------------------------------------------------------------
+    async def vote(
+        self, answer_id: int, user_id: int, *, right: bool, label: str | None = None
+    ) -> Tally | None:
+        """Count ``user_id``'s vote on an answer; a second vote replaces the first.
+        ``None`` if the answer is not this server's (any more)."""
+        async with self._write() as s:
+            answer = await s.scalar(
+                select(AnswerRow.id).where(
+                    AnswerRow.guild_id == self.scope_id, AnswerRow.id == answer_id
+                )
+            )
+            if answer is None:
+                return None
+            row = await s.get(VoteRow, (answer_id, user_id))
+            replaced = row is not None
+            if row is None:
+                row = VoteRow(answer_id=answer_id, user_id=user_id, guild_id=self.scope_id)
+                s.add(row)
+            row.right, row.label, row.voted_at = right, label, utcnow()
+            await s.flush()
+            result = await s.execute(
+                select(VoteRow.right, func.count())
+                .where(VoteRow.answer_id == answer_id, VoteRow.guild_id == self.scope_id)
+                .group_by(VoteRow.right)
+            )
+            counts = {bool(is_right): int(n) for is_right, n in result.all()}
+            return Tally(int(counts.get(True, 0)), int(counts.get(False, 0)), replaced)
+
+    # --- the review queue ----------------------------------------------------------------
+    def _item(self, row: ReviewItemRow) -> ReviewItem:
+        return ReviewItem(
+            row.id,
+            row.answer_id,
+            row.sha256,
+            self.feedback_dir / row.file_name,
+            row.model_label,
+            row.model_confidence,
+            row.proposed_label,
+            row.user_id,
+            row.user_name,
+            row.created_at,
+        )
+
+    async def enqueue_review(
+        self, answer: AnswerRecord, label: str, *, user_id: int, user_name: str
+    ) -> tuple[bool, int]:
+        """Queue a member's correction of ``answer`` (whose image must still be kept):
+        (whether it is new, items waiting). :class:`QuotaExceeded` past the queue's size
+        or the server's taught-bytes quota."""
+        assert answer.image is not None
+        quotas = self._store.quotas
+        async with self._store.lock(self.scope_id), self._write() as s:
+            mine = ReviewItemRow.guild_id == self.scope_id
+            same = await s.scalar(
+                select(ReviewItemRow.id).where(
+                    mine,
+                    ReviewItemRow.sha256 == answer.sha256,
+                    ReviewItemRow.proposed_label == label,
+                )
+            )
+            waiting = int(
+                await s.scalar(select(func.count()).select_from(ReviewItemRow).where(mine)) or 0
+            )
+            if same is not None:
+                return False, waiting
+            if waiting >= quotas.review_items:
+                raise QuotaExceeded(
+                    f"This server's review queue is full ({waiting} corrections wait). An "
+                    "admin or trainer can work through it with /review."
+                )
+            size = await asyncio.to_thread(lambda: answer.image.stat().st_size)  # type: ignore[union-attr]
+            used = await self._bytes_used(s)
+            if used + size > quotas.max_bytes:
+                raise QuotaExceeded(
+                    f"This server's taught images and review queue use {size_text(used)} of "
+                    f"{size_text(quotas.max_bytes)}: there is no room to keep this image. An "
+                    "admin can free space with /review, `/forget label:` or `/forget mine`."
+                )
+            s.add(
+                ReviewItemRow(
+                    guild_id=self.scope_id,
+                    answer_id=answer.answer_id,
+                    sha256=answer.sha256,
+                    file_name=answer.image.name,
+                    size_bytes=size,
+                    model_label=answer.label[:100],
+                    model_confidence=answer.confidence,
+                    proposed_label=label,
+                    user_id=user_id,
+                    user_name=user_name[:100],
+                    created_at=utcnow(),
+                )
+            )
+            return True, waiting + 1
+
+    async def _bytes_used(self, s: AsyncSession) -> int:
+        taught = (await self._usage(s)).bytes  # type: ignore[attr-defined]
+        queued = await s.scalar(
+            select(func.coalesce(func.sum(ReviewItemRow.size_bytes), 0)).where(
+                ReviewItemRow.guild_id == self.scope_id
+            )
+        )
+        return int(taught) + int(queued or 0)
+
+    async def review_queue(self) -> tuple[ReviewItem | None, int]:
+        """The oldest waiting correction and how many wait."""
+        async with self._session() as s:
+            mine = ReviewItemRow.guild_id == self.scope_id
+            row = await s.scalar(
+                select(ReviewItemRow)
+                .where(mine)
+                .order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+                .limit(1)
+            )
+            count = await s.scalar(select(func.count()).select_from(ReviewItemRow).where(mine))
+            return (self._item(row) if row else None), int(count or 0)
+
+    async def review_item(self, item_id: int) -> ReviewItem | None:
+        async with self._session() as s:
+            row = await s.scalar(
+                select(ReviewItemRow).where(
+                    ReviewItemRow.guild_id == self.scope_id, ReviewItemRow.id == item_id
+                )
+            )
+            return self._item(row) if row else None
+
+    async def drop_review_item(self, item_id: int) -> bool:
+        """Remove a decided item (and its image unless another row names it)."""
+        return bool(await self._forget_feedback(ReviewItemRow.id == item_id, None, None))
+
+    async def _forget_feedback(self, items: Any, answers: Any, votes: Any) -> int:
+        """Delete matching review items, answers (with their votes) and votes; then the
+        files no row names. The number of review items deleted."""
+        async with self._write() as s:
+            names: set[str | None] = set()
+            n_items = 0
+            if items is not None:
+                cond = (ReviewItemRow.guild_id == self.scope_id) & items
+                rows = list(await s.scalars(select(ReviewItemRow).where(cond)))
+                names |= {r.file_name for r in rows}
+                n_items = len(rows)
+                await s.execute(delete(ReviewItemRow).where(cond))
+            if answers is not None:
+                cond = (AnswerRow.guild_id == self.scope_id) & answers
+                rows_a = list(await s.scalars(select(AnswerRow).where(cond)))
+                names |= {r.file_name for r in rows_a}
+                ids = [r.id for r in rows_a]
+                await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(ids)))
+                await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(ids)))
+            if votes is not None:
+                await s.execute(delete(VoteRow).where((VoteRow.guild_id == self.scope_id) & votes))
+            still = await self._named_files(s)
+        for name in names - still - {None}:
+            files.unlink(self.feedback_dir / str(name))
+        return n_items
+
+    async def forget_feedback_of_label(self, label: str) -> int:
+        return await self._forget_feedback(
+            ReviewItemRow.proposed_label == label, AnswerRow.label == label, VoteRow.label == label
+        )
+
+    async def forget_feedback_of_user(self, user_id: int) -> int:
+        return await self._forget_feedback(
+            ReviewItemRow.user_id == user_id,
+            AnswerRow.user_id == user_id,
+            VoteRow.user_id == user_id,
+        )
