@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING
 from bot.db.engine import DatabaseError, DatabaseTooNew
 from bot.db.guild_data import ScopedData, StoreWriteError
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
-from bot.db.records import Forgotten, GuildSettings, ModelRecord, RetrainRecord, TaughtRecord
+from bot.db.records import (
+    ANY_LABEL,
+    Forgotten,
+    GuildSettings,
+    LabelRule,
+    ModelRecord,
+    RetrainRecord,
+    RuleAction,
+    ServerOptions,
+    TaughtRecord,
+)
 from bot.db.schema import DEFAULT_SCOPE
 from bot.db.store import OperatorData, Store
 
@@ -19,17 +29,21 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 __all__ = [
+    "ANY_LABEL",
     "DEFAULT_SCOPE",
     "DatabaseError",
     "DatabaseTooNew",
     "Forgotten",
     "GuildSettings",
+    "LabelRule",
     "ModelRecord",
     "OperatorData",
     "QuotaExceeded",
     "Quotas",
     "RetrainRecord",
+    "RuleAction",
     "ScopedData",
+    "ServerOptions",
     "Store",
     "StoreWriteError",
     "TaughtRecord",

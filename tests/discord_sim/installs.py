@@ -90,7 +90,7 @@ async def user_install_interaction(
         opts, resolved = build_options(cmd, options or {})
         data["options"] = opts
         if resolved:
-            data["resolved"] = {"attachments": resolved}
+            data["resolved"] = resolved
     ix_id, token = snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
     payload: dict[str, Any] = {
         "id": str(ix_id),

@@ -15,8 +15,10 @@ from typing import Any
 ADMINISTRATOR = 1 << 3
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
+ADD_REACTIONS = 1 << 6
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
@@ -26,6 +28,7 @@ ALL_PERMISSIONS = (1 << 51) - 1
 #: What @everyone gets in a fresh guild (roughly Discord's default set).
 DEFAULT_EVERYONE = (
     VIEW_CHANNEL
+    | ADD_REACTIONS
     | SEND_MESSAGES
     | EMBED_LINKS
     | ATTACH_FILES
@@ -123,6 +126,31 @@ class Channel:
 
 
 @dataclass
+class Emoji:
+    """A custom emoji of a guild."""
+
+    id: int
+    name: str
+    animated: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "animated": self.animated,
+            "roles": [],
+            "require_colons": True,
+            "managed": False,
+            "available": True,
+        }
+
+    @property
+    def markup(self) -> str:
+        """How a user types it in a message: ``<:name:id>``."""
+        return f"<{'a' if self.animated else ''}:{self.name}:{self.id}>"
+
+
+@dataclass
 class Guild:
     id: int
     name: str
@@ -134,6 +162,7 @@ class Guild:
     #: True models a server whose admins changed the command permissions so that everyone
     #: may use every command (Server Settings > Integrations): default permissions ignored.
     commands_open_to_everyone: bool = False
+    emojis: dict[int, Emoji] = field(default_factory=dict)
 
     def base_permissions(self, user_id: int) -> int:
         if user_id == self.owner_id:
@@ -187,7 +216,7 @@ class Guild:
             "member_count": len(self.members),
             "large": False,
             "unavailable": False,
-            "emojis": [],
+            "emojis": [e.payload() for e in self.emojis.values()],
             "stickers": [],
             "threads": [],
             "stage_instances": [],
@@ -262,6 +291,8 @@ class Message:
     interaction_id: int | None = None
     deleted: bool = False
     components: list[dict[str, Any]] = field(default_factory=list)  # action rows
+    #: emoji (unicode, or ``name:id``) -> ids of the users who reacted with it
+    reactions: dict[str, set[int]] = field(default_factory=dict)
     #: (monotonic time, content, embeds, flags) for each state, the first one included.
     history: list[tuple[float, str, list[dict[str, Any]], int]] = field(default_factory=list)
     created_mono: float = field(default_factory=time.monotonic)

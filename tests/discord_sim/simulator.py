@@ -24,6 +24,7 @@ from tests.discord_sim.model import (
     Attachment,
     Channel,
     Command,
+    Emoji,
     Guild,
     Message,
     Role,
@@ -218,6 +219,12 @@ class DiscordSimulator:
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         return channel
+
+    def add_emoji(self, guild: Guild, name: str, *, animated: bool = False) -> Emoji:
+        """A custom emoji of ``guild`` (in its GUILD_CREATE from now on)."""
+        emoji = Emoji(snowflake(), name, animated)
+        guild.emojis[emoji.id] = emoji
+        return emoji
 
     def add_member(self, guild: Guild, user: User, permissions: int = 0) -> None:
         """Make ``user`` a member; ``permissions`` > 0 gives them a role with those bits."""
@@ -439,7 +446,7 @@ class DiscordSimulator:
             opts, resolved = build_options(cmd, options or {})
         data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
         if resolved:
-            data["resolved"] = {"attachments": resolved}
+            data["resolved"] = resolved
         return await self._dispatch_interaction(app, guild, channel, user, cmd, data)
 
     async def press_button(
