@@ -101,7 +101,7 @@ async def delete(message: discord.Message, rule: LabelRule | None) -> str | None
 
 async def react(message: discord.Message, emoji: str) -> str | None:
     try:
-        await message.add_reaction(emoji)
+        await message.add_reaction(discord.PartialEmoji.from_str(emoji))  # name:id or unicode
     except discord.Forbidden:
         return (
             f"A rule says to react with {emoji} here, but I'm missing the "

@@ -39,6 +39,26 @@ log = logging.getLogger(__name__)
 Action = Literal["reply", "react", "log", "delete", "nothing"]
 
 
+class TextChannelOption(app_commands.Transformer):
+    """A text channel option, passed on as Discord resolved it: whether it is a channel of
+    this server is checked by the command (with a message), not by discord.py."""
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.channel
+
+    @property
+    def channel_types(self) -> list[discord.ChannelType]:
+        return [discord.ChannelType.text]
+
+    async def transform(
+        self, interaction: discord.Interaction, value: object, /
+    ) -> app_commands.AppCommandChannel:
+        if not isinstance(value, app_commands.AppCommandChannel):
+            raise InvalidRule("The log channel must be a text channel of this server.")
+        return value
+
+
 class RulesCog(commands.Cog):
     rule = app_commands.Group(
         name="rule",
@@ -66,7 +86,8 @@ class RulesCog(commands.Cog):
         action: Action,
         threshold: float,
         emoji: app_commands.Range[str, 1, 100] | None = None,
-        log_channel: app_commands.AppCommandChannel | None = None,
+        log_channel: app_commands.Transform[app_commands.AppCommandChannel, TextChannelOption]
+        | None = None,
     ) -> None:
         scope = server_scope(self.bot, interaction)
         guild = interaction.guild

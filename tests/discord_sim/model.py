@@ -106,7 +106,9 @@ class Channel:
     #: target id (role or user) -> (allow, deny)
     overwrites: dict[int, tuple[int, int]] = field(default_factory=dict)
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self, role_ids: set[int] | None = None) -> dict[str, Any]:
+        """``role_ids``: the guild's roles; an overwrite for any other id is a member's
+        (type 1). Without it every overwrite is sent as a role's."""
         return {
             "id": str(self.id),
             "type": 0,
@@ -114,7 +116,12 @@ class Channel:
             "name": self.name,
             "position": 0,
             "permission_overwrites": [
-                {"id": str(t), "type": 0, "allow": str(a), "deny": str(d)}
+                {
+                    "id": str(t),
+                    "type": 0 if role_ids is None or t in role_ids else 1,
+                    "allow": str(a),
+                    "deny": str(d),
+                }
                 for t, (a, d) in self.overwrites.items()
             ],
             "nsfw": False,
@@ -211,7 +218,7 @@ class Guild:
             "icon": None,
             "features": [],
             "roles": [r.payload(i) for i, r in enumerate(roles)],
-            "channels": [c.payload() for c in self.channels.values()],
+            "channels": [c.payload({r.id for r in roles}) for c in self.channels.values()],
             "members": [self.member_payload(users[u]) for u in self.members if u in users],
             "member_count": len(self.members),
             "large": False,
