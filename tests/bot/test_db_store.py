@@ -342,11 +342,11 @@ def test_db_command_upgrades_and_reports(tmp_path: Path):
     up = subprocess.run(
         [*run, "upgrade"], env=env, capture_output=True, text=True, timeout=60, cwd=root
     )
-    assert up.returncode == 0 and "revision 0001 (was empty)" in up.stdout
+    assert up.returncode == 0 and "revision 0003 (was empty)" in up.stdout
     cur = subprocess.run(
         [*run, "current"], env=env, capture_output=True, text=True, timeout=60, cwd=root
     )
-    assert "database revision: 0001; this code: 0001" in cur.stdout
+    assert "database revision: 0003; this code: 0003" in cur.stdout
     assert (tmp_path / "bot.db").is_file()
 
 
