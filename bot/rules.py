@@ -77,19 +77,28 @@ def parse_emoji(raw: str) -> EmojiChoice:
 
 
 def _looks_like_unicode_emoji(text: str) -> bool:
-    symbols = 0
+    """One emoji: a symbol (or a keycap, or a pair of regional indicators, i.e. a flag)
+    with its modifiers, possibly joined to more symbols by ZWJ."""
+    bases = regional = 0
+    joined = False
     for i, char in enumerate(text):
         code = ord(char)
-        category = unicodedata.category(char)
-        if category == "So":
-            symbols += 1
-        elif code in _EMOJI_JOINERS or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F:
-            continue
+        if unicodedata.category(char) == "So":
+            if 0x1F1E6 <= code <= 0x1F1FF:  # regional indicators: two make one flag
+                regional += 1
+                if regional % 2 == 0:
+                    joined = False
+                    continue
+            if not joined:
+                bases += 1
         elif char in _KEYCAP_BASES and text[i + 1 : i + 3] in ("\ufe0f\u20e3", "\u20e3"):
-            symbols += 1
-        else:
+            bases += 1
+        elif not (
+            code in _EMOJI_JOINERS or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F
+        ):
             return False
-    return symbols > 0
+        joined = code == 0x200D
+    return bases == 1 and regional in (0, 2)
 
 
 def rule_label(raw: str) -> str:
