@@ -3,7 +3,6 @@ without the permissions each rule action needs, log channels, custom emojis."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,16 +75,6 @@ class Pair:
 
     async def replies_to(self, msg: Message, timeout_s: float = 10.0) -> Message:
         return await self.sim.wait_bot_message(lambda m: m.reference_id == msg.id, timeout_s)
-
-    async def settle(self, calls: int) -> None:
-        """Wait until the backend has answered ``calls`` requests, then let the bot act."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while len(self.backend.calls) < calls:
-            if loop.time() > deadline:
-                raise AssertionError(f"the backend saw {len(self.backend.calls)} requests")
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
 
     async def teach(self, side: Side, label: str, index: int) -> Message:
         att = self.sim.upload(flower_bytes("daisy", index), f"t{index}.jpg")
