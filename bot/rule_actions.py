@@ -56,8 +56,10 @@ async def carry_out(
     *,
     reply_embeds: list[discord.Embed],
     note: str | None,
+    view: discord.ui.View | None = None,
 ) -> list[str]:
-    """Do what ``plan`` says; the problems met (already logged and reported)."""
+    """Do what ``plan`` says; the problems met (already logged and reported). ``view``
+    (e.g. feedback buttons) goes with the reply, if there is one."""
     problems: list[str] = []
     for index, rule in plan.log:
         problem = await post_log(bot, message, answers[index], rule)
@@ -73,7 +75,8 @@ async def carry_out(
             problems.append(problem)
     if reply_embeds or (note and plan.reply):
         try:
-            await send_reply(message, content=note, embeds=reply_embeds)
+            extra = {"view": view} if view is not None else {}
+            await send_reply(message, content=note, embeds=reply_embeds, **extra)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
     if problems:
