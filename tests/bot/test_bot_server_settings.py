@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.bot.harness import World
+from tests.bot.harness import World, png_bytes
 from tests.bot.rules_world import Pair, two_servers
 from tests.discord_sim import Channel, Message
 
@@ -117,3 +117,16 @@ async def test_auto_retrain_after_n_taught_images_within_the_quota(pair: Pair):
     assert "(2 since the last retrain)" in shown.content
     assert len(p.backend.trained) == 1
     assert await p.bot.bot.store.guild(p.b.guild.id).current_model() is None
+
+
+async def test_auto_retrain_counts_images_taught_by_any_path(pair: Pair):
+    """Approved corrections and 'Teach as...' record images through the store, not /teach:
+    the auto-retrain listens there."""
+    p = pair
+    await p.run(p.b.admin, p.b.pics, "settings", auto_retrain=2)
+    scope = p.bot.bot.store.guild(p.b.guild.id)
+    for colour in ("red", "blue"):
+        await scope.add_taught("rose", png_bytes(colour=colour), "png", user_id=5, user_name="m")
+    await wait_trained(p, 1)
+    [training_set] = p.backend.trained
+    assert training_set is not None and {e.label for e in training_set.examples} == {"rose"}
