@@ -77,6 +77,17 @@ async def wait_trained(p: Pair, n: int) -> None:
         await asyncio.sleep(0.02)
 
 
+async def settings_once(p: Pair, text: str, timeout_s: float = 10.0) -> Message:
+    """A's /settings once it shows ``text`` (the auto-retrain runs in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        shown = await p.run(p.a.admin, p.a.pics, "settings")
+        if text in shown.content or loop.time() > deadline:
+            return shown
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("pair", [{"GUILD_MAX_RETRAINS_PER_HOUR": "1"}], indirect=True)
 async def test_auto_retrain_after_n_taught_images_within_the_quota(pair: Pair):
     p = pair
@@ -94,22 +105,13 @@ async def test_auto_retrain_after_n_taught_images_within_the_quota(pair: Pair):
     [training_set] = p.backend.trained
     assert training_set is not None and len(training_set.examples) == 2
     assert training_set.out_dir.parent.name == str(p.a.guild.id)
-    scope = p.bot.bot.store.guild(p.a.guild.id)
-    for _ in range(50):  # the model is registered right after the backend returns
-        if await scope.current_model() is not None:
-            break
-        await asyncio.sleep(0.02)
-    assert await scope.current_model() is not None
-    shown = await p.run(p.a.admin, p.a.pics, "settings")
-    assert "(0 since the last retrain)" in shown.content and "Last auto-retrain" in shown.content
+    shown = await settings_once(p, "Last auto-retrain")  # registered, then noted
+    assert "(0 since the last retrain)" in shown.content and ": model " in shown.content
+    assert await p.bot.bot.store.guild(p.a.guild.id).current_model() is not None
     # two more: due again, but the server used its one retrain this hour
     await p.teach(p.a, "bluebell", 2)
     await p.teach(p.a, "bluebell", 3)
-    for _ in range(100):
-        shown = await p.run(p.a.admin, p.a.pics, "settings")
-        if "not started" in shown.content:
-            break
-        await asyncio.sleep(0.05)
+    shown = await settings_once(p, "not started")
     assert (
         "not started: This server has retrained 1 times in the last hour, the limit is 1 per "
         "hour." in shown.content
