@@ -1,14 +1,16 @@
 """Carrying out a message's rules (``bot.rules.plan_message``) in a watched channel.
 
 Every Discord call may be refused (a permission removed since the rule was set, a log
-channel deleted, an emoji gone): each refusal is logged and reported in the channel,
-never raised, and the other actions still run.
+channel deleted, an emoji gone): each refusal is logged, reported in the channel (the same
+problem at most once per ``PROBLEM_REPORT_INTERVAL_S`` there), never raised, and the other
+actions still run.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The same problem is reported in a channel at most once per this many seconds (it is
+#: logged every time): a permission removed in a busy channel must not flood it.
+PROBLEM_REPORT_INTERVAL_S = 600.0
+
 #: What each action needs of the bot, by discord.py permission name.
 DELETE_NEEDS = ("manage_messages",)
 REACT_NEEDS = ("read_message_history", "add_reactions")
@@ -48,6 +54,23 @@ def missing_permissions(channel: discord.abc.GuildChannel, needed: Iterable[str]
     return [name for name in needed if not getattr(perms, name)]
 
 
+class ProblemReports:
+    """Which rule problems were reported in which channel, and when."""
+
+    def __init__(self, interval_s: float = PROBLEM_REPORT_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: dict[tuple[int, str], float] = {}
+
+    def due(self, channel_id: int, problems: list[str]) -> list[str]:
+        """The problems not reported in ``channel_id`` within the interval (now marked)."""
+        now = time.monotonic()
+        self._last = {k: t for k, t in self._last.items() if now - t < self.interval_s}
+        fresh = [p for p in problems if (channel_id, p) not in self._last]
+        for problem in fresh:
+            self._last[(channel_id, problem)] = now
+        return fresh
+
+
 async def carry_out(
     bot: ClassifierBot,
     message: discord.Message,
@@ -57,6 +80,7 @@ async def carry_out(
     reply_embeds: list[discord.Embed],
     note: str | None,
     view: discord.ui.View | None = None,
+    reports: ProblemReports | None = None,
 ) -> list[str]:
     """Do what ``plan`` says; the problems met (already logged and reported). ``view``
     (e.g. feedback buttons) goes with the reply, if there is one."""
@@ -79,8 +103,11 @@ async def carry_out(
             await send_reply(message, content=note, embeds=reply_embeds, **extra)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
-    if problems:
-        await report(message, problems)
+    for problem in problems:
+        log.warning("rule problem in channel %s: %s", message.channel.id, problem)
+    fresh = reports.due(message.channel.id, problems) if reports else problems
+    if fresh:
+        await report(message, fresh)
     return problems
 
 
@@ -171,9 +198,7 @@ async def send_reply(message: discord.Message, **kwargs: object) -> None:
 
 
 async def report(message: discord.Message, problems: list[str]) -> None:
-    """Tell the channel what a rule could not do (and log it)."""
-    for problem in problems:
-        log.warning("rule problem in channel %s: %s", message.channel.id, problem)
+    """Tell the channel what a rule could not do."""
     text = clip("⚠️ " + "\n⚠️ ".join(problems), CONTENT_MAX)
     try:
         await send_reply(message, content=text)

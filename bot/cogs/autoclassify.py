@@ -17,7 +17,7 @@ from bot.client import ClassifierBot
 from bot.cogs.classify import answer_embeds, low_confidence_of
 from bot.download import looks_like_image
 from bot.errors import Busy, OnCooldown, UserError, explain
-from bot.rule_actions import carry_out, send_reply
+from bot.rule_actions import ProblemReports, carry_out, send_reply
 from bot.rules import plan_message
 from bot.tenancy import model_of
 from golem_backend import BackendError, ImageError
@@ -29,6 +29,7 @@ class AutoClassifyCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
         self.warnings = Warnings(bot.settings.cooldown_window_s)
+        self.rule_problems = ProblemReports()
 
     @app_commands.command(
         name="autoclassify", description="Reply automatically to images posted in this channel"
@@ -105,7 +106,15 @@ class AutoClassifyCog(commands.Cog):
                 shown = [answers[i] for i in plan.reply]
                 low = await low_confidence_of(bot, scope)
                 embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
-                await carry_out(bot, message, answers, plan, reply_embeds=embeds, note=note)
+                await carry_out(
+                    bot,
+                    message,
+                    answers,
+                    plan,
+                    reply_embeds=embeds,
+                    note=note,
+                    reports=self.rule_problems,
+                )
         except (OnCooldown, Busy) as exc:
             if self.warnings.should_warn(message.author.id):
                 await self._reply_quietly(message, exc.message)

@@ -4,6 +4,7 @@ precedence, hostile options, and isolation between two servers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,6 +68,12 @@ async def test_react_refused_where_the_bot_cannot_react_and_reported_at_run_time
     assert p.sim.rejected[-1][2:] == (403, {"code": 50013, "message": "Missing Permissions"})
     after = await p.post(p.a.mod, p.image("daisy", 0.9))  # the bot is still up
     assert (await p.replies_to(after)).embeds[0]["title"] == "daisy (90%)"
+    # the same problem again in that channel: logged, not reported again
+    refused = len([r for r in p.sim.rejected if r[2] == 403])
+    again = await p.post(p.a.pics, p.image("tulip", 0.9))
+    await p.sim.wait_until(lambda: len([r for r in p.sim.rejected if r[2] == 403]) > refused)
+    await asyncio.sleep(0.3)
+    assert not [m for m in p.sim.bot_messages(p.a.pics) if m.reference_id == again.id]
 
 
 async def test_log_posts_the_image_with_a_jump_link(pair: Pair):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.db import ANY_LABEL, LabelRule, RuleAction
+from bot.rule_actions import ProblemReports
 from bot.rules import InvalidRule, choose_rule, parse_emoji, parse_threshold, plan_message
 from golem_backend import UNKNOWN, LabelScore, Prediction
 
@@ -91,3 +92,11 @@ def test_reactions_once_each_and_unclassified_images_follow_the_catch_all():
     assert plan.react == ["👀"] and plan.reply == [3] and not plan.delete
     without_catch_all = {"tulip": RULES["tulip"]}
     assert plan_message(without_catch_all, [None, answer("a", 0.9)]).reply == [0, 1]
+
+
+def test_a_problem_is_reported_once_per_interval_and_channel():
+    reports = ProblemReports(interval_s=60)
+    assert reports.due(1, ["no perms", "no emoji"]) == ["no perms", "no emoji"]
+    assert reports.due(1, ["no perms"]) == []
+    assert reports.due(2, ["no perms"]) == ["no perms"]  # another channel
+    assert ProblemReports(interval_s=0).due(1, ["x"]) == ["x"]
