@@ -18,6 +18,7 @@ from bot.health import HealthServer
 from bot.limits import Cooldowns, WorkGate
 from bot.metrics import BotMetrics
 from bot.request_deadline import bound_http_client, bound_webhook_calls
+from bot.retraining import Retrainer
 from bot.settings import Settings
 from golem_backend import Backend, BackendError
 
@@ -30,6 +31,9 @@ EXTENSIONS = (
     "bot.cogs.data",
     "bot.cogs.teach",
     "bot.cogs.feedback",
+    "bot.cogs.labels",
+    "bot.cogs.rules",
+    "bot.cogs.auto_retrain",
 )
 
 
@@ -82,6 +86,7 @@ class ClassifierBot(commands.Bot):
         self.settings = settings
         self.backend = backend if backend is not None else create_default_backend(settings)
         self._store: Store | None = None
+        self.retrainer = Retrainer(self)
         self.cooldowns = Cooldowns(settings.cooldown_uses, settings.cooldown_window_s)
         self.gate = WorkGate(settings.max_concurrent_requests)
         self.started_at = time.monotonic()

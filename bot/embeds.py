@@ -1,4 +1,4 @@
-"""Embeds the bot sends: predictions, errors, /status, /labels and the /retrain report."""
+"""Embeds the bot sends: predictions, errors, /status and the /retrain report."""
 
 from __future__ import annotations
 
@@ -137,15 +137,6 @@ def status_embed(
         embed.add_field(name="Scaling", value="\n".join(lines)[-1024:], inline=False)
     embed.add_field(name="Watched channels", value=str(watched))
     embed.set_footer(text=f"gateway latency {latency_ms:.0f} ms")
-    return embed
-
-
-def labels_embed(labels: tuple[str, ...], model_id: str | None) -> discord.Embed:
-    text = ", ".join(escape_markdown(label) for label in labels) or "No model is loaded yet."
-    embed = discord.Embed(
-        title=f"I know {len(labels)} labels", description=text[:4000], colour=BLUE
-    )
-    embed.set_footer(text=f"model {model_id or '?'}")
     return embed
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from pathlib import Path
 from typing import Literal
 
 import discord
@@ -20,37 +18,16 @@ from bot.embeds import report_embed, status_embed
 from bot.errors import APOLOGY, UserError, explain
 from bot.retrain_message import ProgressMessage, RetrainMessage
 from bot.server_embeds import server_status_embed
-from bot.teaching import (
-    build_default_dataset,
-    server_training_set,
-)
 from bot.tenancy import in_server, scope_of
-from golem_backend import TrainReport
 
 log = logging.getLogger(__name__)
 
 OPERATORS_ONLY = "Only the bot's operators (ADMIN_USER_IDS) can change the default model."
 
 
-def model_metrics(report: TrainReport) -> dict[str, object]:
-    """What the models table keeps of a training report (JSON-safe)."""
-    extra = report.extra
-    return {
-        "accuracy": report.accuracy,
-        "accuracy_std": report.accuracy_std,
-        "n_images": report.n_images,
-        "duration_s": round(report.duration_s, 3),
-        "per_label_recall": {
-            str(k): float(v) for k, v in dict(extra.get("per_label_recall") or {}).items()
-        },  # type: ignore[call-overload]
-        "label_counts": {str(k): int(v) for k, v in dict(extra.get("label_counts") or {}).items()},  # type: ignore[call-overload]
-    }
-
-
 class AdminCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
-        self.retrain_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def _target(self, interaction: discord.Interaction, scope: str) -> ScopedData:
         if scope == "default" or not in_server(interaction):
@@ -70,7 +47,7 @@ class AdminCog(commands.Cog):
     ) -> None:
         bot = self.bot
         target = self._target(interaction, scope)
-        lock = self.retrain_locks[target.scope_id]
+        lock = bot.retrainer.lock(target.scope_id)
         if lock.locked():
             raise UserError("A retrain is already running; its message shows the progress.")
         async with lock, bot.gate.slot(exclusive_ok=True):
@@ -81,7 +58,7 @@ class AdminCog(commands.Cog):
             progress = ProgressMessage(message, bot.settings.progress_interval_s)
             shower = asyncio.create_task(progress.run())
             try:
-                report, taught = await self._train(target, progress)
+                report, taught = await bot.retrainer.train(target, progress.update)
             except BaseException as exc:
                 reason = explain(exc) if isinstance(exc, Exception) else None
                 if isinstance(exc, asyncio.CancelledError):
@@ -106,30 +83,6 @@ class AdminCog(commands.Cog):
                 report.accuracy,
                 interaction.user.id,
             )
-
-    async def _train(
-        self, target: ScopedData, progress: ProgressMessage
-    ) -> tuple[TrainReport, int]:
-        """Train from the scope's database records; a server's model is registered."""
-        bot = self.bot
-        records = await target.taught()
-        if target.scope_id == 0:
-            dataset = await asyncio.to_thread(build_default_dataset, bot.settings, records)
-            report = await bot.backend.retrain(
-                dataset=dataset, progress=progress.update, tenant=target.tenant
-            )
-            return report, len(records)
-        settings = await target.settings()
-        training_set = server_training_set(target.models_dir, records, settings.include_default)
-        await asyncio.to_thread(target.models_dir.mkdir, parents=True, exist_ok=True)
-        report = await bot.backend.retrain(
-            progress=progress.update, training_set=training_set, tenant=target.tenant
-        )
-        path = Path(str(report.extra["model_path"]))
-        await asyncio.shield(
-            target.register_model(report.model_id, path, report.labels, model_metrics(report))
-        )
-        return report, len(records)
 
     @staticmethod
     async def _show_quietly(message: RetrainMessage, text: str) -> bool:

@@ -1,10 +1,11 @@
-"""Automatic replies to images posted in watched channels, and /autoclassify on|off."""
+"""Images posted in watched channels (a reply, or what the server's rules say), and
+/autoclassify on|off."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import discord
 from discord import app_commands
@@ -13,10 +14,12 @@ from discord.ext import commands
 from bot.checks import admin_only
 from bot.classifying import classify_attachments
 from bot.client import ClassifierBot
-from bot.cogs.classify import answer_embeds
+from bot.cogs.classify import answer_embeds, low_confidence_of
 from bot.download import looks_like_image
 from bot.errors import Busy, OnCooldown, UserError, explain
 from bot.feedback_flow import open_answers
+from bot.rule_actions import ProblemReports, carry_out, send_reply
+from bot.rules import plan_message
 from bot.tenancy import model_of
 from golem_backend import BackendError, ImageError
 
@@ -27,6 +30,7 @@ class AutoClassifyCog(commands.Cog):
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
         self.warnings = Warnings(bot.settings.cooldown_window_s)
+        self.rule_problems = ProblemReports()
 
     @app_commands.command(
         name="autoclassify", description="Reply automatically to images posted in this channel"
@@ -98,11 +102,28 @@ class AutoClassifyCog(commands.Cog):
                     model=await model_of(scope),
                     tenant=tenant,
                 )
-                view = await open_answers(
-                    bot, message.guild.id, message.channel.id, message.author.id, answers
+                rules = {rule.label: rule for rule in await scope.rules()}
+                plan = plan_message(rules, [a.prediction for a in answers])
+                shown = [answers[i] for i in plan.reply]
+                low = await low_confidence_of(bot, scope)
+                embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
+                view = (
+                    await open_answers(
+                        bot, message.guild.id, message.channel.id, message.author.id, shown
+                    )
+                    if shown
+                    else None
                 )
-                extra = {"view": view} if view is not None else {}
-                await reply(message, content=note, embeds=answer_embeds(bot, answers), **extra)
+                await carry_out(
+                    bot,
+                    message,
+                    answers,
+                    plan,
+                    reply_embeds=embeds,
+                    note=note,
+                    view=view,
+                    reports=self.rule_problems,
+                )
         except (OnCooldown, Busy) as exc:
             if self.warnings.should_warn(message.author.id):
                 await self._reply_quietly(message, exc.message)
@@ -131,15 +152,9 @@ class AutoClassifyCog(commands.Cog):
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         try:
-            await reply(message, content=text)
+            await send_reply(message, content=text)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
-
-
-async def reply(message: discord.Message, **kwargs: Any) -> None:
-    """Reply without pinging; if the message was deleted meanwhile, post it anyway."""
-    reference = message.to_reference(fail_if_not_exists=False)
-    await message.channel.send(reference=reference, mention_author=False, **kwargs)
 
 
 class Warnings:

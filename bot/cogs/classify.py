@@ -1,4 +1,4 @@
-"""/classify, the "Classify image" message context menu, and /labels."""
+"""/classify and the "Classify image" message context menu."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from discord.ext import commands
 
 from bot.classifying import ImageAnswer, classify_attachments, precheck
 from bot.client import ClassifierBot
+from bot.db import ScopedData
 from bot.discord_limits import CONTENT_MAX, clip, fit_embeds
 from bot.download import looks_like_image
-from bot.embeds import error_embed, labels_embed, prediction_embed
+from bot.embeds import error_embed, prediction_embed
 from bot.errors import NoImages, UserError
 from bot.feedback_flow import open_answers
 from bot.installs import EVERYWHERE_CONTEXTS, EVERYWHERE_INSTALLS, replies_must_be_private
-from bot.tenancy import in_server, labels_of, model_of, scope_of, tenant_of
+from bot.tenancy import in_server, model_of, scope_of, tenant_of
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,21 @@ async def defer_public(interaction: discord.Interaction) -> None:
     interaction.extras["public_defer"] = not private
 
 
-def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discord.Embed]:
-    """One embed per image, fitted together into Discord's size limits."""
+async def low_confidence_of(bot: ClassifierBot, scope: ScopedData) -> float:
+    """The scope's "not sure" threshold: its own (``/settings``) or ``LOW_CONFIDENCE``."""
+    if scope.scope_id == 0:
+        return bot.settings.low_confidence
+    own = (await scope.options()).low_confidence
+    return bot.settings.low_confidence if own is None else own
+
+
+def answer_embeds(
+    bot: ClassifierBot, answers: list[ImageAnswer], *, low_confidence: float | None = None
+) -> list[discord.Embed]:
+    """One embed per image, fitted together into Discord's size limits; an answer below
+    ``low_confidence`` (default: ``LOW_CONFIDENCE``) says it is not sure."""
+    if low_confidence is None:
+        low_confidence = bot.settings.low_confidence
     embeds = []
     for a in answers:
         if a.prediction is not None:
@@ -39,7 +53,7 @@ def answer_embeds(bot: ClassifierBot, answers: list[ImageAnswer]) -> list[discor
                     a.prediction,
                     filename=a.attachment.filename,
                     thumbnail_url=a.attachment.url,
-                    low_confidence=bot.settings.low_confidence,
+                    low_confidence=low_confidence,
                 )
             )
         else:
@@ -115,14 +129,21 @@ class ClassifyCog(commands.Cog):
             bot.cooldowns.hit(interaction.user.id)
             precheck(bot, image)
             await defer_public(interaction)
-            model = await model_of(scope_of(bot, interaction))
+            scope = scope_of(bot, interaction)
             [answer] = await classify_attachments(
-                bot, [image], top_k or bot.settings.top_k, model=model, tenant=tenant
+                bot,
+                [image],
+                top_k or bot.settings.top_k,
+                model=await model_of(scope),
+                tenant=tenant,
             )
             if answer.error is not None:
                 raise UserError(answer.error)
             view = await feedback_for(bot, interaction, [answer])
-            await interaction.followup.send(embeds=answer_embeds(bot, [answer]), **view)
+            low = await low_confidence_of(bot, scope)
+            await interaction.followup.send(
+                embeds=answer_embeds(bot, [answer], low_confidence=low), **view
+            )
             interaction.extras["answered"] = True
 
     async def classify_message(
@@ -134,26 +155,20 @@ class ClassifyCog(commands.Cog):
         async with bot.gate.slot(tenant):
             bot.cooldowns.hit(interaction.user.id)
             await defer_public(interaction)
-            model = await model_of(scope_of(bot, interaction))
+            scope = scope_of(bot, interaction)
             answers = await classify_attachments(
-                bot, images, bot.settings.top_k, model=model, tenant=tenant
+                bot, images, bot.settings.top_k, model=await model_of(scope), tenant=tenant
             )
             if all(a.prediction is None for a in answers):
                 if len(answers) == 1:
                     raise UserError(answers[0].error or "That image could not be classified.")
                 raise UserError(none_classified_message(answers))
             view = await feedback_for(bot, interaction, answers)
+            low = await low_confidence_of(bot, scope)
             await interaction.followup.send(
-                content=note, embeds=answer_embeds(bot, answers), **view
+                content=note, embeds=answer_embeds(bot, answers, low_confidence=low), **view
             )
             interaction.extras["answered"] = True
-
-    @app_commands.command(name="labels", description="List the labels the model knows")
-    async def labels(self, interaction: discord.Interaction) -> None:
-        labels, model_id = await labels_of(self.bot, scope_of(self.bot, interaction))
-        await interaction.response.send_message(
-            embed=labels_embed(labels, model_id), ephemeral=True
-        )
 
 
 async def setup(bot: ClassifierBot) -> None:

@@ -19,6 +19,7 @@ from bot.checks import admin_only
 from bot.client import ClassifierBot
 from bot.db import ScopedData
 from bot.errors import UserError
+from bot.server_settings import check_auto_retrain, parse_low_confidence, settings_text
 from bot.teaching import normalize_label
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,9 @@ class DataCog(commands.Cog):
         include_default="Train on the default dataset's labels too (on by default)",
         trainer_role="Members with this role may teach, correct answers and /review",
         no_trainer_role="True: remove the trainer role (only admins teach)",
+        low_confidence="Answers below this confidence (percent, 0-100) say 'not sure'; "
+        "'default' for the bot's default",
+        auto_retrain="Retrain after this many new taught images (0: off, the default)",
     )
     @app_commands.guild_only()
     @app_commands.default_permissions(administrator=True)
@@ -173,6 +177,8 @@ class DataCog(commands.Cog):
         include_default: bool | None = None,
         trainer_role: discord.Role | None = None,
         no_trainer_role: bool | None = None,
+        low_confidence: app_commands.Range[str, 1, 20] | None = None,
+        auto_retrain: int | None = None,
     ) -> None:
         scope = server_scope(self.bot, interaction)
         if trainer_role is not None and no_trainer_role:
@@ -182,25 +188,28 @@ class DataCog(commands.Cog):
                 "@everyone can't be the trainer role: every member's correction would be "
                 "taught without review."
             )
+        threshold = parse_low_confidence(low_confidence) if low_confidence is not None else None
+        after = check_auto_retrain(auto_retrain) if auto_retrain is not None else None
         if include_default is not None:
             await scope.set_include_default(include_default)
         if trainer_role is not None:
             await scope.set_trainer_role(trainer_role.id)
         elif no_trainer_role:
             await scope.set_trainer_role(None)
-        current = await scope.settings()
-        state = "included" if current.include_default else "not included"
-        role = (
-            f"<@&{current.trainer_role_id}> may teach, correct answers and /review"
-            if current.trainer_role_id
-            else "no trainer role: only administrators teach and review"
+        if low_confidence is not None:
+            await scope.set_low_confidence(threshold)
+        if after is not None:
+            await scope.set_auto_retrain(after)
+        auto_cog = self.bot.get_cog("AutoRetrainCog")
+        text = settings_text(
+            await scope.settings(),
+            await scope.options(),
+            default_low_confidence=self.bot.settings.low_confidence,
+            last_auto_retrain=auto_cog.describe(scope.scope_id) if auto_cog else None,  # type: ignore[attr-defined]
         )
-        await interaction.response.send_message(
-            f"The default dataset is **{state}** in this server's training set"
-            + (" (takes effect at the next /retrain)." if include_default is not None else ".")
-            + f"\nTrainers: {role}.",
-            ephemeral=True,
-        )
+        if include_default is not None:
+            text += "\nThe training set changes at the next /retrain."
+        await interaction.response.send_message(text, ephemeral=True)
 
     # --- joining, leaving, retention -------------------------------------------------------
     @commands.Cog.listener()

@@ -12,12 +12,16 @@ from bot.db.engine import DatabaseError, DatabaseTooNew
 from bot.db.guild_data import ScopedData, StoreWriteError
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
 from bot.db.records import (
+    ANY_LABEL,
     AnswerRecord,
     Forgotten,
     GuildSettings,
+    LabelRule,
     ModelRecord,
     RetrainRecord,
     ReviewItem,
+    RuleAction,
+    ServerOptions,
     Tally,
     TaughtRecord,
 )
@@ -28,19 +32,23 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 __all__ = [
+    "ANY_LABEL",
     "DEFAULT_SCOPE",
     "AnswerRecord",
     "DatabaseError",
     "DatabaseTooNew",
     "Forgotten",
     "GuildSettings",
+    "LabelRule",
     "ModelRecord",
     "OperatorData",
     "QuotaExceeded",
     "Quotas",
     "RetrainRecord",
     "ReviewItem",
+    "RuleAction",
     "ScopedData",
+    "ServerOptions",
     "Store",
     "StoreWriteError",
     "Tally",

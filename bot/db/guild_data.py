@@ -23,7 +23,9 @@ from bot.db.quotas import Usage, check_retrain, check_teach
 from bot.db.records import Forgotten, GuildSettings, RetrainRecord, TaughtRecord
 from bot.db.schema import (
     AnswerRow,
+    GuildOptionsRow,
     GuildRow,
+    LabelRuleRow,
     LegacyWatchedChannelRow,
     ModelRow,
     RetrainRow,
@@ -35,6 +37,7 @@ from bot.db.schema import (
 )
 from bot.db.scope_base import StoreWriteError
 from bot.db.scope_models import MODELS_KEPT, ScopeModels
+from bot.db.scope_rules import ScopeRules
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 after_file_written: Callable[[Path], None] | None = None
 
 
-class ScopedData(ScopeFeedback, ScopeModels):
+class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
     # --- settings and lifecycle ---------------------------------------------------------
     async def settings(self) -> GuildSettings:
         async with self._session() as s:
@@ -244,6 +247,7 @@ class ScopedData(ScopeFeedback, ScopeModels):
                             size_bytes=len(data),
                         )
                     )
+                    await self._count_taught(s)  # towards the auto-retrain (guild_options)
             except BaseException as exc:
                 if created:
                     files.unlink(path)
@@ -252,7 +256,9 @@ class ScopedData(ScopeFeedback, ScopeModels):
                     raise StoreWriteError() from exc
                 raise
             async with self._session() as s:
-                return True, await self._count_label(s, label)
+                count = await self._count_label(s, label)
+        self._store.taught_recorded(self.scope_id)
+        return True, count
 
     async def _count_label(self, s: AsyncSession, label: str) -> int:
         n = await s.scalar(
@@ -295,8 +301,8 @@ class ScopedData(ScopeFeedback, ScopeModels):
             return Forgotten(images=len(rows), files=len(gone))
 
     async def forget_all(self) -> Forgotten:
-        """Every row of this scope (images, models, settings, channels, retrains), then
-        its folder."""
+        """Every row of this scope (images, models, settings, options, rules, channels,
+        retrains), then its folder."""
         async with self._store.lock(self.scope_id):
             async with self._write() as s:
                 n_images = await s.scalar(
@@ -310,7 +316,8 @@ class ScopedData(ScopeFeedback, ScopeModels):
                     .where(ModelRow.guild_id == self.scope_id)
                 )
                 tables = (VoteRow, AnswerRow, ReviewItemRow, TaughtImageRow, ModelRow)
-                for table in (*tables, WatchedChannelRow, RetrainRow):
+                extra = (WatchedChannelRow, RetrainRow, LabelRuleRow, GuildOptionsRow)
+                for table in (*tables, *extra):
                     await s.execute(delete(table).where(table.guild_id == self.scope_id))
                 await s.execute(delete(GuildRow).where(GuildRow.id == self.scope_id))
             await asyncio.to_thread(files.remove_tree, self.folder)
@@ -327,6 +334,7 @@ class ScopedData(ScopeFeedback, ScopeModels):
                 await self._ensure_row(s)
                 row = RetrainRow(guild_id=self.scope_id, user_id=user_id, started_at=utcnow())
                 s.add(row)
+                await self._reset_taught_count(s)  # what it trains on is no longer "new"
                 await s.flush()
                 return row.id
 

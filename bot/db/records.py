@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,34 @@ class Forgotten:
     models: int = 0
     files: int = 0
     reviews: int = 0  # review-queue items
+
+
+class RuleAction(StrEnum):
+    """What a label rule does to a message in a watched channel."""
+
+    REPLY = "reply"
+    REACT = "react"
+    LOG = "log"
+    DELETE = "delete"
+    NOTHING = "nothing"
+
+
+#: A rule's label that matches any label (the catch-all).
+ANY_LABEL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRule:
+    label: str  # a label, ``unknown``, or :data:`ANY_LABEL`
+    action: RuleAction
+    threshold: float  # confidence in [0, 1]
+    emoji: str | None = None  # for ``react``
+    log_channel_id: int | None = None  # for ``log``
+    created_by: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    low_confidence: float | None = None  # None: the global LOW_CONFIDENCE
+    auto_retrain_after: int = 0  # 0: off
+    taught_since_retrain: int = 0

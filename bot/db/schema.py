@@ -198,4 +198,36 @@ class ReviewItemRow(Base):
     proposed_label: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[int] = mapped_column(BigInteger)
     user_name: Mapped[str] = mapped_column(String(100))
+
+
+class GuildOptionsRow(Base):
+    """A server's options beyond ``guilds`` (revision 0003): per-server thresholds and
+    auto-retrain. No row: every option at its default."""
+
+    __tablename__ = "guild_options"
+    guild_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: the "not sure" threshold in [0, 1]; ``None``: the global ``LOW_CONFIDENCE``
+    low_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: retrain after this many new taught images; 0: off
+    auto_retrain_after: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: taught images recorded since the last retrain started
+    taught_since_retrain: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LabelRuleRow(Base):
+    """What to do in watched channels when an image is classified as ``label`` (a label,
+    ``unknown``, or ``*`` for any label) with at least ``threshold`` confidence."""
+
+    __tablename__ = "label_rules"
+    guild_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))  # reply | react | log | delete | nothing
+    threshold: Mapped[float] = mapped_column(Float)
+    emoji: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    log_channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

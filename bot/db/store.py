@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -38,6 +39,9 @@ class Store:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: called with the scope id after each new taught image is committed (e.g. the
+        #: auto-retrain); must not block. A listener's exception is logged, not raised.
+        self.taught_listeners: list[Callable[[int], None]] = []
 
     async def open(self) -> None:
         """Connect and migrate to this code's schema (:class:`DatabaseError` if not)."""
@@ -68,6 +72,13 @@ class Store:
     def lock(self, scope_id: int) -> asyncio.Lock:
         """Serialises the quota-checked writes of one scope in this process."""
         return self._locks[scope_id]
+
+    def taught_recorded(self, scope_id: int) -> None:
+        for listener in self.taught_listeners:
+            try:
+                listener(scope_id)
+            except Exception:
+                log.exception("a taught-image listener failed for scope %s", scope_id)
 
     def guild(self, guild_id: int) -> ScopedData:
         if guild_id <= 0:

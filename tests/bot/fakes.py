@@ -47,6 +47,8 @@ class ScriptedBackend(Backend):
         self.prediction = Prediction(
             "daisy", 0.9, (LabelScore("daisy", 0.9), LabelScore("tulip", 0.1)), "scripted-1"
         )
+        #: the default model's answer for particular images (by their bytes)
+        self.answers: dict[bytes, Prediction] = {}
 
     async def start(self) -> None:
         if self.fail_start is not None:
@@ -80,7 +82,7 @@ class ScriptedBackend(Backend):
                 Prediction(labels[0], 0.8, (LabelScore(labels[0], 0.8),), model.model_id)
                 for _ in images
             ]
-        return [self.prediction for _ in images]
+        return [self.answers.get(data, self.prediction) for data in images]
 
     async def retrain(
         self,

@@ -25,7 +25,7 @@ from tests.discord_sim import CommandRejected, Interaction, Message
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ADMIN_COMMANDS = ("status", "retrain", "teach", "autoclassify")
+ADMIN_COMMANDS = ("status", "retrain", "teach", "autoclassify", "rule", "label", "settings")
 DENIED = "This command is only for server administrators and the bot's owners."
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import discord
@@ -40,21 +41,32 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+#: each bot process's output file, by pid
+_outputs: dict[int, Path] = {}
+
+
 async def run_bot_process(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=cwd,
-        env=clean_env({**env, "PYTHONPATH": str(ROOT)}),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """``python -m bot`` with its output going to a file: a pipe nobody reads while the
+    test waits would fill up (64 KB) and block the bot's logging, and so the bot."""
+    with tempfile.NamedTemporaryFile("wb", dir=cwd, prefix="bot-output-", delete=False) as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=cwd,
+            env=clean_env({**env, "PYTHONPATH": str(ROOT)}),
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    _outputs[proc.pid] = Path(out.name)
+    return proc
 
 
 async def finish(proc: asyncio.subprocess.Process, timeout_s: float = 60) -> tuple[int, str]:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    return proc.returncode or 0, (out + err).decode("utf-8", "replace")
+    """Wait for the process to exit: its exit code and everything it printed."""
+    await asyncio.wait_for(proc.wait(), timeout_s)
+    output = _outputs.pop(proc.pid).read_bytes().decode("utf-8", "replace")
+    return proc.returncode or 0, output
 
 
 def descendants(pid: int) -> set[int]:

@@ -6,16 +6,20 @@ attachments are served by its CDN on host ``localhost``. See ``simulator.Discord
 
 from tests.discord_sim.commands import CommandRejected
 from tests.discord_sim.model import (
+    ADD_REACTIONS,
     ADMINISTRATOR,
     ALL_PERMISSIONS,
     ATTACH_FILES,
     EPHEMERAL,
     MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     VIEW_CHANNEL,
     Application,
     Attachment,
     Channel,
+    Emoji,
     Guild,
     Message,
     User,
@@ -23,13 +27,16 @@ from tests.discord_sim.model import (
 from tests.discord_sim.simulator import CDN_HOST, OTHER_HOST, DiscordSimulator, Interaction
 
 __all__ = [
+    "ADD_REACTIONS",
     "ADMINISTRATOR",
     "ALL_PERMISSIONS",
     "ATTACH_FILES",
     "CDN_HOST",
     "EPHEMERAL",
     "MANAGE_GUILD",
+    "MANAGE_MESSAGES",
     "OTHER_HOST",
+    "READ_MESSAGE_HISTORY",
     "SEND_MESSAGES",
     "VIEW_CHANNEL",
     "Application",
@@ -37,6 +44,7 @@ __all__ = [
     "Channel",
     "CommandRejected",
     "DiscordSimulator",
+    "Emoji",
     "Guild",
     "Interaction",
     "Message",

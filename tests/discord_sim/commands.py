@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.discord_sim.model import Application, Attachment, Channel, Command, Guild, Role, User
+from tests.discord_sim.model import (
+    ALL_PERMISSIONS,
+    Application,
+    Attachment,
+    Channel,
+    Command,
+    Guild,
+    Role,
+    User,
+)
 from tests.discord_sim.validation import ATTACHMENT_LIMIT
 
 
@@ -56,6 +65,23 @@ def build_options(
                 raise CommandRejected(f"{name!r} needs a role")
             resolved.setdefault("roles", {})[str(value.id)] = value.payload(1)
             value = str(value.id)
+        elif otype == 7:  # a channel: the client offers the server's channels only,
+            # but a forged payload may name any; it comes resolved, as from Discord
+            if not isinstance(value, Channel):
+                raise CommandRejected(f"{name!r} needs a channel")
+            resolved.setdefault("channels", {})[str(value.id)] = {
+                **value.payload(),
+                "permissions": str(ALL_PERMISSIONS),
+            }
+            value = str(value.id)
+        elif otype == 10:
+            lo, hi = spec.get("min_value"), spec.get("max_value")
+            if (
+                not isinstance(value, int | float)
+                or (lo is not None and value < lo)
+                or (hi is not None and value > hi)
+            ):
+                raise CommandRejected(f"{name!r} must be a number in [{lo}, {hi}]")
         elif otype == 4:
             lo, hi = spec.get("min_value"), spec.get("max_value")
             if (

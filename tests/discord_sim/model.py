@@ -15,8 +15,10 @@ from typing import Any
 ADMINISTRATOR = 1 << 3
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
+ADD_REACTIONS = 1 << 6
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
@@ -26,6 +28,7 @@ ALL_PERMISSIONS = (1 << 51) - 1
 #: What @everyone gets in a fresh guild (roughly Discord's default set).
 DEFAULT_EVERYONE = (
     VIEW_CHANNEL
+    | ADD_REACTIONS
     | SEND_MESSAGES
     | EMBED_LINKS
     | ATTACH_FILES
@@ -103,7 +106,9 @@ class Channel:
     #: target id (role or user) -> (allow, deny)
     overwrites: dict[int, tuple[int, int]] = field(default_factory=dict)
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self, role_ids: set[int] | None = None) -> dict[str, Any]:
+        """``role_ids``: the guild's roles; an overwrite for any other id is a member's
+        (type 1). Without it every overwrite is sent as a role's."""
         return {
             "id": str(self.id),
             "type": 0,
@@ -111,7 +116,12 @@ class Channel:
             "name": self.name,
             "position": 0,
             "permission_overwrites": [
-                {"id": str(t), "type": 0, "allow": str(a), "deny": str(d)}
+                {
+                    "id": str(t),
+                    "type": 0 if role_ids is None or t in role_ids else 1,
+                    "allow": str(a),
+                    "deny": str(d),
+                }
                 for t, (a, d) in self.overwrites.items()
             ],
             "nsfw": False,
@@ -120,6 +130,31 @@ class Channel:
             "last_message_id": None,
             "rate_limit_per_user": 0,
         }
+
+
+@dataclass
+class Emoji:
+    """A custom emoji of a guild."""
+
+    id: int
+    name: str
+    animated: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "animated": self.animated,
+            "roles": [],
+            "require_colons": True,
+            "managed": False,
+            "available": True,
+        }
+
+    @property
+    def markup(self) -> str:
+        """How a user types it in a message: ``<:name:id>``."""
+        return f"<{'a' if self.animated else ''}:{self.name}:{self.id}>"
 
 
 @dataclass
@@ -134,6 +169,7 @@ class Guild:
     #: True models a server whose admins changed the command permissions so that everyone
     #: may use every command (Server Settings > Integrations): default permissions ignored.
     commands_open_to_everyone: bool = False
+    emojis: dict[int, Emoji] = field(default_factory=dict)
 
     def base_permissions(self, user_id: int) -> int:
         if user_id == self.owner_id:
@@ -182,12 +218,12 @@ class Guild:
             "icon": None,
             "features": [],
             "roles": [r.payload(i) for i, r in enumerate(roles)],
-            "channels": [c.payload() for c in self.channels.values()],
+            "channels": [c.payload({r.id for r in roles}) for c in self.channels.values()],
             "members": [self.member_payload(users[u]) for u in self.members if u in users],
             "member_count": len(self.members),
             "large": False,
             "unavailable": False,
-            "emojis": [],
+            "emojis": [e.payload() for e in self.emojis.values()],
             "stickers": [],
             "threads": [],
             "stage_instances": [],
@@ -262,6 +298,8 @@ class Message:
     interaction_id: int | None = None
     deleted: bool = False
     components: list[dict[str, Any]] = field(default_factory=list)  # action rows
+    #: emoji (unicode, or ``name:id``) -> ids of the users who reacted with it
+    reactions: dict[str, set[int]] = field(default_factory=dict)
     #: (monotonic time, content, embeds, flags) for each state, the first one included.
     history: list[tuple[float, str, list[dict[str, Any]], int]] = field(default_factory=list)
     created_mono: float = field(default_factory=time.monotonic)

@@ -15,9 +15,12 @@ from aiohttp import web
 
 from tests.discord_sim.components import validate_choices, validate_modal
 from tests.discord_sim.model import (
+    ADD_REACTIONS,
     ATTACH_FILES,
     EPHEMERAL,
     LOADING,
+    MANAGE_MESSAGES,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     VIEW_CHANNEL,
     Application,
@@ -81,6 +84,11 @@ class RestApi:
             web.get(p + "/channels/{channel_id}/messages/{message_id}", self.channel_message),
             web.patch(p + "/channels/{channel_id}/messages/{message_id}", self.channel_message),
             web.delete(p + "/channels/{channel_id}/messages/{message_id}", self.channel_message),
+            web.put(
+                p + "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self.add_reaction,
+            ),
+            web.get(p + "/guilds/{guild_id}/emojis/{emoji_id}", self.get_emoji),
             web.post(p + "/channels/{channel_id}/typing", self.typing),
             web.get("/attachments/{channel_id}/{attachment_id}/{filename}", self.cdn_get),
             web.get("/redirect/{attachment_id}", self.cdn_redirect),
@@ -391,17 +399,63 @@ class RestApi:
             raise DiscordError(404, 10008, "Unknown Message")
         if request.method == "GET":
             return json_response(msg.payload())
-        if msg.author.id != app.user.id:
-            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
         if request.method == "DELETE":
+            # another user's message: Manage Messages in that channel, as on Discord
+            if msg.author.id != app.user.id and not self._may(app, msg.channel_id, MANAGE_MESSAGES):
+                raise DiscordError(403, 50013, "Missing Permissions")
             msg.deleted = True
             self.sim.notify()
             return web.Response(status=204)
+        if msg.author.id != app.user.id:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
         payload, files = await self._read_body(request)
         validate_message(payload, len(files), edit=True)
         self._apply(msg, payload, files, replace=True)
         self.sim.notify()
         return json_response(msg.payload())
+
+    def _may(self, app: Application, channel_id: int, needed: int) -> bool:
+        channel = self.sim.channels[channel_id]
+        perms = self.sim.guilds[channel.guild_id].channel_permissions(app.user.id, channel)
+        return perms & needed == needed
+
+    async def add_reaction(self, request: web.Request) -> web.Response:
+        """Read Message History and Add Reactions (for a new reaction) are needed; a
+        custom emoji must be one of a server the bot is in (10014 Unknown Emoji)."""
+        app = self.auth(request)
+        msg = self.sim.messages.get(int(request.match_info["message_id"]))
+        if msg is None or msg.deleted or str(msg.channel_id) != request.match_info["channel_id"]:
+            raise DiscordError(404, 10008, "Unknown Message")
+        emoji = request.match_info["emoji"]
+        name, _, emoji_id = emoji.rpartition(":")
+        if name:  # custom: name:id
+            known = any(
+                app.user.id in g.members and int(emoji_id) in g.emojis
+                for g in self.sim.guilds.values()
+                if emoji_id.isdigit()
+            )
+            if not known:
+                raise DiscordError(400, 10014, "Unknown Emoji")
+        elif not emoji or any(c.isalnum() or c.isspace() for c in emoji):
+            raise DiscordError(400, 10014, "Unknown Emoji")
+        new = emoji not in msg.reactions
+        needed = VIEW_CHANNEL | READ_MESSAGE_HISTORY | (ADD_REACTIONS if new else 0)
+        if not self._may(app, msg.channel_id, needed):
+            raise DiscordError(403, 50013, "Missing Permissions")
+        msg.reactions.setdefault(emoji, set()).add(app.user.id)
+        self.sim.notify()
+        return web.Response(status=204)
+
+    async def get_emoji(self, request: web.Request) -> web.Response:
+        app = self.auth(request)
+        guild = self.sim.guilds.get(int(request.match_info["guild_id"]))
+        if guild is None or app.user.id not in guild.members:
+            raise DiscordError(403, 50001, "Missing Access")
+        emoji_id = request.match_info["emoji_id"]
+        emoji = guild.emojis.get(int(emoji_id)) if emoji_id.isdigit() else None
+        if emoji is None:
+            raise DiscordError(404, 10014, "Unknown Emoji")
+        return json_response(emoji.payload())
 
     async def typing(self, request: web.Request) -> web.Response:
         self.auth(request)

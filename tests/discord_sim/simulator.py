@@ -24,6 +24,7 @@ from tests.discord_sim.model import (
     Application,
     Attachment,
     Channel,
+    Emoji,
     Guild,
     Message,
     Role,
@@ -226,6 +227,12 @@ class DiscordSimulator(FaultInjection, UserActions):
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         return channel
+
+    def add_emoji(self, guild: Guild, name: str, *, animated: bool = False) -> Emoji:
+        """A custom emoji of ``guild`` (in its GUILD_CREATE from now on)."""
+        emoji = Emoji(snowflake(), name, animated)
+        guild.emojis[emoji.id] = emoji
+        return emoji
 
     def add_member(self, guild: Guild, user: User, permissions: int = 0) -> None:
         """Make ``user`` a member; ``permissions`` > 0 gives them a role with those bits."""
