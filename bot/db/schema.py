@@ -198,6 +198,7 @@ class ReviewItemRow(Base):
     proposed_label: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[int] = mapped_column(BigInteger)
     user_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class GuildOptionsRow(Base):
