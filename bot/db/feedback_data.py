@@ -84,6 +84,8 @@ class ScopeFeedback(ScopeBase):
                     s.add(row)
                     await s.flush()
                     answer_id = row.id
+                    dropped = await self._prune_rows(s)
+                    still = await self._named_files(s) if dropped else set()
             except BaseException as exc:
                 if created and file_name is not None:
                     files.unlink(self.feedback_dir / file_name)
@@ -91,7 +93,7 @@ class ScopeFeedback(ScopeBase):
                     log.error("could not keep an answered image: %s", exc)
                     raise StoreWriteError() from exc
                 raise
-            await self._prune()
+            self._unlink_unnamed(dropped, still)
         return answer_id
 
     async def answer(self, answer_id: int) -> AnswerRecord | None:
@@ -112,22 +114,33 @@ class ScopeFeedback(ScopeBase):
     async def _prune(self) -> None:
         """Delete answers past ``feedback_hours``; drop the images of all but the newest
         ``feedback_images`` answers; remove files no row names any more."""
+        async with self._write() as s:
+            dropped = await self._prune_rows(s)
+            still = await self._named_files(s) if dropped else set()
+        self._unlink_unnamed(dropped, still)
+
+    async def _prune_rows(self, s: AsyncSession) -> set[str | None]:
+        """The pruning's row changes, in the caller's transaction (one commit per answer:
+        a second one cost about 10 ms per answer on SQLite); the file names dropped."""
         quotas = self._store.quotas
         cutoff = utcnow() - dt.timedelta(hours=quotas.feedback_hours)
         mine = AnswerRow.guild_id == self.scope_id
-        async with self._write() as s:
-            expired = list(
-                await s.scalars(select(AnswerRow.id).where(mine, AnswerRow.created_at < cutoff))
-            )
-            dropped = set(
+        expired = list(
+            await s.scalars(select(AnswerRow.id).where(mine, AnswerRow.created_at < cutoff))
+        )
+        dropped: set[str | None] = set()
+        if expired:
+            dropped |= set(
                 await s.scalars(select(AnswerRow.file_name).where(mine, AnswerRow.id.in_(expired)))
             )
-            if expired:
-                await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(expired)))
-                await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(expired)))
+            await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(expired)))
+            await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(expired)))
+        with_image = mine & AnswerRow.file_name.is_not(None)
+        count = await s.scalar(select(func.count()).select_from(AnswerRow).where(with_image))
+        if (count or 0) > quotas.feedback_images:
             kept = (
                 select(AnswerRow.id)
-                .where(mine, AnswerRow.file_name.is_not(None))
+                .where(with_image)
                 .order_by(AnswerRow.created_at.desc(), AnswerRow.id.desc())
                 .limit(quotas.feedback_images)
                 .scalar_subquery()
@@ -135,7 +148,9 @@ class ScopeFeedback(ScopeBase):
             beyond = AnswerRow.file_name.is_not(None) & AnswerRow.id.not_in(kept)
             dropped |= set(await s.scalars(select(AnswerRow.file_name).where(mine, beyond)))
             await s.execute(update(AnswerRow).where(mine, beyond).values(file_name=None))
-            still = await self._named_files(s)
+        return dropped
+
+    def _unlink_unnamed(self, dropped: set[str | None], still: set[str | None]) -> None:
         for name in dropped - still - {None}:
             files.unlink(self.feedback_dir / str(name))
 
