@@ -50,7 +50,7 @@ from bench.bench_bot import tiny_model  # noqa: E402
 from bench.common import OUT  # noqa: E402
 from bench.soak import report  # noqa: E402
 from bench.soak.corpus import FLOWERS, Corpus  # noqa: E402
-from bench.soak.probes import Sample, sample  # noqa: E402
+from bench.soak.probes import Sample, data_files, sample  # noqa: E402
 from bench.soak.traffic import SoakSimulator, Users  # noqa: E402
 
 MAX_IN_FLIGHT = 48
@@ -86,6 +86,7 @@ class Soak:
         self.bot: subprocess.Popen[bytes] | None = None
         self.t0 = 0.0
         self.retrains = 0  # sent so far: the servers take turns
+        self.minute = 1  # the next minute to print
 
     # --- set-up -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,16 +201,19 @@ class Soak:
     async def watch(self) -> None:
         """Sample every few seconds; print one line per minute."""
         print(report.MINUTE_HEADER, flush=True)
-        minute = 1
         while True:
             await asyncio.sleep(SAMPLE_EVERY_S)
             last = await self.take_sample()
-            if last.t >= minute * 60:
-                lo, hi = (minute - 1) * 60, minute * 60
-                done = [r for r in self.users.records if lo <= r.done - self.t0 < hi]
-                sent = sum(lo <= t - self.t0 < hi for t in self.users.sent)
-                print(report.minute_line(minute, sent, done, last), flush=True)
-                minute += 1
+            if last.t >= self.minute * 60:
+                self.print_minute(last)
+
+    def print_minute(self, last: Sample) -> None:
+        """The line of minute ``self.minute`` (the last one may be partial, ending now)."""
+        lo, hi = (self.minute - 1) * 60, self.minute * 60
+        done = [r for r in self.users.records if lo <= r.done - self.t0 < hi]
+        sent = sum(lo <= t - self.t0 < hi for t in self.users.sent)
+        print(report.minute_line(self.minute, sent, done, last), flush=True)
+        self.minute += 1
 
     async def run(self) -> int:
         args = self.args
@@ -231,8 +235,11 @@ class Soak:
             await self.drive(total_s, due)
             end = await self.quiet_sample()
             learned = self.learned() - learned_before
+            files = data_files(self.data_dir)
         finally:
             watcher.cancel()
+        while (self.minute - 1) * 60 < end.t:  # the minutes not printed yet, drain included
+            self.print_minute(end)
         exit_code = self.stop_bot()
         spec_ok = True
         try:
@@ -240,6 +247,8 @@ class Soak:
         except AssertionError as exc:
             spec_ok = False
             print(exc)
+        print("\ndata dir at the end (without taught images and models):")
+        print("".join(f"  {size / 1024:>8.0f} KB  {name}\n" for name, size in files[:6]), end="")
         return self.conclude(base, end, learned, exit_code, spec_ok)
 
     def learned(self) -> int:

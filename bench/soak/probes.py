@@ -84,6 +84,16 @@ def tree_size(root: Path, *, skip_taught_and_models: bool = False) -> tuple[int,
     return total, files
 
 
+def data_files(data_dir: Path) -> list[tuple[str, int]]:
+    """``(path, bytes)`` of the data dir's files other than taught images and models,
+    largest first (what the data-dir figure is made of)."""
+    out = []
+    for path in data_dir.rglob("*"):
+        if path.is_file() and not _taught_or_model(str(path)):
+            out.append((str(path.relative_to(data_dir)), path.stat().st_size))
+    return sorted(out, key=lambda f: -f[1])
+
+
 @dataclass(frozen=True)
 class Sample:
     """One look at the bot: its process, its workers, its directories."""
@@ -102,20 +112,24 @@ class Sample:
     data_files: int
     taught_bytes: int
     taught_files: int
-    model_files: int
+    model_files: int  # every scope's, the default model included
+    model_files_per_scope: int  # the most in one server's (or the default scope's) folder
 
 
 def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sample:
     kids = descendants(pid) if alive else []
     data = tree_size(data_dir, skip_taught_and_models=True)
     taught = (0, 0)
-    models = 0
+    models = 1 if (data_dir / "models" / "current.model").exists() else 0
+    per_scope = 0
     guilds = data_dir / "guilds"
     if guilds.is_dir():
         for scope in guilds.iterdir():
             b, f = tree_size(scope / "images")
             taught = (taught[0] + b, taught[1] + f)
-            models += len(list((scope / "models").glob("*.model")))
+            n = len(list((scope / "models").glob("*.model")))
+            models += n
+            per_scope = max(per_scope, n)
     return Sample(
         t=t,
         alive=alive,
@@ -132,4 +146,5 @@ def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sa
         taught_bytes=taught[0],
         taught_files=taught[1],
         model_files=models,
+        model_files_per_scope=per_scope,
     )
