@@ -12,7 +12,8 @@ a message of 1-4 files, 25% a message of 1-3 images in a watched channel (one wa
 configuration, one by /autoclassify); a quarter of the files in messages are hostile. On
 top: every 60 s a burst of 8 /classify from one member (past the cooldown of 5 per 30 s),
 every 20 s a /teach (1 in 6 a hostile file), every 4 minutes a /retrain (the servers in
-turn). All on loopback.
+turn). MAX_IMAGE_BYTES is 8 MB, so that files above it still fit under the simulated
+client's 10 MB upload limit. All on loopback.
 
 After the warm-up (``--warmup-minutes``, default a tenth of the run, at most 3) the traffic
 pauses until every request is answered and the bot is measured idle; the same at the end.

@@ -182,8 +182,10 @@ class Users:
     def server(self) -> Server:
         return self.rng.choice(self.servers)
 
-    async def classify(self, hostile: bool = False, user: User | None = None) -> None:
-        s = self.server()
+    async def classify(
+        self, hostile: bool = False, user: User | None = None, server: Server | None = None
+    ) -> None:
+        s = server or self.server()
         up = self.corpus.hostile_upload(self.rng) if hostile else self.corpus.good_upload(self.rng)
         att = self._attach(up)
         who = user or next(s.members)
@@ -234,7 +236,7 @@ class Users:
         """One member sends ``size`` /classify at once (past the per-user cooldown)."""
         s = self.server()
         user = next(s.members)
-        await asyncio.gather(*(self.classify(user=user) for _ in range(size)))
+        await asyncio.gather(*(self.classify(user=user, server=s) for _ in range(size)))
 
     async def teach(self) -> None:
         """An admin teaches the next image of the server's new label (1 in 6: a hostile
