@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot image clean
+.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-golem-elastic: setup
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot
+
+# 30 minutes of mixed traffic against the real bot (not part of `make bench`)
+bench-soak: setup
+	$(BIN)/python -m bench.bench_soak
 
 bench-heads: setup
 	$(BIN)/python -m bench.bench_head_retrain
