@@ -33,6 +33,16 @@ def server_scope(bot: ClassifierBot, interaction: discord.Interaction) -> Scoped
     return bot.store.guild(interaction.guild_id)
 
 
+async def only_the_asker(interaction: discord.Interaction, user_id: int) -> bool:
+    """A confirmation view's check: only the administrator who asked may press it."""
+    if interaction.user.id != user_id:
+        await interaction.response.send_message(
+            "Only the administrator who asked can confirm this.", ephemeral=True
+        )
+        return False
+    return True
+
+
 class ConfirmForgetAll(discord.ui.View):
     """Two buttons; only the admin who asked may press them."""
 
@@ -42,12 +52,7 @@ class ConfirmForgetAll(discord.ui.View):
         self.done = asyncio.Event()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id != self.user_id:
-            await interaction.response.send_message(
-                "Only the administrator who asked can confirm this.", ephemeral=True
-            )
-            return False
-        return True
+        return await only_the_asker(interaction, self.user_id)
 
     @discord.ui.button(label="Forget everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:

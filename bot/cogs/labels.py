@@ -12,7 +12,7 @@ from discord.utils import escape_markdown
 
 from bot.checks import admin_only
 from bot.client import ClassifierBot
-from bot.cogs.data import CONFIRM_TIMEOUT_S, server_scope
+from bot.cogs.data import CONFIRM_TIMEOUT_S, only_the_asker, server_scope
 from bot.db import ScopedData
 from bot.errors import UserError
 from bot.label_pages import PageView, label_lines, label_pages
@@ -32,12 +32,7 @@ class ConfirmRemoveLabel(discord.ui.View):
         self.scope, self.label, self.user_id = scope, label, user_id
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id != self.user_id:
-            await interaction.response.send_message(
-                "Only the administrator who asked can confirm this.", ephemeral=True
-            )
-            return False
-        return True
+        return await only_the_asker(interaction, self.user_id)
 
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
