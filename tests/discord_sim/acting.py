@@ -207,20 +207,8 @@ class UserActions:
             "type": 2,
             "token": token,
             "version": 1,
-            "guild_id": str(guild.id),
-            "channel_id": str(channel.id),
-            "channel": {
-                **channel.payload(),
-                "permissions": str(guild.channel_permissions(user.id, channel)),
-            },
-            "member": guild.member_payload(user, channel),
-            "app_permissions": str(guild.channel_permissions(app.user.id, channel)),
-            "locale": "en-US",
-            "guild_locale": "en-US",
+            **component_interactions.guild_context(app, guild, channel, user),
             "attachment_size_limit": ATTACHMENT_LIMIT,
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(guild.id)},
-            "context": 0,
             "data": data,
         }
         from tests.discord_sim.simulator import Interaction

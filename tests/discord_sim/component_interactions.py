@@ -24,7 +24,7 @@ from tests.discord_sim.components import (
     selection,
 )
 from tests.discord_sim.installs import DM_APP_PERMISSIONS, dm_channel
-from tests.discord_sim.model import Application, Channel, Message, User, snowflake
+from tests.discord_sim.model import Application, Channel, Guild, Message, User, snowflake
 from tests.discord_sim.validation import ATTACHMENT_LIMIT
 
 if TYPE_CHECKING:
@@ -35,6 +35,26 @@ APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 
 def _new_token() -> tuple[int, str]:
     return snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
+
+
+def guild_context(app: Application, guild: Guild, channel: Channel, user: User) -> dict[str, Any]:
+    """The guild, channel and member fields of an interaction by ``user`` in ``channel`` of
+    a server that installed ``app``."""
+    return {
+        "guild_id": str(guild.id),
+        "channel_id": str(channel.id),
+        "channel": {
+            **channel.payload(),
+            "permissions": str(guild.channel_permissions(user.id, channel)),
+        },
+        "member": guild.member_payload(user, channel),
+        "app_permissions": str(guild.channel_permissions(app.user.id, channel)),
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": str(guild.id)},
+        "context": 0,
+    }
 
 
 def _context_of(
@@ -284,21 +304,7 @@ async def autocomplete(
     data: dict[str, Any] = {"id": str(cmd.id), "name": name, "type": 1, "options": opts}
     if cmd.guild_id is not None:
         data["guild_id"] = str(cmd.guild_id)
-    fields = {
-        "guild_id": str(guild.id),
-        "channel_id": str(channel.id),
-        "channel": {
-            **channel.payload(),
-            "permissions": str(guild.channel_permissions(user.id, channel)),
-        },
-        "member": guild.member_payload(user, channel),
-        "app_permissions": str(guild.channel_permissions(app.user.id, channel)),
-        "locale": "en-US",
-        "guild_locale": "en-US",
-        "entitlements": [],
-        "authorizing_integration_owners": {"0": str(guild.id)},
-        "context": 0,
-    }
+    fields = guild_context(app, guild, channel, user)
     ix = await dispatch(sim, app, AUTOCOMPLETE, user, name, fields, data)
     await sim.wait_until(lambda: ix.choices is not None, timeout_s)
     assert ix.choices is not None
