@@ -135,8 +135,10 @@ def _warm(engine, clf, legacy, blobs, timed=False):
         cnn._NETWORKS["fp32"] = legacy
         try:
             return _one_round(clf, blobs) if timed else clf.classify_sources(blobs[:16])
-        finally:
-            if saved is not None:
+        finally:  # the onnxruntime pool back, or none (loaded again on first use)
+            if saved is None:
+                cnn._NETWORKS.pop("fp32", None)
+            else:
                 cnn._NETWORKS["fp32"] = saved
     return _one_round(clf, blobs) if timed else clf.classify_sources(blobs[:16])
 

@@ -99,6 +99,10 @@ async def test_readiness_follows_the_gateway_and_the_backend(world: World, tmp_p
             assert (await get(http, running, "/healthz"))[0] == 200  # alive all the same
             sim.gateway_down = False
             await wait_ready(http, running, True, timeout_s=60)  # reconnected
+            # /readyz turns 200 once the new socket is open; the simulator counts the
+            # session from the RESUMED it sends a moment later (as Discord delivers
+            # interactions only to a resumed session)
+            await sim.wait_connected(running.app, timeout_s=30, synced=False)
             ix = await running.slash(world.alice, "labels")
             assert "daisy" in str((await running.reply(ix)).embeds)
     finally:
