@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from provider.errors import ImageError, ModelError
-from provider.extraction import decode_many
-from provider.features import cnn
+from provider.extraction import featurise
 from provider.imageio import DEFAULT_MAX_PIXELS
-from provider.model import BATCH_SIZE, Classifier, Source
+from provider.model import Classifier, Source
 from provider.results import Prediction
 
 
@@ -150,26 +149,20 @@ def classify_with_heads(
         if isinstance(head, ModelError):
             outcomes[i] = head
     srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
-    decoded = decode_many(
+    featurised = featurise(
         [srcs[i] for i in wanted],  # type: ignore[misc]
-        max_pixels,
-        extractor.decode_min_side,
-        cnn.parallelism(),
-        reduce=extractor.reduce,  # held reduced, not at full size (issue 9)
+        extractor,
+        max_pixels,  # held reduced, not at full size (issue 9)
     )
-    images: list[np.ndarray] = []
+    features: list[np.ndarray] = []
     rows: list[int] = []
-    for i, image in zip(wanted, decoded, strict=True):
-        if isinstance(image, ImageError):
-            outcomes[i] = image
+    for i, row in zip(wanted, featurised, strict=True):
+        if isinstance(row, ImageError):
+            outcomes[i] = row
         else:
             rows.append(i)
-            images.append(image)
-    features = [
-        extractor.extract(images[start : start + BATCH_SIZE])[0]
-        for start in range(0, len(images), BATCH_SIZE)
-    ]
-    matrix = np.concatenate(features) if features else np.zeros((0, extractor.dim), np.float32)
+            features.append(row)
+    matrix = np.stack(features) if features else np.zeros((0, extractor.dim), np.float32)
     by_head: dict[int, list[int]] = {}
     for position, i in enumerate(rows):
         by_head.setdefault(id(chosen[i]), []).append(position)

@@ -70,6 +70,7 @@ class JpegStructure:
     segments: int  # marker segments other than scans
     progressive: bool  # the frame header is a progressive one (SOF2, 6, 10 or 14)
     complete: bool  # an EOI marker was reached
+    frame: int | None = None  # the frame header's marker (0xC0: baseline, ...), if any
 
 
 def check_jpeg_markers(
@@ -95,18 +96,18 @@ def check_jpeg_markers(
     if data[:2] != b"\xff\xd8":
         raise CorruptImage("That image is damaged (it does not start like a JPEG).")
     size = len(data)
-    pos, scans, segments, frames, progressive = 2, 0, 0, 0, False
+    pos, scans, segments, frame, progressive = 2, 0, 0, None, False
     while True:
         found = _NEXT_MARKER.search(data, pos)  # skips fill bytes and stray garbage
         if found is None:
-            return JpegStructure(scans, segments, progressive, complete=False)
+            return JpegStructure(scans, segments, progressive, False, frame)
         marker, pos = data[found.start() + 1], found.end()
         if marker == _EOI:
-            return JpegStructure(scans, segments, progressive, complete=True)
+            return JpegStructure(scans, segments, progressive, True, frame)
         if marker in _STANDALONE or marker == _SOI:
             continue
         if pos + 2 > size:
-            return JpegStructure(scans, segments, progressive, complete=False)
+            return JpegStructure(scans, segments, progressive, False, frame)
         length = int.from_bytes(data[pos : pos + 2], "big")
         if length < 2:
             raise CorruptImage(MSG_BAD_LENGTH)
@@ -122,7 +123,6 @@ def check_jpeg_markers(
         if segments > max_segments:
             raise ImageTooComplex(MSG_TOO_MANY_SEGMENTS.format(limit=max_segments))
         if marker in _SOF:
-            frames += 1
-            if frames > 1:
+            if frame is not None:
                 raise CorruptImage(MSG_TWO_FRAMES)
-            progressive = marker in _PROGRESSIVE_SOF
+            frame, progressive = marker, marker in _PROGRESSIVE_SOF

@@ -12,14 +12,15 @@ import numpy as np
 from provider.artifact import ModelArtifact, load_model
 from provider.blas import use_one_blas_thread
 from provider.errors import ImageError
-from provider.extraction import decode_many
-from provider.features import FeatureExtractor, cnn, get_extractor
+from provider.extraction import featurise
+from provider.features import FeatureExtractor, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
+from provider.linear import fast_proba
 from provider.results import UNKNOWN, LabelScore, Prediction
 
 Source = bytes | bytearray | memoryview | os.PathLike[str] | str
 BATCH_SIZE = 64  # images handed to the extractor at once (it makes the forward passes)
-STREAM_BATCH = 16  # decoded images classified together while the next ones decode
+STREAM_BATCH = 16  # feature rows classified together while the lanes featurise the next
 
 
 class Classifier:
@@ -33,6 +34,8 @@ class Classifier:
         self.model_id: str = artifact.model_id
         self.extractor: FeatureExtractor = get_extractor(artifact.metadata["extractor"]["name"])
         use_one_blas_thread()  # see provider.blas: 26 -> 17 ms per image on 2 cores
+        # the default pipeline in numpy (checked against scikit-learn), else scikit-learn
+        self._proba = fast_proba(artifact.pipeline) or artifact.pipeline.predict_proba
 
     @classmethod
     def load(cls, path: Path | str) -> Classifier:
@@ -49,7 +52,7 @@ class Classifier:
         if len(features) == 0:
             return []
         k = max(1, min(int(top_k), len(self.labels)))
-        proba = self._artifact.pipeline.predict_proba(features)
+        proba = self._proba(features)
         classes = [str(c) for c in self._artifact.pipeline.classes_]
         ood = self._artifact.ood
         scores = ood.score(features)
@@ -86,41 +89,36 @@ class Classifier:
     ) -> list[Prediction | ImageError]:
         """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order.
 
-        Decoding runs ahead in threads while the network works on the images decoded so
-        far, ``STREAM_BATCH`` at a time; only reduced images are held.
+        Features come from :func:`~provider.extraction.featurise` (one lane per core:
+        decode, reduce, network); the classifier and the `unknown` score run on
+        ``STREAM_BATCH`` rows at a time. Only reduced images and feature rows are held.
         """
         srcs = [bytes(s) if isinstance(s, bytearray | memoryview) else s for s in sources]
-        ext = self.extractor
         out: list[Prediction | ImageError | None] = []
-        waiting: list[int] = []  # positions in ``out`` of the images in ``images``
-        images: list[np.ndarray] = []
+        waiting: list[int] = []  # positions in ``out`` of the rows in ``features``
+        features: list[np.ndarray] = []
 
         def flush() -> None:
-            for pos, pred in zip(waiting, self.predict(images, top_k), strict=True):
+            if not features:
+                return
+            preds = self.predict_features(np.stack(features), top_k)
+            for pos, pred in zip(waiting, preds, strict=True):
                 out[pos] = pred
             waiting.clear()
-            images.clear()
+            features.clear()
 
-        # As many decoder threads as network cores: a one-core worker process decodes in
-        # one thread beside its network (one malloc arena, not two, for the big frames).
-        decoded = decode_many(
-            srcs,  # type: ignore[arg-type]
-            max_pixels,
-            ext.decode_min_side,
-            cnn.parallelism(),
-            reduce=ext.reduce,
-        )
+        featurised = featurise(srcs, self.extractor, max_pixels)  # type: ignore[arg-type]
         try:
-            for item in decoded:
-                if isinstance(item, ImageError):
-                    out.append(item)
+            for row in featurised:
+                if isinstance(row, ImageError):
+                    out.append(row)
                     continue
                 waiting.append(len(out))
                 out.append(None)
-                images.append(item)
-                if len(images) >= STREAM_BATCH:
+                features.append(row)
+                if len(features) >= STREAM_BATCH:
                     flush()
             flush()
         finally:
-            decoded.close()
+            featurised.close()
         return out  # type: ignore[return-value]  # every None was filled by flush()
