@@ -72,14 +72,21 @@ def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    # A server connection can drop between uses; an embedded SQLite file cannot, and a
+    # ping would cost every session a round trip through aiosqlite's thread.
+    sqlite = url.startswith("sqlite")
+    engine = create_async_engine(url, pool_pre_ping=not sqlite)
+    if sqlite:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
             cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: commits do not wait for fsync (checkpoints do). The database
+            # cannot be corrupted; a power cut may lose the last commits, which the start-up
+            # consistency check reconciles with the files (SQLite's recommended setting).
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 

@@ -364,3 +364,22 @@ async def test_a_flood_of_concurrent_teaches_stops_exactly_at_the_quota(store: S
     assert results.count(True) == 5 and len(refused) == 4
     assert (await store.guild(A).usage()).images == 5
     assert len(list(store.guild(A).images_dir.iterdir())) == 5
+
+
+async def test_sqlite_runs_in_wal_with_normal_sync_and_no_pings(tmp_path: Path) -> None:
+    """WAL + synchronous=NORMAL (commits do not wait for fsync) and no pre-ping round trip
+    per session on the embedded database; a server database keeps its pings."""
+    from bot.db.engine import make_engine
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.scalar(text("PRAGMA journal_mode"))) == "wal"
+            assert (await conn.scalar(text("PRAGMA synchronous"))) == 1  # NORMAL
+            assert (await conn.scalar(text("PRAGMA foreign_keys"))) == 1
+        assert engine.pool._pre_ping is False
+    finally:
+        await engine.dispose()
+    server = make_engine("postgresql+asyncpg://user@127.0.0.1:1/none")
+    assert server.pool._pre_ping is True
+    await server.dispose()
