@@ -84,12 +84,33 @@ def label_pages(lines: list[LabelLine], model_id: str | None) -> list[discord.Em
     return pages
 
 
+def text_pages(lines: Sequence[str], max_chars: int = DESCRIPTION_MAX) -> list[str]:
+    """``lines`` packed in order into as few texts of at most ``max_chars`` as they fit
+    (a line is never split; one longer than ``max_chars`` is clipped). At least one."""
+    pages: list[str] = []
+    current = ""
+    for line in lines:
+        line = clip(line, max_chars)
+        joined = f"{current}\n{line}" if current else line
+        if len(joined) > max_chars:
+            pages.append(current)
+            joined = line
+        current = joined
+    return [*pages, current]
+
+
 class PageView(discord.ui.View):
     """Previous / Next over ``pages``; only the member who asked may turn them."""
 
-    def __init__(self, pages: list[discord.Embed], user_id: int, timeout_s: float = 300) -> None:
+    def __init__(
+        self,
+        pages: list[discord.Embed],
+        user_id: int,
+        timeout_s: float = 300,
+        command: str = "/labels",
+    ) -> None:
         super().__init__(timeout=timeout_s)
-        self.pages, self.user_id, self.index = pages, user_id, 0
+        self.pages, self.user_id, self.index, self.command = pages, user_id, 0, command
         self._sync()
 
     def _sync(self) -> None:
@@ -99,7 +120,7 @@ class PageView(discord.ui.View):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.user_id:
             await interaction.response.send_message(
-                "Run /labels yourself to turn the pages.", ephemeral=True
+                f"Run {self.command} yourself to turn the pages.", ephemeral=True
             )
             return False
         return True

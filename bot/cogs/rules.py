@@ -20,8 +20,9 @@ from bot.client import ClassifierBot
 from bot.cogs.data import server_scope
 from bot.db import ANY_LABEL, LabelRule, RuleAction, ScopedData
 from bot.db.scope_rules import MAX_RULES
-from bot.discord_limits import DESCRIPTION_MAX, clip
+from bot.discord_limits import clip
 from bot.embeds import BLUE
+from bot.label_pages import PageView, text_pages
 from bot.rule_actions import (
     DELETE_NEEDS,
     LOG_NEEDS,
@@ -216,14 +217,21 @@ class RulesCog(commands.Cog):
         scope = server_scope(self.bot, interaction)
         rules = await scope.rules()
         lines = [describe_rule(r) for r in rules]
-        text = "\n".join(lines) or "No rules: I reply to every image in watched channels."
-        embed = discord.Embed(
-            title=f"Rules ({len(rules)})", description=clip(text, DESCRIPTION_MAX), colour=BLUE
-        )
-        embed.set_footer(
-            text="A label's own rule wins over * (any label); below every threshold I reply."
-        )
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        texts = text_pages(lines or ["No rules: I reply to every image in watched channels."])
+        pages = []
+        for n, text in enumerate(texts, 1):
+            embed = discord.Embed(title=f"Rules ({len(rules)})", description=text, colour=BLUE)
+            page = f"page {n}/{len(texts)} · " if len(texts) > 1 else ""
+            embed.set_footer(
+                text=f"{page}A label's own rule wins over * (any label); "
+                "below every threshold I reply."
+            )
+            pages.append(embed)
+        if len(pages) == 1:
+            await interaction.response.send_message(embed=pages[0], ephemeral=True)
+            return
+        view = PageView(pages, interaction.user.id, command="/rule list")
+        await interaction.response.send_message(embed=pages[0], view=view, ephemeral=True)
 
     @rule.command(name="remove", description="Remove the rule of a label")
     @app_commands.describe(label="The rule's label ('unknown', or * for the catch-all)")

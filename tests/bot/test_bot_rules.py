@@ -223,3 +223,24 @@ async def test_rules_are_per_server_and_forgotten_with_it(pair: Pair):
     await p.sim.wait_response(done, predicate=lambda m: m.content.startswith("Forgotten"))
     scope = p.bot.bot.store.guild(p.a.guild.id)
     assert await scope.rules() == [] and (await scope.options()).low_confidence is None
+
+
+async def test_a_long_rule_list_is_paged_within_discords_limit(pair: Pair):
+    """100 rules of 32-character labels need about 6,000 characters: pages, none cut."""
+    from bot.db import LabelRule, RuleAction
+
+    p = pair
+    scope = p.bot.bot.store.guild(p.a.guild.id)
+    labels = [f"label-{i:03d}-{'x' * 22}" for i in range(100)]
+    for label in labels:
+        await scope.set_rule(LabelRule(label, RuleAction.REACT, 0.5, emoji="🌷", created_by=1))
+    first = await p.run(p.a.admin, p.a.pics, "rule list")
+    footer = first.embeds[0]["footer"]["text"]
+    assert footer.startswith("page 1/2 · ") and first.embeds[0]["title"] == "Rules (100)"
+    seen = first.embeds[0]["description"].splitlines()
+    turned = await p.sim.press_button(p.bot.app, first, p.a.admin, "Next")
+    await p.sim.wait_until(lambda: turned.response_type == 7)
+    assert first.embeds[0]["footer"]["text"].startswith("page 2/2 · ")
+    seen += first.embeds[0]["description"].splitlines()
+    assert [line.split("**")[1].replace("\\", "") for line in seen] == labels  # all, in order
+    assert all(line.endswith("react 🌷") for line in seen)  # no line cut

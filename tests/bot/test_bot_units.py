@@ -247,3 +247,16 @@ def test_simulator_counts_embed_author_names_like_discord():
     embeds = [{"description": "d" * 400, "author": {"name": "a" * 250}} for _ in range(10)]
     with pytest.raises(DiscordError, match="Invalid Form Body"):
         validate_message({"embeds": embeds}, 0)  # 4,000 characters without the authors
+
+
+def test_text_pages_pack_lines_without_splitting_them():
+    from bot.label_pages import text_pages
+
+    assert text_pages([]) == [""]
+    assert text_pages(["a", "b"], max_chars=3) == ["a\nb"]
+    assert text_pages(["aa", "bb", "c"], max_chars=4) == ["aa", "bb\nc"]
+    long = text_pages(["x" * 10, "y"], max_chars=5)
+    assert len(long) == 2 and len(long[0]) == 5 and long[1] == "y"  # clipped, not split
+    pages = text_pages([f"line {i:04d}" for i in range(1000)], max_chars=4096)
+    assert all(len(page) <= 4096 for page in pages)
+    assert "\n".join(pages).splitlines() == [f"line {i:04d}" for i in range(1000)]
