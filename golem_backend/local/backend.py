@@ -19,10 +19,13 @@
 * **Stuck batches.** Each image's decode is bounded in the worker (scan bombs are rejected
   from the markers, every decode has a CPU budget: :mod:`provider.jpeg_markers`,
   :mod:`provider.decode_deadline`). A C decoder that never returns is only stopped by
-  killing its process, so a batch also has a deadline of its own, ``_BATCH_BASE_S`` plus
-  ``_BATCH_PER_IMAGE_S`` per image (never past the request deadline): past it the worker is
-  killed and replaced and the batch's images are retried one at a time, so innocent images
-  are still answered in time; an image that is stuck alone is answered ``ImageTooComplex``.
+  killing its process, so a batch also has a budget of its own, ``_BATCH_BASE_S`` plus
+  ``_BATCH_PER_IMAGE_S`` per image, counted in the worker's CPU seconds (a loaded machine
+  slows a batch without making it stuck) and in wall time for a worker that does not
+  progress at all (:mod:`golem_backend.local.stuck`), never past the request deadline:
+  past it the worker is killed and replaced and the batch's images are retried one at a
+  time, so innocent images are still answered in time; an image that is stuck alone is
+  answered ``ImageTooComplex``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
@@ -51,6 +55,7 @@ from golem_backend.base import (
 from golem_backend.heads import check_head_file, unusable_head
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.local.queue import Job, RequestQueue
+from golem_backend.local.stuck import run_unless_stuck
 from golem_backend.processes import Worker, worker_context, worker_threads
 from golem_backend.settings import BackendSettings
 from golem_backend.trainer import Trainer
@@ -269,24 +274,31 @@ class LocalBackend(Backend):
     async def _run_batch(
         self, worker: Worker, batch: list[Job], model_id: str, cores: int = 1
     ) -> None:
-        # Past this the worker is stuck (in a C decoder, or frozen): kill it.
-        stuck_after = self.batch_deadline_s(len(batch))
+        # Past its budget the worker is stuck (in a C decoder, or frozen): kill it.
+        budget_s = _BATCH_BASE_S + _BATCH_PER_IMAGE_S * len(batch)
+        limit_s = self._settings.request_timeout_s + _STUCK_GRACE_S
+        started = time.monotonic()
         try:
             if self._crashes_for_tests > 0:
                 self._crashes_for_tests -= 1
                 await worker.exit_for_tests()
-            async with asyncio.timeout(stuck_after):
-                heads = [job.request.head for job in batch]
-                outcomes = await worker.classify(
-                    model_id,
-                    [job.data for job in batch],
-                    max(job.request.top_k for job in batch),
-                    self._settings.max_image_pixels,
-                    heads if any(heads) else None,
-                    cores,
-                )
+            heads = [job.request.head for job in batch]
+            work = worker.classify(
+                model_id,
+                [job.data for job in batch],
+                max(job.request.top_k for job in batch),
+                self._settings.max_image_pixels,
+                heads if any(heads) else None,
+                cores,
+            )
+            outcomes = await run_unless_stuck(work, worker.pid, budget_s, limit_s)
         except TimeoutError:
-            log.error("%s is stuck (no answer in %.0f s); killing it", worker.name, stuck_after)
+            log.error(
+                "%s is stuck (no answer in %.0f s, CPU budget %.0f s); killing it",
+                worker.name,
+                time.monotonic() - started,
+                budget_s,
+            )
             worker.kill()
             self._on_stuck(worker, batch)
             return
@@ -341,7 +353,8 @@ class LocalBackend(Backend):
         self._spawn(self._replace(worker))
 
     def batch_deadline_s(self, images: int) -> float:
-        """Seconds a batch of ``images`` may run before its worker is killed as stuck."""
+        """Seconds a batch of ``images`` may run in a frozen worker before it is killed as
+        stuck (a working one may take longer: :mod:`golem_backend.local.stuck`)."""
         own = _BATCH_BASE_S + _BATCH_PER_IMAGE_S * images
         return min(own, self._settings.request_timeout_s + _STUCK_GRACE_S)
 
