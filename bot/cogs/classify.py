@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.answering import Answering
 from bot.classifying import ImageAnswer, classify_attachments, precheck
 from bot.client import ClassifierBot
 from bot.db import ScopedData
@@ -16,18 +17,10 @@ from bot.download import looks_like_image
 from bot.embeds import error_embed, prediction_embed
 from bot.errors import NoImages, UserError
 from bot.feedback_flow import open_answers
-from bot.installs import EVERYWHERE_CONTEXTS, EVERYWHERE_INSTALLS, replies_must_be_private
+from bot.installs import EVERYWHERE_CONTEXTS, EVERYWHERE_INSTALLS
 from bot.tenancy import in_server, model_of, scope_of, tenant_of
 
 log = logging.getLogger(__name__)
-
-
-async def defer_public(interaction: discord.Interaction) -> None:
-    """Show "thinking..." publicly (the answer will replace it), or privately where a
-    user-installed app may only answer privately."""
-    private = replies_must_be_private(interaction)
-    await interaction.response.defer(thinking=True, ephemeral=private)
-    interaction.extras["public_defer"] = not private
 
 
 async def low_confidence_of(bot: ClassifierBot, scope: ScopedData) -> float:
@@ -128,23 +121,23 @@ class ClassifyCog(commands.Cog):
         async with bot.gate.slot(tenant):
             bot.cooldowns.hit(interaction.user.id)
             precheck(bot, image)
-            await defer_public(interaction)
-            scope = scope_of(bot, interaction)
-            [answer] = await classify_attachments(
-                bot,
-                [image],
-                top_k or bot.settings.top_k,
-                model=await model_of(scope),
-                tenant=tenant,
-            )
-            if answer.error is not None:
-                raise UserError(answer.error)
-            view = await feedback_for(bot, interaction, [answer])
-            low = await low_confidence_of(bot, scope)
-            await interaction.followup.send(
-                embeds=answer_embeds(bot, [answer], low_confidence=low), **view
-            )
-            interaction.extras["answered"] = True
+            async with Answering(interaction) as answering:
+                scope = scope_of(bot, interaction)
+                [answer] = await classify_attachments(
+                    bot,
+                    [image],
+                    top_k or bot.settings.top_k,
+                    model=await model_of(scope),
+                    tenant=tenant,
+                )
+                if answer.error is not None:
+                    raise UserError(answer.error)
+                view = await feedback_for(bot, interaction, [answer])
+                low = await low_confidence_of(bot, scope)
+                await answering.send(
+                    embeds=answer_embeds(bot, [answer], low_confidence=low), **view
+                )
+                interaction.extras["answered"] = True
 
     async def classify_message(
         self, interaction: discord.Interaction, message: discord.Message
@@ -154,21 +147,21 @@ class ClassifyCog(commands.Cog):
         tenant = tenant_of(interaction)
         async with bot.gate.slot(tenant):
             bot.cooldowns.hit(interaction.user.id)
-            await defer_public(interaction)
-            scope = scope_of(bot, interaction)
-            answers = await classify_attachments(
-                bot, images, bot.settings.top_k, model=await model_of(scope), tenant=tenant
-            )
-            if all(a.prediction is None for a in answers):
-                if len(answers) == 1:
-                    raise UserError(answers[0].error or "That image could not be classified.")
-                raise UserError(none_classified_message(answers))
-            view = await feedback_for(bot, interaction, answers)
-            low = await low_confidence_of(bot, scope)
-            await interaction.followup.send(
-                content=note, embeds=answer_embeds(bot, answers, low_confidence=low), **view
-            )
-            interaction.extras["answered"] = True
+            async with Answering(interaction) as answering:
+                scope = scope_of(bot, interaction)
+                answers = await classify_attachments(
+                    bot, images, bot.settings.top_k, model=await model_of(scope), tenant=tenant
+                )
+                if all(a.prediction is None for a in answers):
+                    if len(answers) == 1:
+                        raise UserError(answers[0].error or "That image could not be classified.")
+                    raise UserError(none_classified_message(answers))
+                view = await feedback_for(bot, interaction, answers)
+                low = await low_confidence_of(bot, scope)
+                await answering.send(
+                    content=note, embeds=answer_embeds(bot, answers, low_confidence=low), **view
+                )
+                interaction.extras["answered"] = True
 
 
 async def setup(bot: ClassifierBot) -> None:

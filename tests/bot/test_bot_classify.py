@@ -48,7 +48,7 @@ async def test_classify_answers_with_label_bars_model_and_thumbnail(main_bot: Ru
     att = w.sim.upload(flower_bytes("sunflower", 20), "sun.jpg", content_type="image/jpeg")
     ix = await main_bot.slash(w.alice, "classify", image=att)
     msg = await main_bot.reply(ix)
-    assert ix.response_type == 5, "the bot must defer (thinking) before slow work"
+    assert ix.response_type == 4, "a quick answer is the response itself (no thinking)"
     embed = assert_prediction(msg, label="sunflower")
     assert embed["thumbnail"]["url"] == att.url
     assert embed["author"]["name"] == "sun.jpg"
@@ -130,11 +130,11 @@ async def test_classify_gif_and_16bit_png_with_alpha(main_bot: RunningBot):
         assert_prediction(await main_bot.reply(ix))
 
 
-async def test_classify_survives_a_rate_limited_followup(main_bot: RunningBot):
+async def test_classify_survives_a_rate_limited_response(main_bot: RunningBot):
     """A 429 with a Via header is waited out and retried by discord.py."""
     w = main_bot.world
     before = len(w.sim.rate_limited)
-    w.sim.rate_limit_next("POST", f"/webhooks/{main_bot.app.id}/", retry_after=0.3)
+    w.sim.rate_limit_next("POST", "/callback", retry_after=0.3)
     att = w.sim.upload(flower_bytes("tulip", 25), "t.jpg")
     ix = await main_bot.slash(w.alice, "classify", image=att)
     assert_prediction(await main_bot.reply(ix))

@@ -83,18 +83,22 @@ async def test_a_call_that_never_answers_releases_its_slot_within_the_deadline(
     world: World, tmp_path: Path, hung: str
 ):
     sim = world.sim
-    running, _ = await launch_scripted(
+    running, backend = await launch_scripted(
         world, f"Hang{hung}", tmp_path, {"DISCORD_REQUEST_TIMEOUT_S": "1"}
     )
     try:
         bot = running.bot
-        if hung == "callback":  # the "thinking" defer
+        if hung == "callback":  # the response: the answer itself, as it comes quickly
             sim.hang_next("POST", "/callback")
-        else:  # the answer after the defer
+        else:  # the answer after "thinking", which a slow classification gets first
             sim.hang_next("POST", f"/webhooks/{running.app.id}/")
+            backend.gate = asyncio.Event()
         hung_before = len(sim.hung)
         image = sim.upload(png_bytes(), "x.png", content_type="image/png")
         ix = await running.slash(world.new_member(f"hang-{hung}"), "classify", image=image)
+        if backend.gate is not None:
+            await sim.wait_until(lambda: ix.response_type == 5, timeout_s=10)  # deferred
+            backend.gate.set()
         await sim.wait_until(lambda: len(sim.hung) > hung_before, timeout_s=10)
         started = time.monotonic()
         assert bot.gate.active == 1  # the slot is held while Discord does not answer
@@ -113,3 +117,36 @@ async def test_a_call_that_never_answers_releases_its_slot_within_the_deadline(
         started = time.monotonic()
         await running.stop()
     assert time.monotonic() - started < 10  # shutdown not held up by the hung call
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("outcome", ["answer", "error"])
+async def test_a_slow_classification_shows_thinking_then_one_message(
+    world: World, tmp_path: Path, outcome: str
+):
+    """Past DEFER_AFTER_S the user sees "thinking..." (Discord's 3 s limit is kept); the
+    answer then replaces it, and an error replaces it privately, leaving nothing public."""
+    from bot.answering import DEFER_AFTER_S
+    from golem_backend.base import BackendUnavailable
+
+    sim = world.sim
+    running, backend = await launch_scripted(world, f"Slow{outcome}", tmp_path)
+    try:
+        backend.gate = asyncio.Event()
+        if outcome == "error":
+            backend.fail_with = BackendUnavailable("The classifier is restarting.")
+        image = sim.upload(png_bytes(), "x.png", content_type="image/png")
+        ix = await running.slash(world.new_member(f"slow-{outcome}"), "classify", image=image)
+        await sim.wait_until(lambda: ix.response_type == 5, timeout_s=10)
+        assert ix.responded_at is not None
+        waited = ix.responded_at - ix.created
+        assert DEFER_AFTER_S - 0.05 <= waited < 3.0, waited  # thinking, within Discord's 3 s
+        backend.gate.set()
+        reply = await running.reply(ix)
+        if outcome == "answer":
+            assert not reply.ephemeral and "daisy" in str(reply.embeds).lower()
+        else:
+            assert reply.ephemeral and "restarting" in reply.text
+            await sim.wait_until(lambda: all(m.ephemeral for m in ix.messages), timeout_s=5)
+    finally:
+        await running.stop()
