@@ -125,18 +125,27 @@ class ScopeFeedback(ScopeBase):
         quotas = self._store.quotas
         cutoff = utcnow() - dt.timedelta(hours=quotas.feedback_hours)
         mine = AnswerRow.guild_id == self.scope_id
-        expired = list(
-            await s.scalars(select(AnswerRow.id).where(mine, AnswerRow.created_at < cutoff))
-        )
+        with_image = mine & AnswerRow.file_name.is_not(None)
+        # one query tells whether there is anything to do (most answers: nothing)
+        n_expired, count = (
+            await s.execute(
+                select(
+                    func.count().filter(AnswerRow.created_at < cutoff),
+                    func.count().filter(AnswerRow.file_name.is_not(None)),
+                ).where(mine)
+            )
+        ).one()
         dropped: set[str | None] = set()
-        if expired:
+        if n_expired:
+            expired = list(
+                await s.scalars(select(AnswerRow.id).where(mine, AnswerRow.created_at < cutoff))
+            )
             dropped |= set(
                 await s.scalars(select(AnswerRow.file_name).where(mine, AnswerRow.id.in_(expired)))
             )
             await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(expired)))
             await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(expired)))
-        with_image = mine & AnswerRow.file_name.is_not(None)
-        count = await s.scalar(select(func.count()).select_from(AnswerRow).where(with_image))
+            count = await s.scalar(select(func.count()).select_from(AnswerRow).where(with_image))
         if (count or 0) > quotas.feedback_images:
             kept = (
                 select(AnswerRow.id)
