@@ -12,8 +12,10 @@ a message of 1-4 files, 25% a message of 1-3 images in a watched channel (one wa
 configuration, one by /autoclassify); a quarter of the files in messages are hostile. On
 top: every 60 s a burst of 8 /classify from one member (past the cooldown of 5 per 30 s),
 every 20 s a /teach (1 in 6 a hostile file), every 4 minutes a /retrain (the servers in
-turn). MAX_IMAGE_BYTES is 8 MB, so that files above it still fit under the simulated
-client's 10 MB upload limit. All on loopback.
+turn); another member votes on 30% of the /classify answers ("Right", or "Wrong..." and a
+label: a correction for the review queue), and every 30 s an admin opens /review and
+approves or rejects the first correction. MAX_IMAGE_BYTES is 8 MB, so that files above it
+still fit under the simulated client's 10 MB upload limit. All on loopback.
 
 After the warm-up (``--warmup-minutes``, default a tenth of the run, at most 3) the traffic
 pauses until every request is answered and the bot is measured idle; the same at the end.
@@ -57,6 +59,7 @@ from bench.soak.traffic import SoakSimulator, Users  # noqa: E402
 MAX_IN_FLIGHT = 48
 MIX = {"classify": 0.40, "hostile": 0.20, "menu": 0.15, "watched": 0.25}
 BURST_SIZE, BURST_EVERY_S, TEACH_EVERY_S, RETRAIN_EVERY_S = 8, 60.0, 20.0, 240.0
+REVIEW_EVERY_S = 30.0  # an admin approves or rejects a member's correction
 #: under the simulated client's 10 MiB upload limit, so that files above it can be sent
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 SAMPLE_EVERY_S = 5.0
@@ -87,6 +90,7 @@ class Soak:
         self.bot: subprocess.Popen[bytes] | None = None
         self.t0 = 0.0
         self.retrains = 0  # sent so far: the servers take turns
+        self.reviews = 0
         self.minute = 1  # the next minute to print
 
     # --- set-up -----------------------------------------------------------------------
@@ -174,6 +178,10 @@ class Soak:
             if now >= due["teach"]:
                 self.spawn(users.teach())
                 due["teach"] += TEACH_EVERY_S
+            if now >= due["review"]:
+                self.spawn(users.review(self.servers[self.reviews % 2]))
+                self.reviews += 1
+                due["review"] += REVIEW_EVERY_S
             if now >= due["retrain"]:
                 self.spawn(users.retrain(self.servers[self.retrains % 2]))
                 self.retrains += 1
@@ -226,7 +234,7 @@ class Soak:
         )
         await self.start()
         self.t0 = time.monotonic()
-        due = {"burst": 10.0, "teach": 5.0, "retrain": warmup_s / 2}
+        due = {"burst": 10.0, "teach": 5.0, "review": 15.0, "retrain": warmup_s / 2}
         watcher = asyncio.create_task(self.watch())
         try:
             await self.drive(warmup_s, due)

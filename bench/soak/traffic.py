@@ -27,6 +27,20 @@ RESULT, ERROR, BUSY, APOLOGISED, UNANSWERED = "result", "error", "busy", "apolog
 OUTCOMES = (RESULT, ERROR, BUSY, APOLOGISED, UNANSWERED)
 BUSY_MARKERS = ("busy", "slow down", "too many images at once", "sending me a lot")
 MEMBERS_PER_GUILD = 300  # round-robin: a member is reused after ~5 min, past any cooldown
+FEEDBACK_SHARE = 0.3  # answers to /classify that a member then votes on
+# what a vote, a correction or a review step says when it worked
+FEEDBACK_DONE = (
+    "your vote **right** is counted",
+    "counted as a right vote",
+    "Thanks! The image is",
+    "Thanks! Your correction",
+    "is already in the review queue",
+    "this image is no longer kept",
+    "Approved: the image is",
+    "Rejected **",
+    "The review queue is empty.",
+    "Pick the right label",  # the first step of "Wrong..."
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,11 @@ def judge(msg: Message) -> str:
     titles = [e.get("title", "") for e in msg.embeds]
     if any("%" in t or t == "Retraining finished" for t in titles):
         return RESULT
+    if any(t.startswith("Correction ") for t in titles):  # a /review page
+        return RESULT
     if msg.content.startswith(("Learned **", "I already had this image")):
+        return RESULT
+    if any(m in text for m in FEEDBACK_DONE):
         return RESULT
     if any(m in text.lower() for m in BUSY_MARKERS):
         return BUSY
@@ -158,7 +176,7 @@ class Users:
 
     async def _interaction(
         self, kind: str, ix_coro: Any, atts: list[Attachment], predicate: Any = None
-    ) -> None:
+    ) -> Message | None:
         self.in_flight += 1
         sent = time.monotonic()
         self.sent.append(sent)
@@ -174,6 +192,7 @@ class Users:
             self.late += ix.late
             at = answered_at(msg, last=kind == "retrain") if msg else 0.0
             self._record(kind, sent, msg, at)
+            return msg
         finally:
             self.in_flight -= 1
             self._forget(atts)
@@ -191,7 +210,10 @@ class Users:
         who = user or next(s.members)
         kind = "hostile" if hostile else ("burst" if user else "classify")
         ix = self.sim.slash(self.app, s.general, who, "classify", {"image": att})
-        await self._interaction(kind, ix, [att])
+        answer = await self._interaction(kind, ix, [att])
+        wanted = kind == "classify" and self.rng.random() < FEEDBACK_SHARE
+        if wanted and answer is not None and answer.components:
+            await self.feedback(s, answer)
 
     def _uploads(self, n: int, images_only: bool) -> list[Upload]:
         ups = []
@@ -254,6 +276,52 @@ class Users:
             self.app, s.general, s.admin, "teach", {"label": s.teach_label, "image": att}
         )
         await self._interaction("teach", ix, [att])
+
+    async def feedback(self, s: Server, answer: Message) -> None:
+        """Another member votes on ``answer``: "Right", or "Wrong..." and a label (a
+        member's correction goes to the review queue)."""
+        who = next(s.members)
+        if self.rng.random() < 0.5:
+            ix = self.sim.press_button(self.app, answer, who, "Right")
+            await self._interaction("feedback", ix, [])
+            return
+        ix = self.sim.press_button(self.app, answer, who, "Wrong...")
+        picker = await self._interaction("feedback", ix, [])
+        if picker is None or not picker.components:
+            return
+        label = self.rng.choice([s.teach_label, "daisy", "tulip", "sunflower"])
+        await self._update("feedback", self.sim.choose(self.app, picker, who, [label]), picker)
+
+    async def review(self, server: Server) -> None:
+        """The admin opens /review and approves or rejects the first correction."""
+        ix = self.sim.slash(self.app, server.general, server.admin, "review", {})
+        page = await self._interaction("review", ix, [])
+        if page is None or not page.components:
+            return
+        action = self.rng.choice(["Approve", "Reject"])
+        await self._update(
+            "review", self.sim.press_button(self.app, page, server.admin, action), page
+        )
+
+    async def _update(self, kind: str, ix_coro: Any, target: Message) -> None:
+        """A component interaction whose answer edits ``target`` (or, for an error, is a
+        new message)."""
+        self.in_flight += 1
+        self.sent.append(time.monotonic())
+        before = target.content
+        try:
+            ix = await ix_coro
+            try:
+                msg = await self.sim.wait_until(
+                    lambda: target if target.content != before else next(iter(ix.final), None),
+                    timeout_s=self.timeout_s,
+                )
+            except TimeoutError:
+                msg = None
+            self.late += ix.late
+            self._record(kind, ix.created, msg, time.monotonic())
+        finally:
+            self.in_flight -= 1
 
     async def retrain(self, server: Server) -> None:
         ix = self.sim.slash(self.app, server.general, server.admin, "retrain", {})
