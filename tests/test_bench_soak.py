@@ -23,6 +23,7 @@ JUDGED_HERE = (
     "no worker leak",
     "temp dir flat",
     "taught image files = images learned",
+    "kept answer images bounded",
     "model files bounded",
     "REST calls valid (Discord's OpenAPI spec)",
     "the benchmark itself ran cleanly",

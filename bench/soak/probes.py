@@ -64,12 +64,14 @@ def cmdline(pid: int) -> str:
 
 
 def _taught_or_model(path: str) -> bool:
-    return "/images/" in path or path.endswith(".model")
+    """Files bounded by the servers' quotas, counted apart: taught images, models, and the
+    answered images kept for feedback and review (``feedback/``)."""
+    return "/images/" in path or path.endswith(".model") or "/feedback/" in path
 
 
 def tree_size(root: Path, *, skip_taught_and_models: bool = False) -> tuple[int, int]:
-    """``(bytes, files)`` under ``root``, optionally without taught images and model files
-    (a model half-written, ``.model.*.tmp``, still counts)."""
+    """``(bytes, files)`` under ``root``, optionally without taught images, model files and
+    kept answer images (a model half-written, ``.model.*.tmp``, still counts)."""
     total = files = 0
     for dirpath, _, names in os.walk(root):
         for name in names:
@@ -114,6 +116,7 @@ class Sample:
     taught_files: int
     model_files: int  # every scope's, the default model included
     model_files_per_scope: int  # the most in one server's (or the default scope's) folder
+    kept_answer_files: int  # the most answered images kept in one server's feedback/
 
 
 def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sample:
@@ -121,7 +124,7 @@ def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sa
     data = tree_size(data_dir, skip_taught_and_models=True)
     taught = (0, 0)
     models = 1 if (data_dir / "models" / "current.model").exists() else 0
-    per_scope = 0
+    per_scope = kept = 0
     guilds = data_dir / "guilds"
     if guilds.is_dir():
         for scope in guilds.iterdir():
@@ -130,6 +133,7 @@ def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sa
             n = len(list((scope / "models").glob("*.model")))
             models += n
             per_scope = max(per_scope, n)
+            kept = max(kept, tree_size(scope / "feedback")[1])
     return Sample(
         t=t,
         alive=alive,
@@ -147,4 +151,5 @@ def sample(t: float, pid: int, alive: bool, tmp_dir: Path, data_dir: Path) -> Sa
         taught_files=taught[1],
         model_files=models,
         model_files_per_scope=per_scope,
+        kept_answer_files=kept,
     )

@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 from bench.soak.probes import Sample
 from bench.soak.traffic import APOLOGISED, BUSY, ERROR, OUTCOMES, RESULT, UNANSWERED, Record, tally
+from bot.settings import Settings
 
 MB = 1024 * 1024
 CLASSIFYING = ("classify", "hostile", "burst", "menu", "watched")
 RSS_GROWTH_MAX = 0.10  # end vs after warm-up, both measured idle
 FDS_SLACK = 8  # or 10%, whichever is larger
 TMP_SLACK_BYTES, TMP_SLACK_FILES = MB, 10
-DATA_GROWTH_MAX, DATA_SLACK_BYTES = 0.10, 2 * MB  # data dir without taught images/models
+DATA_GROWTH_MAX, DATA_SLACK_BYTES = 0.10, 2 * MB  # data dir without quota-bounded files
+# answered images a server keeps for feedback and review: FEEDBACK_IMAGES_KEPT plus the
+# review queue's REVIEW_QUEUE_MAX, at their defaults (the soak does not change them)
+KEPT_ANSWERS_MAX = (
+    Settings.model_fields["feedback_images_kept"].default
+    + Settings.model_fields["review_queue_max"].default
+)
 MODELS_PER_SCOPE = 6  # the current model + MODELS_KEPT (5) previous ones
 
 
@@ -116,7 +123,13 @@ def criteria(
             f"{end.tmp_bytes / 1024:.0f} KB/{end.tmp_files} files",
         ),
         Verdict(
-            "data dir flat (without taught images and models)",
+            "kept answer images bounded",
+            max(s.kept_answer_files for s in samples) <= KEPT_ANSWERS_MAX,
+            f"at most {max(s.kept_answer_files for s in samples)} in one server "
+            f"(limit {KEPT_ANSWERS_MAX})",
+        ),
+        Verdict(
+            "data dir flat (without taught images, models and kept answer images)",
             end.data_bytes <= data_limit,
             f"{base.data_bytes / 1024:.0f} -> {end.data_bytes / 1024:.0f} KB "
             f"({base.data_files} -> {end.data_files} files)",
@@ -163,7 +176,8 @@ def summary(records: list[Record], samples: list[Sample], base: Sample, end: Sam
         f"temp dir after warm-up / end: {base.tmp_bytes / 1024:.0f} KB, {base.tmp_files} files / "
         f"{end.tmp_bytes / 1024:.0f} KB, {end.tmp_files} files; max "
         f"{max(s.tmp_bytes for s in samples) / 1024:.0f} KB",
-        f"data dir (no taught images/models) after warm-up / end: {base.data_bytes / 1024:.0f} / "
+        f"data dir (no taught images/models/kept answer images) after warm-up / end: "
+        f"{base.data_bytes / 1024:.0f} / "
         f"{end.data_bytes / 1024:.0f} KB; taught images {base.taught_files} -> {end.taught_files} "
         f"({end.taught_bytes / 1024:.0f} KB); model files {end.model_files}",
     ]
