@@ -166,3 +166,40 @@ def test_a_cache_that_cannot_be_created_does_not_lose_the_result(tmp_path, items
     assert out.features.shape == (3, extractor.dim)
     warnings = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
     assert len(warnings) == 1 and str(blocker / "features.h5") in warnings[0]
+
+
+# ---------------------------------------------------------------- featurise (lanes)
+
+
+def _lane_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("lane_") and t.is_alive()}
+
+
+def test_lanes_give_each_source_its_row_or_its_error_in_order():
+    extractor = get_extractor("cnn")
+    jpeg = SOURCES[0].read_bytes()
+    sources = [b"", SOURCES[1], b"hello, I am text", jpeg, *SOURCES[2:9]]
+    by_lanes = {n: list(extraction.featurise(sources, extractor, lanes=n)) for n in (1, 2, 3)}
+    one = by_lanes[1]
+    assert isinstance(one[0], EmptyImage) and isinstance(one[2], NotAnImage)
+    rows = [r for r in one if isinstance(r, np.ndarray)]
+    assert len(rows) == 9 and all(r.shape == (extractor.dim,) for r in rows)
+    [alone] = list(extraction.featurise([jpeg], extractor))  # the lone-image path
+    np.testing.assert_allclose(one[3], alone, atol=1e-5)
+    for n in (2, 3):  # any number of lanes: the same rows, in the same places
+        assert [type(r) for r in by_lanes[n]] == [type(r) for r in one]
+        for a, b in zip(by_lanes[n], one, strict=True):
+            if isinstance(a, np.ndarray):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_an_abandoned_featurise_stops_its_lanes(decode_calls):
+    before = _lane_threads()
+    rows = extraction.featurise(SOURCES, get_extractor("cnn"), lanes=2)
+    next(rows)
+    rows.close()
+    assert _lane_threads() - before == set()
+    n = len(decode_calls)
+    assert n <= 2 * 2 * extraction.LANE_IMAGES + 2  # at most the lanes already queued
+    time.sleep(0.2)
+    assert len(decode_calls) == n  # nothing more is decoded afterwards
