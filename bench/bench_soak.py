@@ -261,8 +261,11 @@ class Soak:
         return self.conclude(base, end, learned, exit_code, spec_ok)
 
     def learned(self) -> int:
+        """Images taught so far: by /teach, and by approving a correction in /review."""
         return sum(
-            r.kind == "teach" and r.text.startswith("Learned **") for r in self.users.records
+            (r.kind == "teach" and r.text.startswith("Learned **"))
+            or (r.kind == "review" and r.text.startswith("Approved: the image is learned"))
+            for r in self.users.records
         )
 
     def stop_bot(self) -> int | None:
