@@ -4,9 +4,8 @@ It listens on the store (``Store.taught_listeners``), so every way an image is t
 (``/teach``, approved corrections...) counts. A retrain it starts takes the same path as
 /retrain (``bot.retraining``): the server's lock, its retrains-per-hour quota (past it the
 auto-retrain is refused, logged and shown in ``/settings``) and the backend's retrain
-queue. The count is of images taught since the last successful retrain started (the ones
-taught while it ran count); a refused or failed auto-retrain is tried again at the next
-taught image (the hourly quota bounds how often).
+queue. The count is of images taught since the last retrain started; a refused
+auto-retrain is tried again at the next taught image.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class AutoRetrainCog(commands.Cog):
         if not due:
             return False
         lock = bot.retrainer.lock(scope_id)
-        if lock.locked():  # a retrain is running; its end recounts
+        if lock.locked():  # a retrain is running; the count restarted with it
             return False
         async with lock, bot.gate.slot(exclusive_ok=True):
             try:

@@ -334,27 +334,17 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                 await self._ensure_row(s)
                 row = RetrainRow(guild_id=self.scope_id, user_id=user_id, started_at=utcnow())
                 s.add(row)
+                await self._reset_taught_count(s)  # what it trains on is no longer "new"
                 await s.flush()
                 return row.id
 
     async def finish_retrain(self, retrain_id: int, outcome: str, detail: str = "") -> None:
-        """Record how retrain ``retrain_id`` ended. After ``"ok"`` the count of new taught
-        images restarts from the images taught while it ran (it did not see them); after
-        a failure it is left alone, so those images still count towards auto-retrain."""
         async with self._write() as s:
             await s.execute(
                 update(RetrainRow)
                 .where(RetrainRow.guild_id == self.scope_id, RetrainRow.id == retrain_id)
                 .values(outcome=outcome, detail=detail[:200])
             )
-            if outcome == "ok":
-                started = await s.scalar(
-                    select(RetrainRow.started_at).where(
-                        RetrainRow.guild_id == self.scope_id, RetrainRow.id == retrain_id
-                    )
-                )
-                if started is not None:
-                    await self._restart_taught_count(s, started)
 
     async def last_retrain(self) -> RetrainRecord | None:
         async with self._session() as s:

@@ -5,8 +5,6 @@ Mixed into :class:`~bot.db.guild_data.ScopedData`: every query filters on the sc
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,18 +57,11 @@ class ScopeRules(ScopeBase):
         row = await self._options_row(s)
         row.taught_since_retrain = (row.taught_since_retrain or 0) + 1
 
-    async def _restart_taught_count(self, s: AsyncSession, since: dt.datetime) -> None:
-        """After a successful retrain that started at ``since``: count only the images
-        taught after it started."""
-        later = await s.scalar(
-            select(func.count())
-            .select_from(TaughtImageRow)
-            .where(TaughtImageRow.guild_id == self.scope_id, TaughtImageRow.added_at > since)
-        )
+    async def _reset_taught_count(self, s: AsyncSession) -> None:
         await s.execute(
             update(GuildOptionsRow)
             .where(GuildOptionsRow.guild_id == self.scope_id)
-            .values(taught_since_retrain=int(later or 0))
+            .values(taught_since_retrain=0)
         )
 
     # --- rules ------------------------------------------------------------------------------

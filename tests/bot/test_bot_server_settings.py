@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from golem_backend.base import BackendError
 from tests.bot.harness import World, png_bytes
 from tests.bot.rules_world import Pair, two_servers
 from tests.discord_sim import Channel, Message
@@ -133,23 +132,3 @@ async def test_auto_retrain_counts_images_taught_by_any_path(pair: Pair):
     await wait_trained(p, 1)
     [training_set] = p.backend.trained
     assert training_set is not None and {e.label for e in training_set.examples} == {"rose"}
-
-
-async def test_a_failed_auto_retrain_is_tried_again_at_the_next_taught_image(pair: Pair):
-    """The images a failed retrain did not learn still count: one more image, not N more."""
-    p = pair
-    await p.run(p.a.admin, p.a.pics, "settings", auto_retrain=2)
-    p.backend.retrain_steps, p.backend.retrain_step_s = 1, 0.5  # time to break it
-    await p.teach(p.a, "bluebell", 0)
-    await p.teach(p.a, "bluebell", 1)
-    await wait_trained(p, 1)
-    p.backend.fail_with = BackendError("the trainer crashed")  # raised as the retrain ends
-    shown = await settings_once(p, "failed")
-    assert "(2 since the last retrain)" in shown.content, shown.content
-    p.backend.fail_with = None
-    await p.teach(p.a, "bluebell", 2)
-    await wait_trained(p, 2)
-    training_set = p.backend.trained[-1]
-    assert training_set is not None and len(training_set.examples) == 3
-    shown = await settings_once(p, ": model ")
-    assert "(0 since the last retrain)" in shown.content, shown.content
