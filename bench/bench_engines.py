@@ -70,9 +70,9 @@ def bench_accuracy(dataset: Path) -> list[tuple[str, ...]]:
         srcs = [b for _, b in others]
         if engine == ENGINES[0]:
             with opencv_engine():
-                Z, _ = ext.extract(list(decode_many(srcs, min_side=256, reduce=ext.reduce)))
+                Z, _ = ext.extract(list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce)))
         else:
-            Z, _ = ext.extract(list(decode_many(srcs, min_side=256, reduce=ext.reduce)))
+            Z, _ = ext.extract(list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce)))
         from sklearn.model_selection import StratifiedKFold
 
         flower_rej, other_rej = [], []

@@ -66,8 +66,8 @@ def _cnn_color(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 # "ort": ONNX Runtime (was cv2.dnn). Features agree to ~1e-5, but a cache must never mix
 # engines; the int8 version names its model's sha256, so a rebuilt model is a new version.
-_CNN_VERSION = "lite0-ort-ms1-draft256"
-_CNN_INT8_VERSION = "lite0-int8-073d1210-ort-ms1-draft256"
+_CNN_VERSION = "lite0-ort-ms1-draft240-bicubic"
+_CNN_INT8_VERSION = "lite0-int8-073d1210-ort-ms1-draft240-bicubic"
 
 EXTRACTORS: dict[str, FeatureExtractor] = {
     "cnn": FeatureExtractor(
@@ -76,7 +76,7 @@ EXTRACTORS: dict[str, FeatureExtractor] = {
         cnn.EMBEDDING_DIM,
         "EfficientNet-Lite0 ImageNet features: pooled head + 4 pooled stages (1984-d)",
         _cnn,
-        cnn.RESIZE_SHORTER,
+        cnn.DECODE_MIN_SIDE,
         cnn.reduce_for_network,
     ),
     "cnn-int8": FeatureExtractor(
@@ -85,7 +85,7 @@ EXTRACTORS: dict[str, FeatureExtractor] = {
         cnn.EMBEDDING_DIM,
         "cnn on the int8 (statically quantised) network: about twice as fast",
         partial(_cnn, variant="int8"),
-        cnn.RESIZE_SHORTER,
+        cnn.DECODE_MIN_SIDE,
         cnn.reduce_for_network,
     ),
     "global": FeatureExtractor(
@@ -102,7 +102,7 @@ EXTRACTORS: dict[str, FeatureExtractor] = {
         cnn.EMBEDDING_DIM + 512,
         "cnn plus an 8x8x8 HSV histogram of the centre crop",
         _cnn_color,
-        cnn.RESIZE_SHORTER,
+        cnn.DECODE_MIN_SIDE,
         cnn.reduce_for_network,
     ),
 }
