@@ -115,25 +115,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     clf = Classifier.load(args.model)
     status = EXIT_OK
     paths = [Path(p) for p in args.images]
-    for start in range(0, len(paths), 64):
-        chunk = paths[start : start + 64]
-        for path, res in zip(chunk, clf.classify_sources(chunk, args.top_k), strict=True):
-            if isinstance(res, ImageError):
-                status = EXIT_REJECTED
-                if args.json:
-                    _emit({"path": str(path), "error": res.to_json()})
-                else:
-                    print(f"{path}: error: {res.message}")
-                continue
+    for path, res in zip(paths, clf.classify_stream(paths, args.top_k), strict=True):
+        if isinstance(res, ImageError):
+            status = EXIT_REJECTED
             if args.json:
-                _emit({"path": str(path), **res.to_json()})
+                _emit({"path": str(path), "error": res.to_json()})
             else:
-                rest = ", ".join(f"{s.label} {s.confidence:.1%}" for s in res.top[1:])
-                note = f" (closest: {res.top[0].label})" if res.is_unknown else ""
-                print(
-                    f"{path}: {res.label}{note} {res.confidence:.1%}"
-                    + (f"; {rest}" if rest else "")
-                )
+                print(f"{path}: error: {res.message}")
+            continue
+        if args.json:
+            _emit({"path": str(path), **res.to_json()})
+        else:
+            rest = ", ".join(f"{s.label} {s.confidence:.1%}" for s in res.top[1:])
+            note = f" (closest: {res.top[0].label})" if res.is_unknown else ""
+            print(f"{path}: {res.label}{note} {res.confidence:.1%}" + (f"; {rest}" if rest else ""))
     return status
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,18 @@ class Classifier:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> list[Prediction | ImageError]:
-        """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order.
+        """Encoded images (bytes) or paths -> a prediction or the typed rejection, in order."""
+        return list(self.classify_stream(sources, top_k, max_pixels=max_pixels))
+
+    def classify_stream(
+        self,
+        sources: Sequence[Source],
+        top_k: int = 3,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Iterator[Prediction | ImageError]:
+        """:meth:`classify_sources`, each result yielded as soon as it and every result
+        before it are known (``imageclassifier predict`` prints as it goes).
 
         Features come from :func:`~provider.extraction.featurise` (one lane per core:
         decode, reduce, network); the classifier and the `unknown` score run on
@@ -97,28 +108,32 @@ class Classifier:
         out: list[Prediction | ImageError | None] = []
         waiting: list[int] = []  # positions in ``out`` of the rows in ``features``
         features: list[np.ndarray] = []
+        emitted = 0
 
-        def flush() -> None:
-            if not features:
-                return
-            preds = self.predict_features(np.stack(features), top_k)
-            for pos, pred in zip(waiting, preds, strict=True):
-                out[pos] = pred
-            waiting.clear()
-            features.clear()
+        def flush() -> list[Prediction | ImageError]:
+            nonlocal emitted
+            if features:
+                preds = self.predict_features(np.stack(features), top_k)
+                for pos, pred in zip(waiting, preds, strict=True):
+                    out[pos] = pred
+                waiting.clear()
+                features.clear()
+            ready, emitted = out[emitted:], len(out)
+            return ready  # type: ignore[return-value]  # every None was filled above
 
         featurised = featurise(srcs, self.extractor, max_pixels)  # type: ignore[arg-type]
         try:
             for row in featurised:
                 if isinstance(row, ImageError):
                     out.append(row)
+                    if not features:
+                        yield from flush()
                     continue
                 waiting.append(len(out))
                 out.append(None)
                 features.append(row)
                 if len(features) >= STREAM_BATCH:
-                    flush()
-            flush()
+                    yield from flush()
+            yield from flush()
         finally:
             featurised.close()
-        return out  # type: ignore[return-value]  # every None was filled by flush()

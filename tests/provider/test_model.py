@@ -257,3 +257,24 @@ def test_real_decoder_errors_carry_user_messages(held_out):
         with pytest.raises(ImageError) as info:
             decode_image(data)
         assert info.value.message.startswith("That ")
+
+
+def test_the_stream_gives_every_result_in_order_across_its_batches(classifier, held_out):
+    """``classify_stream`` (what ``imageclassifier predict`` prints from) flushes every
+    ``STREAM_BATCH`` rows: errors before, between and after the batches keep their place."""
+    from provider.model import STREAM_BATCH
+
+    good = [held_out[i % len(held_out)] for i in range(2 * STREAM_BATCH + 3)]
+    sources: list[object] = list(good)
+    for position in (0, STREAM_BATCH + 1, len(sources)):
+        sources.insert(position, b"plain text, not an image")
+    stream = classifier.classify_stream(sources)
+    first = next(stream)
+    assert isinstance(first, NotAnImage)
+    results = [first, *stream]
+    assert len(results) == len(sources)
+    for source, result in zip(sources, results, strict=True):
+        if isinstance(source, bytes):
+            assert isinstance(result, NotAnImage)
+        else:
+            assert isinstance(result, Prediction) and result.label == source.parent.name
