@@ -22,6 +22,7 @@ from golem_backend.base import (
     TrainReport,
 )
 from golem_backend.factory import create_backend, default_dataset
+from golem_backend.heads import model_incompatibility
 from provider.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from provider.imageio import sniff_format
 from provider.results import UNKNOWN, LabelScore, Prediction
@@ -52,5 +53,6 @@ __all__ = [
     "TrainingSet",
     "create_backend",
     "default_dataset",
+    "model_incompatibility",
     "sniff_format",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from golem_backend.base import BackendUnavailable, ModelRef
+from provider.artifact import check_compatible, read_header
 from provider.errors import ModelError
 
 
@@ -26,3 +29,19 @@ def unusable_head(head: tuple[str, str] | None, error: ModelError) -> BackendUna
     """The error of a request whose head failed to load or verify."""
     model_id = head[0] if head is not None else "?"
     return BackendUnavailable(f"The model {model_id} cannot be used: {error.message}")
+
+
+def model_incompatibility(path: Path) -> str | None:
+    """Why this version cannot use the model file at ``path`` (read from its header only:
+    trained on features or with a scikit-learn this version does not provide, e.g. after an
+    upgrade), or ``None`` when it can. A file that is missing or not a model at all is also
+    ``None``: classifying reports those. Reads a few KB; blocking."""
+    try:
+        meta, _ = read_header(path)
+    except ModelError:
+        return None
+    try:
+        check_compatible(meta, path.name)
+    except ModelError as exc:
+        return exc.message
+    return None

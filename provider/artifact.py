@@ -127,7 +127,9 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return meta, len(MAGIC) + 4 + size
 
 
-def _check_compatible(meta: dict[str, Any], name: str) -> None:
+def check_compatible(meta: dict[str, Any], name: str) -> None:
+    """Refuse (:class:`ModelError`) a header this version cannot use: another model format,
+    a feature extractor version it does not provide, another scikit-learn minor version."""
     if meta.get("format") != FORMAT_VERSION:
         raise ModelError(f"{name} uses model format {meta.get('format')}; retrain the model.")
     ext = meta.get("extractor") or {}
@@ -169,7 +171,7 @@ def verify_artifact_bytes(data: bytes, name: str) -> dict[str, Any]:
         raise ModelError(f"{name} has a corrupted header ({exc}).") from exc
     if not isinstance(meta, dict):
         raise ModelError(f"{name} has a corrupted header.")
-    _check_compatible(meta, name)
+    check_compatible(meta, name)
     payload = memoryview(data)[start + size :]
     if len(payload) != meta.get("payload_size") or (
         hashlib.sha256(payload).hexdigest() != meta.get("payload_sha256")
@@ -185,7 +187,7 @@ def load_model(path: Path) -> ModelArtifact:
     """Load and verify an artifact. Raises :class:`ModelError` with a clear message."""
     path = Path(path)
     meta, offset = read_header(path)
-    _check_compatible(meta, path.name)
+    check_compatible(meta, path.name)
     with path.open("rb") as fh:
         fh.seek(offset)
         payload = fh.read()

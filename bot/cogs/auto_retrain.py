@@ -6,6 +6,10 @@ It listens on the store (``Store.taught_listeners``), so every way an image is t
 auto-retrain is refused, logged and shown in ``/settings``) and the backend's retrain
 queue. The count is of images taught since the last retrain started; a refused
 auto-retrain is tried again at the next taught image.
+
+Once after start it also retrains every server whose current model this version cannot
+use (:meth:`AutoRetrainCog.retrain_stale_models`): an upgrade that changes the features
+would otherwise leave those servers on the default model until someone ran /retrain.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from discord.ext import commands
 from bot.client import ClassifierBot
 from bot.db import QuotaExceeded
 from bot.errors import explain
+from golem_backend import model_incompatibility
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ class AutoRetrainCog(commands.Cog):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.again: set[int] = set()
         self.outcomes: dict[int, AutoRetrainOutcome] = {}
+        self.upgrade: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         self.bot.store.taught_listeners.append(self.taught)
@@ -48,9 +54,10 @@ class AutoRetrainCog(commands.Cog):
     async def cog_unload(self) -> None:
         with contextlib.suppress(ValueError):
             self.bot.store.taught_listeners.remove(self.taught)
-        for task in list(self.tasks.values()):
+        tasks = [*self.tasks.values(), *([self.upgrade] if self.upgrade else [])]
+        for task in tasks:
             task.cancel()
-        for task in list(self.tasks.values()):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -79,15 +86,56 @@ class AutoRetrainCog(commands.Cog):
 
     async def maybe_retrain(self, scope_id: int) -> bool:
         """Retrain ``scope_id`` if it has N new taught images; whether it retrained."""
-        bot = self.bot
-        scope = bot.store.guild(scope_id)
-        options = await scope.options()
+        options = await self.bot.store.guild(scope_id).options()
         due = (
             options.auto_retrain_after
             and options.taught_since_retrain >= options.auto_retrain_after
         )
         if not due:
             return False
+        return await self._retrain(
+            scope_id, f"after {options.taught_since_retrain} new taught images"
+        )
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if self.upgrade is None:  # once per start; on_ready repeats after reconnects
+            self.upgrade = asyncio.create_task(
+                self._retrain_stale_quietly(), name="retrain-stale-models"
+            )
+
+    async def _retrain_stale_quietly(self) -> None:
+        try:
+            await self.retrain_stale_models()
+        except Exception:
+            log.exception("retraining the models this version cannot use failed")
+
+    async def retrain_stale_models(self) -> int:
+        """Retrain, one server at a time, every server of this process whose current model
+        this version cannot use (an upgrade changed the features or scikit-learn: the model
+        file says so in its header). Until its retrain ends such a server is answered by
+        the default model; its taught images are all kept. Runs once after start; returns
+        how many were retrained."""
+        bot = self.bot
+        retrained = 0
+        for scope_id in await bot.store.operator.scope_ids():
+            if bot.is_closing:
+                break
+            if scope_id == 0 or bot.get_guild(scope_id) is None:  # not this shard's server
+                continue
+            model = await bot.store.guild(scope_id).current_model()
+            if model is None:
+                continue
+            why = await asyncio.to_thread(model_incompatibility, model.path)
+            if why is not None:
+                log.warning("server %s: model %s is unusable: %s", scope_id, model.model_id, why)
+                retrained += await self._retrain(scope_id, "after an upgrade")
+        return retrained
+
+    async def _retrain(self, scope_id: int, why: str) -> bool:
+        """Retrain ``scope_id`` as /retrain does (its lock, quota and the backend's queue)."""
+        bot = self.bot
+        scope = bot.store.guild(scope_id)
         lock = bot.retrainer.lock(scope_id)
         if lock.locked():  # a retrain is running; the count restarted with it
             return False
@@ -97,11 +145,7 @@ class AutoRetrainCog(commands.Cog):
             except QuotaExceeded as exc:
                 self._note(scope_id, False, f"not started: {exc.message}")
                 return False
-            log.info(
-                "server %s: auto-retrain after %d new taught images",
-                scope_id,
-                options.taught_since_retrain,
-            )
+            log.info("server %s: auto-retrain %s", scope_id, why)
             try:
                 report, _ = await bot.retrainer.train(scope, None)
             except Exception as exc:
@@ -113,7 +157,7 @@ class AutoRetrainCog(commands.Cog):
                 self._note(scope_id, False, f"failed: {reason}")
                 return False
             await scope.finish_retrain(retrain_id, "ok", report.model_id)
-            self._note(scope_id, True, f"model {report.model_id}")
+            self._note(scope_id, True, f"model {report.model_id} ({why})")
             return True
 
     def _note(self, scope_id: int, ok: bool, detail: str) -> None:
