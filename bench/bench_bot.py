@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import usable  # noqa: E402
 from bot.client import ClassifierBot, configure_endpoints  # noqa: E402
 from bot.errors import Busy, ServerBusy  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -42,7 +43,7 @@ TARGET_P50_S = 0.015  # gateway event -> answer, one image (issue 10)
 
 def tiny_model() -> Path:
     model = OUT / "tiny.model"
-    if model.exists():
+    if usable(model):
         return model
     from provider.train import train_model
 

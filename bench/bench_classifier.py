@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import OUT, SHARED_ANIMALS, flowers_dir, median, table
+from bench.common import OUT, SHARED_ANIMALS, flowers_dir, median, table, usable
 from provider.dataset import scan_dataset
 from provider.evaluation import CV_SEED, cross_validate
 from provider.features import cnn, get_extractor
@@ -275,7 +275,7 @@ def main() -> None:
         shutil.copy(trained, model)
         print(table(results["train"], ("training", "measured", "target")))
     if args.only in (None, "predict"):
-        if not model.exists():
+        if not usable(model):
             train_model(dataset, model, cache=OUT / "features.h5", folds=0)
         results["predict"] = bench_predict(model, dataset, max(args.runs, 5))
         print(table(results["predict"], ("prediction (warm model)", "measured", "target")))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_classifier import other_subject_photos
-from bench.common import OUT, flowers_dir, median, table
+from bench.common import OUT, flowers_dir, median, table, usable
 from bench.legacy_engine import opencv_engine
 from provider.cache import FeatureCache
 from provider.dataset import scan_dataset
@@ -70,9 +70,13 @@ def bench_accuracy(dataset: Path) -> list[tuple[str, ...]]:
         srcs = [b for _, b in others]
         if engine == ENGINES[0]:
             with opencv_engine():
-                Z, _ = ext.extract(list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce)))
+                Z, _ = ext.extract(
+                    list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce))
+                )
         else:
-            Z, _ = ext.extract(list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce)))
+            Z, _ = ext.extract(
+                list(decode_many(srcs, min_side=ext.decode_min_side, reduce=ext.reduce))
+            )
         from sklearn.model_selection import StratifiedKFold
 
         flower_rej, other_rej = [], []
@@ -183,7 +187,7 @@ def main() -> None:
     models = {}
     for name in ("cnn", "cnn-int8"):
         models[name] = OUT / f"engines-{name}.clf"
-        if not models[name].exists():
+        if not usable(models[name]):
             train_model(dataset, models[name], extractor=name, cache=OUT / "features.h5", folds=0)
     if args.only in (None, "predict"):
         results["predict"] = bench_predict(models, files, args.runs)

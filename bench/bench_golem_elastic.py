@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_golem_harness import flower_images, small_model  # noqa: E402
+from bench.common import usable  # noqa: E402
 from golem_backend.golem.backend import GolemBackend  # noqa: E402
 from tests.golem_backend.harness.helpers import (  # noqa: E402
     golem_settings,
@@ -153,7 +154,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root, images = flower_images(60)
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model if args.model.exists() else small_model(root, Path(tmp))
+        model = args.model if usable(args.model) else small_model(root, Path(tmp))
         asyncio.run(run(model, images, args.high, args.high_s))
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import usable  # noqa: E402
 from golem_backend.golem.backend import GolemBackend  # noqa: E402
 from tests.golem_backend.harness import LocalRuntime  # noqa: E402
 from tests.golem_backend.harness.helpers import (  # noqa: E402
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-golem-"))
     try:
         model = args.model or REPO / "var" / "models" / "current.model"
-        if not model.exists():
+        if not usable(model):
             model = small_model(root, work)
         settings = golem_settings(work / "data", golem_queue_size=max(64, args.requests))
         install_model(model, settings)

@@ -46,3 +46,11 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     lines = [fmt.format(*header), "-|-".join("-" * w for w in widths)]
     lines += [fmt.format(*map(str, r)) for r in rows]
     return "\n".join(lines)
+
+
+def usable(model: Path) -> bool:
+    """A saved model file this version can load (not one of features it no longer makes:
+    a benchmark retrains those instead of failing on them)."""
+    from golem_backend import model_incompatibility
+
+    return model.is_file() and model_incompatibility(model) is None
