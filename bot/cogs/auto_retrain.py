@@ -4,8 +4,9 @@ It listens on the store (``Store.taught_listeners``), so every way an image is t
 (``/teach``, approved corrections...) counts. A retrain it starts takes the same path as
 /retrain (``bot.retraining``): the server's lock, its retrains-per-hour quota (past it the
 auto-retrain is refused, logged and shown in ``/settings``) and the backend's retrain
-queue. The count is of images taught since the last retrain started; a refused
-auto-retrain is tried again at the next taught image.
+queue. The count is of images taught since the last retrain started (a retrain that
+fails gives its count back); a refused or failed auto-retrain is tried again at the next
+taught image.
 
 Once after start it also retrains every server whose current model this version cannot
 use (:meth:`AutoRetrainCog.retrain_stale_models`): an upgrade that changes the features

@@ -334,17 +334,24 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                 await self._ensure_row(s)
                 row = RetrainRow(guild_id=self.scope_id, user_id=user_id, started_at=utcnow())
                 s.add(row)
-                await self._reset_taught_count(s)  # what it trains on is no longer "new"
+                counted = await self._reset_taught_count(s)  # what it trains on is not "new"
                 await s.flush()
-                return row.id
+                retrain_id = row.id
+            self._store.taught_reset[retrain_id] = counted
+            return retrain_id
 
     async def finish_retrain(self, retrain_id: int, outcome: str, detail: str = "") -> None:
-        async with self._write() as s:
+        """Record how retrain ``retrain_id`` ended; a failed one gives the server back the
+        count of new taught images its start reset (so an auto-retrain is due again)."""
+        counted = self._store.taught_reset.pop(retrain_id, 0)
+        async with self._store.lock(self.scope_id), self._write() as s:
             await s.execute(
                 update(RetrainRow)
                 .where(RetrainRow.guild_id == self.scope_id, RetrainRow.id == retrain_id)
                 .values(outcome=outcome, detail=detail[:200])
             )
+            if outcome == "failed" and counted:
+                await self._give_back_taught_count(s, counted)
 
     async def last_retrain(self) -> RetrainRecord | None:
         async with self._session() as s:

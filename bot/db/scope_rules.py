@@ -57,12 +57,18 @@ class ScopeRules(ScopeBase):
         row = await self._options_row(s)
         row.taught_since_retrain = (row.taught_since_retrain or 0) + 1
 
-    async def _reset_taught_count(self, s: AsyncSession) -> None:
-        await s.execute(
-            update(GuildOptionsRow)
-            .where(GuildOptionsRow.guild_id == self.scope_id)
-            .values(taught_since_retrain=0)
-        )
+    async def _reset_taught_count(self, s: AsyncSession) -> int:
+        """Set the count to 0 (a retrain starts); what it was."""
+        row = await s.get(GuildOptionsRow, self.scope_id)
+        if row is None:
+            return 0
+        counted, row.taught_since_retrain = row.taught_since_retrain or 0, 0
+        return counted
+
+    async def _give_back_taught_count(self, s: AsyncSession, counted: int) -> None:
+        """A retrain failed: the images it reset the count for are new again."""
+        row = await self._options_row(s)
+        row.taught_since_retrain = (row.taught_since_retrain or 0) + counted
 
     # --- rules ------------------------------------------------------------------------------
     def _rule(self, row: LabelRuleRow) -> LabelRule:

@@ -42,6 +42,9 @@ class Store:
         #: called with the scope id after each new taught image is committed (e.g. the
         #: auto-retrain); must not block. A listener's exception is logged, not raised.
         self.taught_listeners: list[Callable[[int], None]] = []
+        #: retrain id -> the taught-since-retrain count its start reset, given back to the
+        #: server if that retrain fails (in memory: a crash mid-retrain keeps it at 0)
+        self.taught_reset: dict[int, int] = {}
 
     async def open(self) -> None:
         """Connect and migrate to this code's schema (:class:`DatabaseError` if not)."""

@@ -31,6 +31,7 @@ class ScriptedBackend(Backend):
 
     def __init__(self) -> None:
         self.fail_with: BackendError | None = None
+        self.retrain_fails_with: BackendError | None = None  # retrains only
         self.fail_start: BackendError | None = None
         self.ready = True  # what status() reports
         self.status_error: Exception | None = None  # status() raises it
@@ -99,8 +100,8 @@ class ScriptedBackend(Backend):
             if progress is not None:
                 progress("training", step, self.retrain_steps)
             await asyncio.sleep(self.retrain_step_s)
-        if self.fail_with is not None:
-            raise self.fail_with
+        if (self.retrain_fails_with or self.fail_with) is not None:
+            raise self.retrain_fails_with or self.fail_with  # type: ignore[misc]
         if training_set is None:
             return TrainReport("scripted-2", ("daisy",), 1, None, None, 0.0)
         import hashlib

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from golem_backend import BackendUnavailable
 from tests.bot.harness import World, png_bytes
 from tests.bot.rules_world import Pair, two_servers
 from tests.discord_sim import Channel, Message
@@ -132,3 +133,22 @@ async def test_auto_retrain_counts_images_taught_by_any_path(pair: Pair):
     await wait_trained(p, 1)
     [training_set] = p.backend.trained
     assert training_set is not None and {e.label for e in training_set.examples} == {"rose"}
+
+
+async def test_a_failed_auto_retrain_is_tried_again_at_the_next_taught_image(pair: Pair):
+    p = pair
+    await p.run(p.a.admin, p.a.pics, "settings", auto_retrain=2)
+    p.backend.retrain_fails_with = BackendUnavailable("The classifier is not started.")
+    for i in range(2):
+        taught = await p.teach(p.a, "bluebell", i)
+        assert taught.content.startswith("Learned **bluebell**"), taught.content
+    await wait_trained(p, 1)  # due, started, failed
+    shown = await settings_once(p, "failed")
+    assert "failed: The classifier is not started." in shown.content, shown.content
+    assert "(2 since the last retrain)" in shown.content  # the failed one gave them back
+    p.backend.retrain_fails_with = None
+    await p.teach(p.a, "bluebell", 2)  # one more image, not two: due again at once
+    await wait_trained(p, 2)
+    shown = await settings_once(p, ": model ")
+    assert "(0 since the last retrain)" in shown.content, shown.content
+    assert await p.bot.bot.store.guild(p.a.guild.id).current_model() is not None

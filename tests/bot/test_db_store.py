@@ -141,6 +141,26 @@ async def test_retrain_quota_counts_the_last_hour(store: Store):
     assert last is not None and last.outcome == "running"
 
 
+async def test_a_failed_retrain_gives_back_the_count_of_new_taught_images(store: Store):
+    """The count an auto-retrain waits for restarts when a retrain starts; if that retrain
+    fails, the images it would have learned are new again (not N more to wait for)."""
+    g = store.guild(A)
+    for i in range(3):
+        await teach(store, A, "daisy", flower_bytes("daisy", i))
+    assert (await g.options()).taught_since_retrain == 3
+    failing = await g.start_retrain(7)
+    assert (await g.options()).taught_since_retrain == 0
+    await teach(store, A, "daisy", flower_bytes("daisy", 3))  # taught while it ran
+    await teach(store, B, "rose", flower_bytes("tulip", 0))  # another server's
+    await g.finish_retrain(failing, "failed", "the backend is down")
+    assert (await g.options()).taught_since_retrain == 4
+    assert (await store.guild(B).options()).taught_since_retrain == 1
+    ok = await g.start_retrain(7)
+    await g.finish_retrain(ok, "ok", "m1")
+    assert (await g.options()).taught_since_retrain == 0
+    assert store.taught_reset == {}
+
+
 async def test_forget_label_and_forget_mine_remove_rows_then_unused_files(store: Store):
     g = store.guild(A)
     shared = flower_bytes("daisy", 0)
