@@ -16,12 +16,13 @@ import platform
 import struct
 import tempfile
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import sklearn
 
 from provider.errors import ModelError
 from provider.features import EXTRACTORS
@@ -31,10 +32,17 @@ FORMAT_VERSION = 1
 MAX_HEADER = 1 << 20
 
 
+@cache
+def sklearn_version() -> str:
+    """scikit-learn's version, read from its package metadata: the bot checks model headers
+    (:func:`check_compatible`) without importing scikit-learn and SciPy (about 70 MB)."""
+    return version("scikit-learn")
+
+
 def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": sklearn_version(),
         "numpy": np.__version__,
         "opencv": cv2.__version__,
     }
@@ -143,10 +151,10 @@ def check_compatible(meta: dict[str, Any], name: str) -> None:
             "which this version does not provide; retrain the model."
         )
     trained = str(versions.get("scikit-learn", ""))
-    if trained.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+    if trained.split(".")[:2] != sklearn_version().split(".")[:2]:
         raise ModelError(
             f"{name} was trained with scikit-learn {trained or '?'}, this is "
-            f"{sklearn.__version__}; retrain the model."
+            f"{sklearn_version()}; retrain the model."
         )
     labels = meta.get("labels")
     if not isinstance(labels, list) or len(labels) < 2:
