@@ -5,8 +5,9 @@
   threads so N workers on N cores do not oversubscribe.
 * **Micro-batching.** ``classify`` puts one job per image on a bounded queue (counted in
   images) and waits; a dispatcher task hands queued jobs to idle workers in batches of up
-  to ``local_batch_size`` (holding a small batch open at most ``local_batch_wait_ms``), so
-  concurrent callers share one forward pass through the CNN. While all workers are busy the
+  to ``local_batch_size`` (while a batch runs, holding a small batch open at most
+  ``local_batch_wait_ms``; with every worker idle a request goes at once), so concurrent
+  callers share one forward pass through the CNN. While all workers are busy the
   queue grows, so batches grow with the load.
 * **Swap.** ``retrain`` trains in its own process (:mod:`golem_backend.training`),
   ``os.replace`` s the validated artifact and switches the current model id. Each batch
@@ -248,8 +249,11 @@ class LocalBackend(Backend):
         idle = sorted(
             (w for w in self._workers if w.state == "idle"), key=lambda w: w.model_id != current
         )  # workers that have the current model loaded first
+        # Holding a small batch open only pays while a batch runs (more images are coming
+        # and no core is free); a lone request to idle workers goes at once.
+        running = any(w.state == "busy" for w in self._workers)
         while self._queue and idle:
-            hold = self._queue.hold_for(wait_s)
+            hold = self._queue.hold_for(wait_s) if running else 0.0
             if hold > 0:
                 return hold
             worker = idle.pop(0)

@@ -133,6 +133,21 @@ async def test_concurrent_requests_share_batches(backend, sample_images, expecte
     assert backend.batches_dispatched - batches_before <= 50 // 2  # several images per pass
 
 
+async def test_a_lone_request_to_idle_workers_is_not_held_for_a_batch(
+    tmp_path, tiny_model, sample_images, expected
+):
+    """The batch window only holds small batches while a batch runs: with every worker
+    idle a request goes at once (the 1 s window, the most the setting allows, would
+    otherwise hold each one 1 s)."""
+    settings = make_settings(tmp_path, local_batch_wait_ms=1000.0)
+    install_model(settings, tiny_model)
+    async with create_backend(settings) as backend:
+        await backend.classify([sample_images[0]])  # warm: a lone image's session is lazy
+        for i in range(3):
+            [outcome] = await asyncio.wait_for(backend.classify([sample_images[i]]), 0.9)
+            same_prediction(outcome, expected[i])
+
+
 async def test_status_describes_workers_and_model(backend, tiny_model):
     status = await backend.status()
     assert status.kind == "local" and status.ready
