@@ -44,7 +44,7 @@ async def model_of(scope: ScopedData) -> ModelRef | None:
     """The scope's current model, ``None`` for the default model."""
     if scope.scope_id == 0:
         return None
-    record = await scope.current_model()
+    record = (await scope.serving()).model
     return ModelRef(record.model_id, record.path) if record else None
 
 

@@ -27,7 +27,7 @@ async def low_confidence_of(bot: ClassifierBot, scope: ScopedData) -> float:
     """The scope's "not sure" threshold: its own (``/settings``) or ``LOW_CONFIDENCE``."""
     if scope.scope_id == 0:
         return bot.settings.low_confidence
-    own = (await scope.options()).low_confidence
+    own = (await scope.serving()).low_confidence
     return bot.settings.low_confidence if own is None else own
 
 

@@ -67,7 +67,7 @@ class ScopeFeedback(ScopeBase):
                 if file_name is not None and not (self.feedback_dir / file_name).exists():
                     created = True
                     await asyncio.to_thread(files.write_atomic, self.feedback_dir / file_name, data)
-                async with self._write() as s:
+                async with self._write(changes_serving=False) as s:  # answers only
                     await self._ensure_row(s)
                     row = AnswerRow(
                         guild_id=self.scope_id,

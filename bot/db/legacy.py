@@ -81,6 +81,7 @@ async def import_json_state(store: Store, state_path: Path) -> ImportReport | No
     await asyncio.to_thread(
         os.replace, state_path, state_path.with_name(state_path.name + ".imported")
     )
+    store.serving.clear()
     log.info(
         "imported %s: %d taught images, %d watched channels, %d problems",
         state_path,

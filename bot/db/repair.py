@@ -70,6 +70,7 @@ async def repair(store: Store, grace_s: float | None = None) -> RepairReport:
             )
             if newest is not None:
                 newest.is_current = True
+    store.serving.clear()  # current models may have changed above
     removed = await asyncio.to_thread(_remove_unnamed, store.data_dir, named, scopes, grace)
     report.files_removed.extend(removed)
     for what in report.rows_removed:

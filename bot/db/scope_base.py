@@ -53,16 +53,20 @@ class ScopeBase:
         return row
 
     # --- plumbing -----------------------------------------------------------------------
-    def _write(self) -> WriteSession:
-        return WriteSession(self._store)
+    def _write(self, *, changes_serving: bool = True) -> WriteSession:
+        """A write to this scope; once committed it drops the scope's cached serving state
+        (:mod:`bot.db.serving`) unless ``changes_serving`` is False (neither the current
+        model nor the options can change)."""
+        return WriteSession(self._store, self.scope_id if changes_serving else None)
 
 
 class WriteSession:
     """``async with`` a session in a transaction; database errors become
     :class:`StoreWriteError` (logged), after a rollback."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, scope_id: int | None = None) -> None:
         self._store = store
+        self._scope_id = scope_id  # whose cached serving state a commit drops
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> AsyncSession:
@@ -78,6 +82,8 @@ class WriteSession:
             if exc is None:
                 try:
                     await session.commit()
+                    if self._scope_id is not None:
+                        self._store.serving.drop(self._scope_id)
                 except SQLAlchemyError as commit_exc:
                     log.error("database write failed: %s", commit_exc)
                     await session.rollback()

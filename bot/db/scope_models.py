@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 
 from bot.db import files
 from bot.db.records import ModelRecord
-from bot.db.schema import ModelRow, utcnow
+from bot.db.schema import GuildOptionsRow, ModelRow, utcnow
 from bot.db.scope_base import ScopeBase
+from bot.db.serving import Serving
 from bot.errors import UserError
 
 #: Earlier models of a server kept for ``/model rollback`` besides the current one.
@@ -36,6 +37,26 @@ class ScopeModels(ScopeBase):
                 select(ModelRow).where(ModelRow.guild_id == self.scope_id, ModelRow.is_current)
             )
             return self._model(row) if row else None
+
+    async def serving(self) -> Serving:
+        """The current model and the "not sure" threshold, for answering an image: from
+        memory when this process read them lately (:mod:`bot.db.serving`)."""
+        cache = self._store.serving
+        cached = cache.get(self.scope_id)
+        if cached is not None:
+            return cached
+        generation = cache.generation(self.scope_id)
+        async with self._session() as s:
+            row = await s.scalar(
+                select(ModelRow).where(ModelRow.guild_id == self.scope_id, ModelRow.is_current)
+            )
+            options = await s.get(GuildOptionsRow, self.scope_id)
+            value = Serving(
+                self._model(row) if row else None,
+                options.low_confidence if options is not None else None,
+            )
+        cache.put(self.scope_id, generation, value)
+        return value
 
     async def models(self) -> list[ModelRecord]:
         """Newest first."""

@@ -23,6 +23,7 @@ from bot.db.guild_data import ScopedData
 from bot.db.quotas import Quotas
 from bot.db.records import Forgotten
 from bot.db.schema import DEFAULT_SCOPE, GuildRow, ModelRow, TaughtImageRow, WatchedChannelRow
+from bot.db.serving import SERVING_TTL_S, ServingCache
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,13 @@ def default_database_url(data_dir: Path) -> str:
 
 
 class Store:
-    def __init__(self, url: str, data_dir: Path, quotas: Quotas | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        data_dir: Path,
+        quotas: Quotas | None = None,
+        serving_ttl_s: float = SERVING_TTL_S,
+    ) -> None:
         self.url = url
         self.data_dir = data_dir
         self.quotas = quotas or Quotas()
@@ -45,6 +52,7 @@ class Store:
         #: retrain id -> the taught-since-retrain count its start reset, given back to the
         #: server if that retrain fails (in memory: a crash mid-retrain keeps it at 0)
         self.taught_reset: dict[int, int] = {}
+        self.serving = ServingCache(serving_ttl_s)
 
     async def open(self) -> None:
         """Connect and migrate to this code's schema (:class:`DatabaseError` if not)."""
