@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import event, func, select, update
 
-from bot.db import QuotaExceeded, Quotas, Store
+from bot.db import QuotaExceeded, Quotas, Store, feedback_data
 from bot.db.repair import repair
 from bot.db.schema import AnswerRow
 from tests.bot.databases import ENGINES, database_url
@@ -82,6 +82,52 @@ async def test_kept_images_are_bounded_by_count_and_age(store: Store):
     await scope.prune_feedback()
     assert await scope.answer(ids[2]) is None
     assert len(list(scope.feedback_dir.iterdir())) == 2
+
+
+async def test_answers_are_pruned_without_a_count_until_one_is_due(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    """Between counts, each answer is checked against what this process knows (no query
+    over the day's answers); the limits hold exactly all the same."""
+    counts: list[str] = []
+
+    def count_queries(conn, cursor, statement, *args: object) -> None:
+        if "count(" in statement.lower() and "answers" in statement:
+            counts.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count_queries)
+    scope = store.guild(A)
+    colours = ("red", "green", "blue", "white", "black", "yellow")
+    for i, colour in enumerate(colours):
+        await answer(store, A, colour)
+        assert len(list(scope.feedback_dir.iterdir())) == min(i + 1, 3)  # exactly the limit
+    # counted at the first answer, then when the limit was near: not at every answer
+    assert 1 <= len(counts) < len(colours)
+    # an answer past the window goes at the next count: the oldest known is past it ...
+    book = store.answer_books[A]
+    book.oldest = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
+    async with store.sessions() as s, s.begin():
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
+        first = await s.scalar(select(func.min(AnswerRow.id)).where(AnswerRow.guild_id == A))
+        await s.execute(update(AnswerRow).where(AnswerRow.id == first).values(created_at=old))
+    await answer(store, A, "purple")
+    assert await scope.answer(first) is None
+    # ... and at the latest ANSWER_BOOK_TTL_S after the last count (another process)
+    monkeypatch.setattr(feedback_data, "ANSWER_BOOK_TTL_S", 0.0)
+    before = len(counts)
+    await answer(store, A, "orange")
+    assert len(counts) == before + 1
+
+
+async def test_an_answer_after_forgetting_the_server_is_recorded(store: Store):
+    """Forgetting deletes the server's row; the next answer must create it again (the
+    answer book of the forgotten server is not trusted)."""
+    await answer(store, A, "red")
+    await answer(store, A, "green")
+    await store.guild(A).forget_all()
+    answer_id = await answer(store, A, "blue")
+    found = await store.guild(A).answer(answer_id)
+    assert found is not None and found.image is not None and found.image.is_file()
 
 
 async def test_review_queue_keeps_its_image_and_honours_quotas(store: Store):
