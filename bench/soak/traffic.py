@@ -312,8 +312,14 @@ class Users:
         try:
             ix = await ix_coro
             try:
+                # A deferred update makes ``target`` itself the interaction's message, with
+                # its old content: only a new message (an error) or the edit count.
                 msg = await self.sim.wait_until(
-                    lambda: target if target.content != before else next(iter(ix.final), None),
+                    lambda: (
+                        target
+                        if target.content != before
+                        else next((m for m in ix.final if m is not target), None)
+                    ),
                     timeout_s=self.timeout_s,
                 )
             except TimeoutError:
