@@ -96,6 +96,7 @@ class RestApi:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        request["received_at"] = time.monotonic()
         sim = self.sim
         sim.requests.append((request.method, request.path, request.host))
         if request.path.startswith("/api/"):
@@ -241,6 +242,7 @@ class RestApi:
             raise DiscordError(404, 10062, "Unknown interaction")
         if ix.response_type is not None:
             raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        ix.response_received_at = request.get("received_at")
         payload, files = await self._read_body(request)
         rtype = int(payload.get("type", 0))
         data = payload.get("data") or {}

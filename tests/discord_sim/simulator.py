@@ -51,7 +51,10 @@ class Interaction:
     name: str
     payload: dict[str, Any]
     created: float = field(default_factory=time.monotonic)
-    responded_at: float | None = None
+    responded_at: float | None = None  # the response accepted (after every check)
+    #: the response's request reached the simulator (before its checks: the OpenAPI spec,
+    #: the body), i.e. when the bot's reply left the bot
+    response_received_at: float | None = None
     response_type: int | None = None
     original: Message | None = None
     followups: list[Message] = field(default_factory=list)
