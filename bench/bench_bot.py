@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import usable  # noqa: E402
-from bot.client import ClassifierBot, configure_endpoints  # noqa: E402
-from bot.errors import Busy, ServerBusy  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.core.client import ClassifierBot, configure_endpoints  # noqa: E402
+from bot.core.errors import Busy, ServerBusy  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from tests.discord_sim import DiscordSimulator, Interaction, Message  # noqa: E402
 from tests.discord_sim.model import LOADING  # noqa: E402
 

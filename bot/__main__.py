@@ -21,11 +21,11 @@ import aiohttp
 import discord
 from pydantic import ValidationError
 
-from bot.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
-from bot.health import HealthEndpointFailed
-from bot.logconfig import setup_logging
-from bot.settings import Settings
-from bot.sharding import create_bot
+from bot.core.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
+from bot.core.health import HealthEndpointFailed
+from bot.core.logconfig import setup_logging
+from bot.core.settings import Settings
+from bot.core.sharding import create_bot
 
 log = logging.getLogger("bot")
 

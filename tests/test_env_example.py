@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench.soak.probes import Sample
 from bench.soak.traffic import APOLOGISED, BUSY, ERROR, OUTCOMES, RESULT, UNANSWERED, Record, tally
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 MB = 1024 * 1024
 CLASSIFYING = ("classify", "hostile", "burst", "menu", "watched")

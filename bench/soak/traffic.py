@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.soak.corpus import Corpus, Upload
-from bot.errors import APOLOGY
+from bot.core.errors import APOLOGY
 from tests.discord_sim import ADMINISTRATOR, Application, Channel, DiscordSimulator, Guild, User
 from tests.discord_sim.model import LOADING, Attachment, Message
 

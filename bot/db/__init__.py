@@ -29,7 +29,7 @@ from bot.db.schema import DEFAULT_SCOPE
 from bot.db.store import OperatorData, Store
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 __all__ = [
     "ANY_LABEL",

@@ -13,7 +13,7 @@ from bot.db.engine import DatabaseError, code_heads, current_revision, make_engi
 
 
 def _settings() -> object:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
     extra = {} if os.environ.get("DISCORD_TOKEN") else {"discord_token": "not-needed-for-db"}
     return Settings(**extra)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.errors import UserError
+from bot.core.errors import UserError
 
 
 @dataclass(frozen=True, slots=True)

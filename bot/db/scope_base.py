@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.errors import UserError
 from bot.db import files
 from bot.db.schema import GuildRow, utcnow
-from bot.errors import UserError
 
 if TYPE_CHECKING:
     from bot.db.store import Store

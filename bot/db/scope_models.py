@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from bot.core.errors import UserError
 from bot.db import files
 from bot.db.records import ModelRecord
 from bot.db.schema import GuildOptionsRow, ModelRow, utcnow
 from bot.db.scope_base import ScopeBase
 from bot.db.serving import Serving
-from bot.errors import UserError
 
 #: Earlier models of a server kept for ``/model rollback`` besides the current one.
 MODELS_KEPT = 5

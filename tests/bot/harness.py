@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.client import ClassifierBot, configure_endpoints
+from bot.core.client import ClassifierBot, configure_endpoints
+from bot.core.settings import Settings
+from bot.core.sharding import create_bot
 from bot.db import Store, TaughtRecord
-from bot.settings import Settings
-from bot.sharding import create_bot
 from golem_backend import Backend
 from tests.bot.fakes import ScriptedBackend
 from tests.discord_sim import (

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-import bot.retrain_message
 from bot.db import TaughtRecord
 from golem_backend import BackendUnavailable
 from tests.bot.fakes import ScriptedBackend
@@ -237,7 +236,10 @@ async def test_retrain_continues_in_the_channel_when_the_token_is_about_to_expir
     retrain_bot, monkeypatch: pytest.MonkeyPatch
 ):
     running, _ = retrain_bot
-    monkeypatch.setattr(bot.retrain_message, "INTERACTION_EDIT_WINDOW_S", 0.45)
+    # the module this bot loaded (a stopped bot's unload drops its extensions' modules)
+    from bot.cogs.admin import _retrain_message
+
+    monkeypatch.setattr(_retrain_message, "INTERACTION_EDIT_WINDOW_S", 0.45)
     ix, report = await retrain_and_wait_in_channel(running)
     progress = [content for _, content, _, _ in report.history if content.startswith("Retrain")]
     assert progress, "progress continues in the channel message"

@@ -15,7 +15,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.request_deadline import DiscordRequestTimeout, bounded
+from bot.core.request_deadline import DiscordRequestTimeout, bounded
 from tests.bot.harness import World, launch_scripted, png_bytes
 from tests.discord_sim import EPHEMERAL
 
@@ -126,7 +126,7 @@ async def test_a_slow_classification_shows_thinking_then_one_message(
 ):
     """Past DEFER_AFTER_S the user sees "thinking..." (Discord's 3 s limit is kept); the
     answer then replaces it, and an error replaces it privately, leaving nothing public."""
-    from bot.answering import DEFER_AFTER_S
+    from bot.core.answering import DEFER_AFTER_S
     from golem_backend.base import BackendUnavailable
 
     sim = world.sim

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.feedback_flow import GONE, REPLACED
+from bot.cogs.feedback import GONE, REPLACED
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World, flower_bytes
 from tests.discord_sim import CommandRejected, Message

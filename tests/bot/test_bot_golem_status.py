@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.embeds import status_embed
-from bot.metrics import BotMetrics
+from bot.cogs.admin._status import status_embed
+from bot.core.metrics import BotMetrics
 from golem_backend import BackendStatus, CostSummary, InstanceInfo, ScalingDecision
 
 COSTS = CostSummary(

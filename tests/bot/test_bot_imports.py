@@ -14,7 +14,7 @@ HEAVY = ("sklearn", "scipy", "onnxruntime", "h5py", "yapapi")
 def test_importing_the_bot_and_every_cog_loads_no_heavy_library():
     code = (
         "import importlib, json, pkgutil, sys\n"
-        "import bot.client, bot.cogs\n"
+        "import bot.core.client, bot.cogs\n"
         "for m in pkgutil.iter_modules(bot.cogs.__path__):\n"
         "    importlib.import_module(f'bot.cogs.{m.name}')\n"
         f"print(json.dumps(sorted(n for n in {HEAVY!r} if n in sys.modules)))\n"

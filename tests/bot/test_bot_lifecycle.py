@@ -15,7 +15,7 @@ import discord
 import pytest
 
 from bot.__main__ import exit_code_for
-from bot.client import BackendStartFailed
+from bot.core.client import BackendStartFailed
 from golem_backend import BackendUnavailable
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import (
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
     names = {n.upper() for n in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
@@ -304,10 +304,10 @@ async def test_watched_channels_survive_a_restart_and_extension_failures_are_log
     assert "I'll reply" in (await sim.wait_response(ix)).content
     await first.stop()
 
-    import bot.client
+    import bot.core.client as client
 
-    monkeypatch.setattr(bot.client, "EXTENSIONS", (*bot.client.EXTENSIONS, "bot.cogs.missing"))
-    caplog.set_level(logging.ERROR, logger="bot.client")
+    monkeypatch.setattr(client, "EXTENSIONS", (*client.EXTENSIONS, "bot.cogs.missing"))
+    caplog.set_level(logging.ERROR, logger="bot.core.client")
     second = await launch(world, app, env, backend=ScriptedBackend())
     try:
         assert "failed to load extension bot.cogs.missing" in caplog.text

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.cogs.auto_retrain import AutoRetrainCog
+from bot.cogs.admin import AutoRetrainCog
 from provider.artifact import save_model
 from provider.features import get_extractor
 from tests.bot.harness import RunningBot, World, launch_scripted, png_bytes

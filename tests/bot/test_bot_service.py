@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from bot.__main__ import exit_code_for
-from bot.health import HealthEndpointFailed
-from bot.logconfig import REDACTED, make_handler, set_request_context
+from bot.core.health import HealthEndpointFailed
+from bot.core.logconfig import REDACTED, make_handler, set_request_context
 from tests.bot.harness import (
     RunningBot,
     World,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.sharding import ShardedClassifierBot
+from bot.core.sharding import ShardedClassifierBot
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import World, data_dir_with_model, flower_bytes, launch_scripted
 from tests.bot.harness import settings_from_env as settings_of

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.cogs.admin import OPERATORS_ONLY
+from bot.core.permissions import OPERATORS_ONLY
 from golem_backend import BackendBusy, BackendTimeout
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import RunningBot, World, flower_bytes, launch

@@ -11,19 +11,22 @@ import discord
 import pytest
 from pydantic import ValidationError
 
+from bot.cogs.classify._answers import is_unsure, prediction_embed
+from bot.cogs.teach import normalize_label
+from bot.core.discord_limits import EMBED_TOTAL_MAX, fit_embeds
+from bot.core.download import (
+    check_url,
+    download,
+    image_extension,
+    sniff_image,
+    too_large_message,
+)
+from bot.core.embeds import bar
+from bot.core.errors import DownloadError, UserError
+from bot.core.logconfig import REDACTED, RedactingFormatter
+from bot.core.training_sets import build_default_dataset, server_training_set
 from bot.db import TaughtRecord
 from bot.db.files import write_atomic
-from bot.discord_limits import EMBED_TOTAL_MAX, fit_embeds
-from bot.download import check_url, download, sniff_image, too_large_message
-from bot.embeds import bar, is_unsure, prediction_embed
-from bot.errors import DownloadError, UserError
-from bot.logconfig import REDACTED, RedactingFormatter
-from bot.teaching import (
-    build_default_dataset,
-    image_extension,
-    normalize_label,
-    server_training_set,
-)
 from golem_backend import UNKNOWN, Example, LabelScore, Prediction
 from tests.bot.harness import settings_from_env
 
@@ -250,7 +253,7 @@ def test_simulator_counts_embed_author_names_like_discord():
 
 
 def test_text_pages_pack_lines_without_splitting_them():
-    from bot.label_pages import text_pages
+    from bot.core.paged_views import text_pages
 
     assert text_pages([]) == [""]
     assert text_pages(["a", "b"], max_chars=3) == ["a\nb"]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.bot.harness import ROOT
 
 BOT_DOCKERFILE = ROOT / "Dockerfile"

@@ -12,9 +12,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
+from bot.core.errors import UserError
 from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError, guild_data
 from bot.db.repair import repair
-from bot.errors import UserError
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import flower_bytes, png_bytes
 

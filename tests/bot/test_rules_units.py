@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.cogs.rules import ProblemReports, plan_message
+from bot.cogs.rules._rules import InvalidRule, choose_rule, parse_emoji, parse_threshold
 from bot.db import ANY_LABEL, LabelRule, RuleAction
-from bot.rule_actions import ProblemReports
-from bot.rules import InvalidRule, choose_rule, parse_emoji, parse_threshold, plan_message
 from golem_backend import UNKNOWN, LabelScore, Prediction
 
 

@@ -1,0 +1,173 @@
+"""Teaching where the images are: /teach with up to 10 images (the label autocompletes
+from the server's labels) and the "Teach as..." message menu. Both for admins and
+members with the server's trainer role; both go through ``teach_images``. The label
+picker's "Something else..." modal is answered here too, from its custom id."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.teach._label_picker import (
+    NEW_LABEL_MODAL,
+    choose_label,
+    label_picker,
+    modal_value,
+    picker_text,
+)
+from bot.cogs.teach._labels import normalize_label, server_labels
+from bot.cogs.teach._teach_as import message_target
+from bot.cogs.teach._teach_images import (
+    MAX_TEACH_IMAGES,
+    download_all,
+    single_report,
+    teach_images,
+    teach_report,
+)
+from bot.core.classifying import precheck
+from bot.core.client import ClassifierBot
+from bot.core.components import run_component_action
+from bot.core.download import looks_like_image
+from bot.core.errors import NoImages, UserError
+from bot.core.permissions import OPERATORS_ONLY, is_operator, require_trainer
+from bot.core.tenancy import in_server, labels_of, scope_of, tenant_of
+from bot.db import ScopedData
+
+log = logging.getLogger(__name__)
+
+Image = discord.Attachment | None
+
+
+class TeachCog(commands.Cog):
+    def __init__(self, bot: ClassifierBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(
+            name="Teach as...",
+            callback=self.teach_as,
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+            allowed_contexts=app_commands.AppCommandContext(guild=True),
+        )
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def _scope(self, interaction: discord.Interaction) -> ScopedData:
+        """The server's scope for admins and trainers; in DMs the default scope, for the
+        bot's operators only."""
+        if not in_server(interaction):
+            if not is_operator(interaction):
+                raise UserError(OPERATORS_ONLY)
+            return self.bot.store.default_scope()
+        await require_trainer(self.bot, interaction)
+        return scope_of(self.bot, interaction)
+
+    @app_commands.command(
+        name="teach", description="Add labelled examples for the next retrain (admins, trainers)"
+    )
+    @app_commands.describe(
+        label="The label (lowercase letters, digits, _ or -)",
+        image="An image of that label",
+        image2="Another image",
+        image3="Another image",
+        image4="Another image",
+        image5="Another image",
+        image6="Another image",
+        image7="Another image",
+        image8="Another image",
+        image9="Another image",
+        image10="Another image",
+    )
+    @app_commands.default_permissions(administrator=True)
+    async def teach(
+        self,
+        interaction: discord.Interaction,
+        label: app_commands.Range[str, 1, 32],
+        image: discord.Attachment,
+        image2: Image = None,
+        image3: Image = None,
+        image4: Image = None,
+        image5: Image = None,
+        image6: Image = None,
+        image7: Image = None,
+        image8: Image = None,
+        image9: Image = None,
+        image10: Image = None,
+    ) -> None:
+        bot = self.bot
+        scope = await self._scope(interaction)
+        extra = (image2, image3, image4, image5, image6, image7, image8, image9, image10)
+        attachments = [image, *(a for a in extra if a is not None)]
+        async with bot.gate.slot(tenant_of(interaction)):  # refused during shutdown
+            label = normalize_label(label)
+            if len(attachments) == 1:
+                precheck(bot, image)  # one image: its problem is the answer, before deferring
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            user = interaction.user
+            results = await teach_images(
+                bot,
+                scope,
+                label,
+                await download_all(bot, attachments),
+                user_id=user.id,
+                user_name=str(user),
+            )
+            if len(results) == 1:
+                known = label in (await labels_of(bot, scope))[0]
+                text = single_report(label, results[0], image.filename, known)
+            else:
+                text = await teach_report(bot, scope, label, results)
+            await interaction.followup.send(text, ephemeral=True)
+
+    @teach.autocomplete("label")
+    async def label_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The server's labels containing what was typed (prefix matches first), 25 at most."""
+        try:
+            labels = await server_labels(self.bot, scope_of(self.bot, interaction))
+        except Exception:
+            log.exception("label autocomplete failed")
+            return []
+        typed = current.strip().lower().replace(" ", "_")
+        found = sorted(
+            (lb for lb in labels if typed in lb), key=lambda lb: (not lb.startswith(typed), lb)
+        )
+        return [app_commands.Choice(name=lb, value=lb) for lb in found[:25]]
+
+    async def teach_as(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Pick a label for every image of ``message`` (fetched again once it is picked)."""
+        if not in_server(interaction):
+            raise UserError("This command only works in a server where the bot is installed.")
+        await require_trainer(self.bot, interaction)
+        images = [a for a in message.attachments if looks_like_image(a)]
+        if not images:
+            raise NoImages("That message has no image attachments.")
+        labels = await server_labels(self.bot, scope_of(self.bot, interaction))
+        n = min(len(images), MAX_TEACH_IMAGES)
+        more = f" (the first {n} of {len(images)})" if len(images) > n else ""
+        what = f"Teach the {n} image(s) of this message{more} as a label."
+        target = message_target(message)
+        await interaction.response.send_message(
+            picker_text(what, labels, 0), view=label_picker(target, labels, 0), ephemeral=True
+        )
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """The label picker's "Something else..." modal, whenever it was opened."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data = interaction.data or {}
+        match = NEW_LABEL_MODAL.fullmatch(str(data.get("custom_id", "")))
+        if match is None:
+            return
+        await run_component_action(
+            interaction,
+            "modal",
+            choose_label,
+            target=match["target"],
+            raw=modal_value(dict(data)),
+        )

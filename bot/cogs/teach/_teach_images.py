@@ -1,0 +1,162 @@
+"""The one teaching path: images (downloaded attachments, kept answers, review items)
+checked by the backend's decoder and stored as a server's taught examples, each with a
+line that says what happened to it.
+
+``/teach`` (up to 10 attachments), the "Teach as..." message menu, a trainer's correction
+and an approved review item all go through :func:`teach_images`, so quotas and the
+verification are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.core.classifying import classify_images, fetch
+from bot.core.discord_limits import CONTENT_MAX, clip
+from bot.core.download import image_extension
+from bot.core.embeds import percent
+from bot.core.errors import DownloadError, UserError, explain
+from bot.core.tenancy import labels_of, model_of
+from bot.db import QuotaExceeded, ScopedData
+from golem_backend import BackendError, ImageError, Prediction
+
+if TYPE_CHECKING:
+    from bot.core.client import ClassifierBot
+
+log = logging.getLogger(__name__)
+
+#: At most this many images are taught at once (``/teach``'s attachments, "Teach as...").
+MAX_TEACH_IMAGES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TeachResult:
+    name: str  # the file name shown to the user
+    learned: bool
+    line: str  # what happened, for the reply
+    guess: Prediction | None = None  # what the current model said (when it was checked)
+    count: int = 0  # taught images of the label afterwards
+    duplicate: bool = False
+
+
+async def download_all(
+    bot: ClassifierBot, attachments: Sequence[discord.Attachment]
+) -> list[tuple[str, bytes | Exception]]:
+    """Each attachment's bytes, or the error that stopped it (too large, not an image...)."""
+
+    async def get(att: discord.Attachment) -> bytes | Exception:
+        try:
+            return await fetch(bot, att)
+        except (DownloadError, ImageError) as exc:
+            return exc
+
+    fetched = await asyncio.gather(*(get(a) for a in attachments))
+    return [(a.filename, data) for a, data in zip(attachments, fetched, strict=True)]
+
+
+async def teach_images(
+    bot: ClassifierBot,
+    scope: ScopedData,
+    label: str,
+    images: Sequence[tuple[str, bytes | Exception]],
+    *,
+    user_id: int,
+    user_name: str,
+) -> list[TeachResult]:
+    """Verify ``images`` with the backend's decoder (one request) and store the good ones
+    under ``label`` (a normalised label). A quota stops the rest with its message."""
+    results: dict[int, TeachResult] = {}
+    good = []
+    for i, (name, data) in enumerate(images):
+        if isinstance(data, Exception):
+            results[i] = TeachResult(name, False, explain(data) or "could not be read")
+        else:
+            good.append(i)
+    outcomes: list[object] = []
+    if good:
+        try:
+            outcomes = list(
+                await classify_images(
+                    bot,
+                    [images[i][1] for i in good],  # type: ignore[misc]
+                    1,
+                    await model_of(scope),
+                    scope.tenant,
+                )
+            )
+        except BackendError as exc:
+            reason = (
+                f"I couldn't check this image ({explain(exc)}), so I didn't store it. "
+                "Please try again in a moment."
+            )
+            outcomes = [UserError(reason)] * len(good)
+    quota_hit: str | None = None
+    for i, outcome in zip(good, outcomes, strict=True):
+        name, data = images[i]
+        assert isinstance(data, bytes)
+        if isinstance(outcome, ImageError | UserError):
+            results[i] = TeachResult(name, False, outcome.message)
+            continue
+        if quota_hit is not None:
+            results[i] = TeachResult(name, False, quota_hit)
+            continue
+        guess = outcome if isinstance(outcome, Prediction) else None
+        try:
+            extension = image_extension(data)
+            # the file and its record are written together, even if shutdown cancels this
+            added, count = await asyncio.shield(
+                scope.add_taught(label, data, extension, user_id=user_id, user_name=user_name)
+            )
+        except QuotaExceeded as exc:
+            quota_hit = exc.message
+            results[i] = TeachResult(name, False, exc.message, guess)
+            continue
+        except UserError as exc:
+            results[i] = TeachResult(name, False, exc.message, guess)
+            continue
+        line = (
+            f"learned as **{label}** ({count} taught image(s) of this label)"
+            if added
+            else f"already taught as **{label}** (a duplicate)"
+        )
+        results[i] = TeachResult(name, added, line, guess, count, not added)
+    return [results[i] for i in range(len(images))]
+
+
+async def teach_report(
+    bot: ClassifierBot, scope: ScopedData, label: str, results: list[TeachResult]
+) -> str:
+    """The reply for a batch: a line per image, and advice about new labels."""
+    learned = sum(r.learned for r in results)
+    head = f"Taught {learned} of {len(results)} image(s) as **{label}**."
+    lines = [head] + [f"- `{clip(r.name, 60)}`: {r.line}" for r in results]
+    if learned and label not in (await labels_of(bot, scope))[0]:
+        lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
+    if learned:
+        lines.append("They're used by the next /retrain.")
+    return clip("\n".join(lines), CONTENT_MAX)
+
+
+def single_report(label: str, result: TeachResult, filename: str, known: bool) -> str:
+    """The reply for one image (as /teach has always answered)."""
+    if result.learned:
+        lines = [
+            f"Learned **{label}** from `{filename}`. {result.count} taught image(s) for this "
+            "label; they're used by the next /retrain."
+        ]
+    elif result.duplicate:
+        lines = [f"I already had this image as **{label}**."]
+    else:
+        raise UserError(result.line)
+    if not known:
+        lines.append(f"**{label}** is a new label: give it 5+ images before retraining.")
+    if result.guess is not None:
+        guess = f"{result.guess.label} ({percent(result.guess.confidence)})"
+        lines.append(f"The current model says: {guess}.")
+    return "\n".join(lines)
