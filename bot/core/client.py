@@ -87,7 +87,7 @@ class ClassifierBot(commands.Bot):
         self.settings = settings
         self.backend = backend if backend is not None else create_default_backend(settings)
         self._store: Store | None = None
-        self.retrainer = Retrainer(self)
+        self.retrainer = Retrainer(settings, self.backend)
         self.cooldowns = Cooldowns(settings.cooldown_uses, settings.cooldown_window_s)
         self.gate = WorkGate(settings.max_concurrent_requests)
         self.started_at = time.monotonic()

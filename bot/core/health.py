@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from golem_backend import BackendStatus
-
-if TYPE_CHECKING:
-    from bot.core.client import ClassifierBot
+from bot.core.metrics import BotMetrics, Gateway
+from golem_backend import Backend, BackendStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +31,24 @@ class HealthEndpointFailed(Exception):
     """``HTTP_HOST``/``HTTP_PORT`` cannot be bound (port in use, address not local...)."""
 
 
+class Served(Gateway, Protocol):
+    """What the endpoint reads of the bot (``ClassifierBot`` is one)."""
+
+    backend: Backend
+    metrics: BotMetrics
+
+    @property
+    def is_closing(self) -> bool: ...
+
+    @property
+    def gateway_connected(self) -> bool: ...
+
+    @property
+    def was_connected(self) -> bool: ...
+
+
 class HealthServer:
-    def __init__(self, bot: ClassifierBot, host: str, port: int) -> None:
+    def __init__(self, bot: Served, host: str, port: int) -> None:
         self.bot = bot
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None

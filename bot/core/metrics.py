@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from golem_backend import Backend, BackendBusy, BackendStatus, Prediction
-
-if TYPE_CHECKING:
-    from bot.core.client import ClassifierBot
 
 PREFIX = "classifier_bot"
 OUTCOMES = ("ok", "refused", "error")  # refused: a user error with a message (busy, too big...)
 OTHER = "other"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 RETRAIN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 1800)
+
+
+class Gateway(Protocol):
+    """What a scrape reads of the bot's connection (``ClassifierBot`` is one)."""
+
+    @property
+    def latency(self) -> float: ...
+
+    @property
+    def guilds(self) -> Sequence[object]: ...
 
 
 class BotMetrics:
@@ -175,7 +183,7 @@ class BotMetrics:
         backend.retrain = metered_retrain  # type: ignore[method-assign]
 
     # --- scrape -----------------------------------------------------------------------
-    def update_from(self, bot: ClassifierBot, status: BackendStatus | None) -> None:
+    def update_from(self, bot: Gateway, status: BackendStatus | None) -> None:
         latency = bot.latency
         if latency == latency and latency != float("inf"):  # NaN/inf before the first beat
             self.gateway_latency.set(latency)

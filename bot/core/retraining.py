@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from bot.core.settings import Settings
 from bot.core.training_sets import build_default_dataset, server_training_set
 from bot.db import ScopedData
-from golem_backend import ProgressCallback, TrainReport
-
-if TYPE_CHECKING:
-    from bot.core.client import ClassifierBot
+from golem_backend import Backend, ProgressCallback, TrainReport
 
 
 def model_metrics(report: TrainReport) -> dict[str, object]:
@@ -36,8 +33,12 @@ def model_metrics(report: TrainReport) -> dict[str, object]:
 
 
 class Retrainer:
-    def __init__(self, bot: ClassifierBot) -> None:
-        self.bot = bot
+    """Shared by /retrain, the auto-retrain and any other caller: it needs the settings
+    (where the default dataset is) and the backend, not the bot."""
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def lock(self, scope_id: int) -> asyncio.Lock:
@@ -49,18 +50,17 @@ class Retrainer:
     ) -> tuple[TrainReport, int]:
         """Train from the scope's records; a server's model is registered as current.
         (The report, the number of taught images it used.)"""
-        bot = self.bot
         records = await target.taught()
         if target.scope_id == 0:
-            dataset = await asyncio.to_thread(build_default_dataset, bot.settings, records)
-            report = await bot.backend.retrain(
+            dataset = await asyncio.to_thread(build_default_dataset, self.settings, records)
+            report = await self.backend.retrain(
                 dataset=dataset, progress=progress, tenant=target.tenant
             )
             return report, len(records)
         settings = await target.settings()
         training_set = server_training_set(target.models_dir, records, settings.include_default)
         await asyncio.to_thread(target.models_dir.mkdir, parents=True, exist_ok=True)
-        report = await bot.backend.retrain(
+        report = await self.backend.retrain(
             progress=progress, training_set=training_set, tenant=target.tenant
         )
         path = Path(str(report.extra["model_path"]))

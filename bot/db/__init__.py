@@ -6,10 +6,9 @@ database/file consistency; then ``store.guild(id)`` is the only way to a server'
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bot.db.engine import DatabaseError, DatabaseTooNew
 from bot.db.guild_data import ScopedData, StoreWriteError
+from bot.db.opening import open_store, quotas_from
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
 from bot.db.records import (
     ANY_LABEL,
@@ -27,9 +26,6 @@ from bot.db.records import (
 )
 from bot.db.schema import DEFAULT_SCOPE
 from bot.db.store import OperatorData, Store
-
-if TYPE_CHECKING:
-    from bot.core.settings import Settings
 
 __all__ = [
     "ANY_LABEL",
@@ -57,31 +53,3 @@ __all__ = [
     "open_store",
     "quotas_from",
 ]
-
-
-def quotas_from(settings: Settings) -> Quotas:
-    return Quotas(
-        max_labels=settings.guild_max_labels,
-        max_images=settings.guild_max_taught_images,
-        max_bytes=settings.guild_max_taught_bytes,
-        retrains_per_hour=settings.guild_max_retrains_per_hour,
-        feedback_images=settings.feedback_images_kept,
-        feedback_hours=settings.feedback_window_hours,
-        review_items=settings.review_queue_max,
-    )
-
-
-async def open_store(settings: Settings) -> Store:
-    """Connect, migrate, import ``bot-state.json`` once, repair; :class:`DatabaseError`."""
-    from bot.db.legacy import import_json_state
-    from bot.db.repair import repair
-
-    store = Store(settings.database_url_value, settings.data_dir, quotas_from(settings))
-    await store.open()
-    try:
-        await import_json_state(store, settings.state_path)
-        await repair(store)
-    except BaseException:
-        await store.close()
-        raise
-    return store

@@ -37,7 +37,7 @@ async def _run(command: str) -> int:
             await engine.dispose()
         print(f"database revision: {rev or 'empty'}; this code: {', '.join(code_heads())}")
     else:
-        from bot.db import open_store
+        from bot.db.opening import open_store
         from bot.db.repair import repair
 
         store = await open_store(settings)  # type: ignore[arg-type]  # repairs once

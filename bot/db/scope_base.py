@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.errors import UserError
 from bot.db import files
 from bot.db.schema import GuildRow, utcnow
-
-if TYPE_CHECKING:
-    from bot.db.store import Store
+from bot.db.scope_context import ScopeContext
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +26,7 @@ class StoreWriteError(UserError):
 
 
 class ScopeBase:
-    def __init__(self, store: Store, scope_id: int) -> None:
+    def __init__(self, store: ScopeContext, scope_id: int) -> None:
         self._store = store
         self.scope_id = scope_id
         self.folder = files.scope_dir(store.data_dir, scope_id)
@@ -64,7 +61,7 @@ class WriteSession:
     """``async with`` a session in a transaction; database errors become
     :class:`StoreWriteError` (logged), after a rollback."""
 
-    def __init__(self, store: Store, scope_id: int | None = None) -> None:
+    def __init__(self, store: ScopeContext, scope_id: int | None = None) -> None:
         self._store = store
         self._scope_id = scope_id  # whose cached serving state a commit drops
         self._session: AsyncSession | None = None

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db import engine as db_engine
-from bot.db.feedback_data import AnswerBook
+from bot.db.answer_book import AnswerBook
 from bot.db.guild_data import ScopedData
 from bot.db.quotas import Quotas
 from bot.db.records import Forgotten
@@ -54,7 +54,7 @@ class Store:
         #: server if that retrain fails (in memory: a crash mid-retrain keeps it at 0)
         self.taught_reset: dict[int, int] = {}
         self.serving = ServingCache(serving_ttl_s)
-        self.answer_books: dict[int, AnswerBook] = {}  # see bot.db.feedback_data
+        self.answer_books: dict[int, AnswerBook] = {}  # see bot.db.answer_book
 
     async def open(self) -> None:
         """Connect and migrate to this code's schema (:class:`DatabaseError` if not)."""

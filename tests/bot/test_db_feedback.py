@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import event, func, select, update
 
-from bot.db import QuotaExceeded, Quotas, Store, feedback_data
+from bot.db import QuotaExceeded, Quotas, Store, answer_book
 from bot.db.repair import repair
 from bot.db.schema import AnswerRow
 from tests.bot.databases import ENGINES, database_url
@@ -113,7 +113,7 @@ async def test_answers_are_pruned_without_a_count_until_one_is_due(
     await answer(store, A, "purple")
     assert await scope.answer(first) is None
     # ... and at the latest ANSWER_BOOK_TTL_S after the last count (another process)
-    monkeypatch.setattr(feedback_data, "ANSWER_BOOK_TTL_S", 0.0)
+    monkeypatch.setattr(answer_book, "ANSWER_BOOK_TTL_S", 0.0)
     before = len(counts)
     await answer(store, A, "orange")
     assert len(counts) == before + 1
