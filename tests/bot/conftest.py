@@ -28,6 +28,7 @@ from tests.bot.harness import (  # noqa: E402
     data_dir_with_model,
     launch,
 )
+from tests.bot.tenancy_world import Servers, two_servers  # noqa: E402
 from tests.discord_sim import ADMINISTRATOR, SEND_MESSAGES, DiscordSimulator  # noqa: E402
 
 
@@ -118,3 +119,13 @@ async def main_bot(
     running = await launch(world, world.apps["main"], main_env(world, data_dir, tiny_dataset))
     yield running
     await running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def servers(
+    world: World, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Servers]:
+    """Two servers on a new bot (``tests/bot/tenancy_world.py``); parametrize it indirectly
+    with a dict of extra settings."""
+    async for s in two_servers(world, tmp_path, getattr(request, "param", {})):
+        yield s

@@ -164,6 +164,16 @@ async def stored_taught(settings: Settings, guild_id: int) -> list[TaughtRecord]
 
 
 # --- images ------------------------------------------------------------------------------
+async def taught(bot: RunningBot) -> list[TaughtRecord]:
+    """The taught images of the world's server, read through the running bot's store."""
+    return await bot.bot.store.guild(bot.world.guild.id).taught()
+
+
+def images_dir(bot: RunningBot) -> Path:
+    """Where the running bot keeps the world's server's taught images."""
+    return bot.settings.data_dir / "guilds" / str(bot.world.guild.id) / "images"
+
+
 def flower_bytes(label: str, index: int = 0) -> bytes:
     files = sorted((FLOWERS / label).glob("*.jpg"))
     return files[index % len(files)].read_bytes()

@@ -16,7 +16,7 @@ from bot.core.errors import UserError
 from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError, guild_data
 from bot.db.repair import repair
 from tests.bot.databases import ENGINES, database_url
-from tests.bot.harness import flower_bytes, png_bytes
+from tests.bot.harness import ROOT, flower_bytes, png_bytes
 
 A, B = 111_111_111_111, 222_222_222_222
 
@@ -344,7 +344,7 @@ def test_db_command_never_prints_the_url(tmp_path: Path):
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
     assert out.returncode == 2 and "DATABASE_URL must be" in out.stderr
     assert "hunter2" not in out.stderr + out.stdout
@@ -357,7 +357,7 @@ def test_db_command_upgrades_and_reports(tmp_path: Path):
 
     env = {**os.environ, "DATA_DIR": str(tmp_path)}
     env.pop("DATABASE_URL", None)
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     run = [sys.executable, "-m", "bot", "db"]
     up = subprocess.run(
         [*run, "upgrade"], env=env, capture_output=True, text=True, timeout=60, cwd=root

@@ -17,10 +17,10 @@ import pytest
 from pydantic import ValidationError
 
 from bot.core.sharding import ShardedClassifierBot
+from tests.bot.core.test_lifecycle import finish, run_bot_process
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import World, data_dir_with_model, flower_bytes, launch_scripted
 from tests.bot.harness import settings_from_env as settings_of
-from tests.bot.test_bot_lifecycle import finish, run_bot_process
 from tests.discord_sim.model import _EPOCH_MS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

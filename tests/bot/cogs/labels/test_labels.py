@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.bot.harness import World, png_bytes
+from tests.bot.harness import TINY_LABELS, RunningBot, World, png_bytes
 from tests.bot.rules_world import Pair, two_servers
 from tests.discord_sim import CommandRejected, Message
 
@@ -148,3 +148,12 @@ async def test_remove_asks_first_and_takes_images_files_and_rule(pair: Pair):
     assert await scope.label_counts() == {} and await scope.rules() == []
     assert not any(f.exists() for f in files)
     assert await p.bot.bot.store.guild(p.b.guild.id).label_counts() == {"bluebell": 1}
+
+
+async def test_labels_lists_the_model_labels(main_bot: RunningBot):
+    w = main_bot.world
+    ix = await main_bot.slash(w.alice, "labels")
+    msg = await main_bot.reply(ix)
+    assert msg.ephemeral
+    for label in TINY_LABELS:
+        assert label in msg.embeds[0]["description"]

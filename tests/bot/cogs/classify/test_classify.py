@@ -1,4 +1,4 @@
-"""/classify, the "Classify image" context menu and /labels against the real bot + backend."""
+"""/classify and the "Classify image" context menu against the real bot + backend."""
 
 from __future__ import annotations
 
@@ -187,15 +187,6 @@ async def test_menu_when_every_image_is_bad(main_bot: RunningBot):
     msg = await error_reply(main_bot, ix)
     assert msg.content.startswith("None of the images could be classified")
     assert "e.png: That file is empty." in msg.content
-
-
-async def test_labels_lists_the_model_labels(main_bot: RunningBot):
-    w = main_bot.world
-    ix = await main_bot.slash(w.alice, "labels")
-    msg = await main_bot.reply(ix)
-    assert msg.ephemeral
-    for label in TINY_LABELS:
-        assert label in msg.embeds[0]["description"]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

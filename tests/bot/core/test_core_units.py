@@ -1,9 +1,9 @@
-"""Unit tests of the bot's pure parts: settings parsing, labels, the training view, embeds."""
+"""Unit tests of the core's pure parts: settings parsing, downloads, the training view,
+Discord's size limits, log redaction and pages."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import aiohttp
@@ -11,8 +11,7 @@ import discord
 import pytest
 from pydantic import ValidationError
 
-from bot.cogs.classify._answers import is_unsure, prediction_embed
-from bot.cogs.teach import normalize_label
+from bot.cogs.classify._answers import prediction_embed
 from bot.core.discord_limits import EMBED_TOTAL_MAX, fit_embeds
 from bot.core.download import (
     check_url,
@@ -21,13 +20,11 @@ from bot.core.download import (
     sniff_image,
     too_large_message,
 )
-from bot.core.embeds import bar
 from bot.core.errors import DownloadError, UserError
 from bot.core.logconfig import REDACTED, RedactingFormatter
 from bot.core.training_sets import build_default_dataset, server_training_set
 from bot.db import TaughtRecord
-from bot.db.files import write_atomic
-from golem_backend import UNKNOWN, Example, LabelScore, Prediction
+from golem_backend import Example, LabelScore, Prediction
 from tests.bot.harness import settings_from_env
 
 
@@ -94,22 +91,6 @@ def test_sniff_image():
     assert sniff_image(b"<html>") is None and sniff_image(b"") is None
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [("Daisy", "daisy"), (" blue bell ", "blue_bell"), ("lily-2", "lily-2")],
-)
-def test_label_normalisation(raw, expected):
-    assert normalize_label(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw", ["", "..", "../x", "a/b", "a\\b", "x" * 33, "é", "_x", "a\x00b", UNKNOWN, "a.b"]
-)
-def test_label_validation(raw):
-    with pytest.raises(UserError):
-        normalize_label(raw)
-
-
 def _record(path: Path, label: str) -> TaughtRecord:
     return TaughtRecord(label, path.stem, 7, "u", dt.datetime.now(dt.UTC), path, 1)
 
@@ -158,29 +139,6 @@ def test_image_extension_refuses_what_is_not_an_image():
     assert image_extension(b"\xff\xd8\xff\xe0x") == "jpg"
     with pytest.raises(UserError, match="not an image"):
         image_extension(b"not an image")
-
-
-def test_write_atomic_leaves_no_temp_files(tmp_path: Path):
-    target = tmp_path / "d" / "state.json"
-    write_atomic(target, b"one")
-    write_atomic(target, b"two")
-    assert target.read_text() == "two" and os.listdir(target.parent) == ["state.json"]
-
-
-def test_prediction_embed_is_honest_about_low_confidence():
-    top = (LabelScore("daisy", 0.41), LabelScore("tulip", 0.39))
-    unsure = Prediction("daisy", 0.41, top, "m1")
-    unknown = Prediction(UNKNOWN, 0.41, top, "m1", ood_score=9.0)
-    sure = Prediction("daisy", 0.93, top, "m1")
-    assert is_unsure(unsure, 0.5) and is_unsure(unknown, 0.1) and not is_unsure(sure, 0.5)
-    e = prediction_embed(unknown, filename="f.png", thumbnail_url=None, low_confidence=0.5)
-    assert e.title == "Not sure: closest is daisy (41%)"
-    assert "doesn't look like anything" in (e.description or "")
-    e = prediction_embed(
-        sure, filename="f.png", thumbnail_url="https://x/y.png", low_confidence=0.5
-    )
-    assert e.title == "daisy (93%)" and e.thumbnail.url == "https://x/y.png"
-    assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.34) == "███" + "░" * 7
 
 
 def test_redacting_formatter():

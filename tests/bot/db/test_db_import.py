@@ -17,7 +17,7 @@ import pytest
 
 from bot.db import Store
 from bot.db.repair import repair
-from tests.bot import legacy_v1
+from tests.bot.db import legacy_v1
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import ROOT, World, flower_bytes, launch, stored_taught
 from tests.discord_sim import ADMINISTRATOR
