@@ -205,7 +205,7 @@ async def test_queue_full_refuses_at_once(small, sample_images):
     os.kill(pid, signal.SIGSTOP)
     try:
         in_flight = asyncio.create_task(small.classify(sample_images[:1]))
-        await until(lambda: small._workers[0].state == "busy")
+        await until(lambda: small._pool.workers[0].state == "busy")
         queued = [asyncio.create_task(small.classify(sample_images[:2])) for _ in range(2)]
         await asyncio.sleep(0.05)
         assert (await small.status()).queue_depth == 4
@@ -252,7 +252,7 @@ async def test_killed_worker_is_replaced_and_request_answered(crashy, sample_ima
     old = crashy.worker_pids
     os.kill(old[0], signal.SIGSTOP)  # freeze worker-1 so the request is surely in it...
     request = asyncio.create_task(crashy.classify(sample_images[:3]))
-    await until(lambda: crashy._workers[0].state == "busy")
+    await until(lambda: crashy._pool.workers[0].state == "busy")
     os.kill(old[0], signal.SIGKILL)  # ...then kill it mid-request
     result = await request
     for outcome, want in zip(result, expected[:3], strict=True):
@@ -401,8 +401,10 @@ async def test_stop_during_start_ends_the_start_and_leaves_nothing(tmp_path, tin
     install_model(settings, tiny_model)
     backend = LocalBackend(settings)
     starting = asyncio.create_task(backend.start())
-    await until(lambda: all(executor_processes(w._executor) for w in backend._workers), within=30)
-    pids = tuple(p.pid for w in backend._workers for p in executor_processes(w._executor))
+    await until(
+        lambda: all(executor_processes(w._executor) for w in backend._pool.workers), within=30
+    )
+    pids = tuple(p.pid for w in backend._pool.workers for p in executor_processes(w._executor))
     assert not starting.done()  # the workers are still loading the model
     await backend.stop()
     with pytest.raises(BackendUnavailable, match="stopped while it was starting"):
@@ -411,7 +413,7 @@ async def test_stop_during_start_ends_the_start_and_leaves_nothing(tmp_path, tin
     status = await backend.status()
     assert not status.ready
     assert all(i.state == "stopped" for i in status.instances)
-    assert backend._tasks == set()
+    assert backend._pool.tasks == set()
     assert_gone(pids)
     with pytest.raises(BackendUnavailable, match="shutting down"):
         await backend.classify([b"x"])
@@ -423,7 +425,7 @@ async def test_a_worker_stuck_loading_a_new_model_is_replaced(
     settings = make_settings(tmp_path, local_workers=1, request_timeout_s=15.0)
     install_model(settings, tiny_model)
     async with LocalBackend(settings) as backend:
-        (worker,) = backend._workers
+        (worker,) = backend._pool.workers
         (old_pid,) = backend.worker_pids
         worker.load_timeout_s = 2.0
         await worker.hang_on_next_load_for_tests()
@@ -440,7 +442,7 @@ async def test_a_lone_request_borrows_the_idle_workers_cores(backend, sample_ima
     """One image while the other worker is idle runs on every worker's cores; images that
     arrive together are batched on the workers' own shares."""
     lent: list[int] = []
-    for worker in backend._workers:
+    for worker in backend._pool.workers:
         real = worker.classify
 
         async def spy(*args, _real=real, **kwargs):
@@ -449,7 +451,7 @@ async def test_a_lone_request_borrows_the_idle_workers_cores(backend, sample_ima
 
         monkeypatch.setattr(worker, "classify", spy)
     await backend.classify(sample_images[:1])
-    assert lent == [2 * backend._threads]
+    assert lent == [2 * backend._pool.threads]
     lent.clear()
     await asyncio.gather(*(backend.classify([image]) for image in sample_images * 4))
-    assert lent and all(cores == backend._threads for cores in lent[:-1])
+    assert lent and all(cores == backend._pool.threads for cores in lent[:-1])

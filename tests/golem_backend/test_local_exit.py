@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
             os.kill(pid, signal.SIGSTOP)  # the worker stops reading: the pipe fills up
             request = asyncio.create_task(backend.classify([big] * 8))
             for _ in range(200):
-                if backend._workers[0].state == "busy":
+                if backend._pool.workers[0].state == "busy":
                     break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)

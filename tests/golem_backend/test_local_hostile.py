@@ -80,14 +80,14 @@ async def test_a_stuck_batch_is_split_and_its_innocent_images_answered(
     started = time.monotonic()
     hostile = asyncio.create_task(one_worker.classify([bomb]))
     innocent = asyncio.create_task(one_worker.classify([sample_images[0]]))
-    await until(lambda: len(one_worker._workers[0].batch) == 2)  # one batch holds both
+    await until(lambda: len(one_worker._pool.workers[0].batch) == 2)  # one batch holds both
     hostile_out, innocent_out = await asyncio.gather(hostile, innocent)
     elapsed = time.monotonic() - started
     assert isinstance(innocent_out[0], Prediction)
     assert isinstance(hostile_out[0], ImageTooComplex)  # from the markers, on the new worker
     assert deadline <= elapsed < 30
     assert_gone((pid,))
-    await until(lambda: one_worker._workers[0].state == "idle", within=60)
+    await until(lambda: one_worker._pool.workers[0].state == "idle", within=60)
 
 
 async def test_an_image_stuck_alone_is_answered_as_too_complex(one_worker, sample_images):
