@@ -1,21 +1,22 @@
 """``python -m bot`` / ``classifier-bot``: load settings, run the bot, exit with a clear code.
 
-Exit codes:
-  0  stopped cleanly (SIGINT/SIGTERM)
-  1  unexpected error (logged with its traceback)
-  2  invalid configuration (the message names the setting; HTTP_PORT that cannot be bound)
-  3  DISCORD_TOKEN missing, or rejected by Discord
-  4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
-  5  the classifier backend or the database could not start
+``python -m bot [run]`` starts the bot (``run`` is the default); ``python -m bot db
+upgrade|current|repair`` works on the database only (``bot/db/cli.py``); ``--help`` and
+``--version`` print and exit 0 without reading settings or starting anything.
+
+The exit codes are listed in :data:`EXIT_CODES` (and by ``--help``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
+from importlib import metadata
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -118,11 +119,61 @@ def exit_code_for(exc: BaseException | None) -> int:
     return EXIT_ERROR
 
 
-def main() -> int:
-    if sys.argv[1:2] == ["db"]:  # python -m bot db upgrade|current|repair
+DISTRIBUTION = "golem-image-classifier-bot"
+EXIT_CODES = """exit codes of run:
+  0  stopped cleanly (SIGINT/SIGTERM)
+  1  unexpected error (logged with its traceback), or Discord could not be reached
+  2  invalid configuration (the message names the setting; HTTP_PORT that cannot be bound)
+  3  DISCORD_TOKEN missing, or rejected by Discord
+  4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
+  5  the classifier backend or the database could not start
+  6  (db) the database could not be opened or migrated
+
+Settings come from the environment and a .env file in the working folder (.env.example
+lists them)."""
+
+
+def version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    prog = "classifier-bot" if Path(sys.argv[0]).name == "classifier-bot" else "python -m bot"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="A Discord bot that classifies images (see README.md).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="{run,db}")
+    commands.add_parser(
+        "run",
+        help="start the bot (the default when no command is given)",
+        description="Start the bot with the settings of the environment and .env.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands.add_parser(
+        "db",
+        help="the database without the bot: upgrade, current or repair",
+        add_help=False,  # its own parser (bot/db/cli.py) answers db --help
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "db":  # python -m bot db upgrade|current|repair
         from bot.db.cli import main as db_main
 
-        return db_main(sys.argv[2:])
+        return db_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     loaded = load_settings()
     if isinstance(loaded, int):
         return loaded
