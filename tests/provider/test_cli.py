@@ -163,7 +163,7 @@ def test_predict_json_reports_rejected_inputs_in_place(
 
 
 def test_predict_accepts_json_after_the_subcommand(small_model, held_out, capsys):
-    """docs/CONTRACTS.md and the issue spell it ``predict --model M --json IMAGE...``."""
+    """docs/architecture.md and the issue spell it ``predict --model M --json IMAGE...``."""
     code, out, err = run(["predict", "--model", small_model.path, "--json", held_out[0]], capsys)
     assert code == 0, err
     (line,) = json_lines(out)
