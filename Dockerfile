@@ -13,7 +13,9 @@ COPY pyproject.toml README.md LICENSE ./
 COPY provider ./provider
 COPY golem_backend ./golem_backend
 COPY bot ./bot
-RUN pip install --upgrade pip && pip install .
+# The classifier's libraries as locked (provider/constraints.txt): the versions the Golem VM
+# image has, which the version handshake checks.
+RUN pip install -c provider/constraints.txt .
 
 # --- runtime: the venv only, a non-root user, the data in a volume ------------------------
 FROM python:3.11-slim
