@@ -77,12 +77,18 @@ bench-heads: setup
 	$(BIN)/python -m bench.bench_many_heads
 	$(BIN)/python -m bench.bench_golem_heads
 
-# Build the provider VM image and push it to the Golem image repository (needs a Docker
-# engine and `pip install gvmkit-build`); put the printed hash in GOLEM_IMAGE_HASH.
+# Build the provider VM image from the lock and publish it to Golem's image registry by its
+# hash, anonymously (`--push --nologin`, as Golem's documentation gives it; a plain `--push`
+# wants a registry account and a user/repository:tag name). Needs a Docker engine; installs
+# gvmkit-build into the venv. It prints "image hash: sha3:<56 hex digits>": put that hash in
+# .env as GOLEM_IMAGE_HASH (docs/golem.md).
 IMAGE ?= golem-image-classifier:latest
-image:
+GVMKIT_BUILD ?= gvmkit-build==0.3.19
+image: setup
+	$(BIN)/python -m pip install --quiet '$(GVMKIT_BUILD)'
 	docker build -f provider/Dockerfile -t $(IMAGE) .
-	gvmkit-build $(IMAGE) --push
+	$(BIN)/gvmkit-build $(IMAGE) --push --nologin
+	@echo "put the image hash printed above in .env: GOLEM_IMAGE_HASH=<56 hex digits>"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out
