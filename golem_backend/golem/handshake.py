@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from golem_backend.golem.protocol import ProtocolError, load_reply
-from provider.versions import extractor_versions, installed_versions
+from provider.versions import extractor_versions, installed_versions, locked_versions
 
 #: The largest versions report accepted (a real one is about 1 KB).
 REPORT_LIMIT = 16 * 1024
@@ -31,6 +31,10 @@ FIX = (
     "Rebuild the VM image from the lock (`make image`), publish it, set GOLEM_IMAGE_HASH to "
     "the hash it prints and restart the bot; the local fallback answers meanwhile when "
     "GOLEM_FALLBACK=local."
+)
+OFF_LOCK = (
+    "This bot's own libraries are not the lock's (provider/constraints.txt): reinstall it "
+    "with `make setup` (or rebuild its image), then rebuild the VM image if they still differ."
 )
 OLD_IMAGE = (
     "The Golem VM image predates the version handshake: its provider.serve reports no "
@@ -89,8 +93,10 @@ def check_versions(theirs: RuntimeVersions, ours: RuntimeVersions | None = None)
         listed = "; ".join(differences[:MAX_LISTED])
         more = len(differences) - MAX_LISTED
         listed += f"; and {more} more" if more > 0 else ""
+        off_lock = ours.libraries != locked_versions()
         raise VersionMismatch(
-            f"The Golem VM image runs other classifier versions than this bot: {listed}. {FIX}"
+            f"The Golem VM image runs other classifier versions than this bot: {listed}. "
+            + (OFF_LOCK if off_lock else FIX)
         )
 
 

@@ -208,3 +208,39 @@ async def test_a_full_golem_queue_spills_to_the_local_fallback(tmp_path, tiny_mo
         for task in first:  # a batch that hangs alone is the image's fault: "too complex"
             (outcome,) = await asyncio.wait_for(task, 60)
         assert "1 request(s) went to the local backend" in (await backend.status()).detail
+
+
+async def test_a_budget_raised_while_running_applies_when_the_allocation_is_used_up(
+    tmp_path, tiny_model, sample_images
+):
+    clock, market = ManualClock(), HarnessMarket(OFFERS)
+    settings = golem_settings(
+        tmp_path,
+        golem_min_instances=1,
+        golem_max_instances=1,
+        golem_budget_glm=0.2,
+        golem_budget_period_min=5,
+        **PRICED,
+    )
+    install_model(tiny_model.path, settings)
+    backend, runtime = make_backend(settings, market=market, clock=clock)
+    await backend.start()
+    try:
+        await wait_running(backend, 1)
+        write_budget(settings.data_dir, 0.5)
+        await wait_until(lambda: backend._autoscaler.pending_budget == 0.5, 10, "the raise")
+        status = await backend.status()
+        assert "budget raised to 0.5 GLM: applies once the current 0.2 GLM are used up" in (
+            status.detail
+        )
+        assert runtime.allocations == [] and status.costs.budget_glm == 0.2
+        # the first allocation runs out: stop, then at once a new connection and instance
+        await advance_until(clock, 300, lambda: ("stop", 0) in actions(backend), "budget stop")
+        await wait_until(lambda: ("resume", 0) in actions(backend), 60, "resume")
+        await wait_running(backend, 1)
+        (outcome,) = await backend.classify([sample_images[0]])
+        assert isinstance(outcome, Prediction)
+        assert len(runtime.allocations) == 1 and 0.3 <= runtime.allocations[0] < 0.5
+    finally:
+        await backend.stop()
+    assert runtime.processes() == []

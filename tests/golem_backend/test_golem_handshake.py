@@ -76,6 +76,10 @@ def test_a_mismatch_names_both_versions_and_the_fix():
     assert f"scikit-learn 1.5.2 on the provider, {here['scikit-learn']} here" in message
     assert f"numpy 1.26.4 on the provider, {here['numpy']} here" in message
     assert "make image" in message and "GOLEM_IMAGE_HASH" in message
+    off_lock = RuntimeVersions({**here, "numpy": "1.0"}, own_versions().extractors)
+    with pytest.raises(VersionMismatch, match="not the lock's") as caught:  # the bot is off
+        check_versions(parse_report(report()), off_lock)
+    assert "numpy " + here["numpy"] + " on the provider, 1.0 here" in str(caught.value)
     extractor = RuntimeVersions(here, {**own_versions().extractors, "cnn": "lite0-old"})
     with pytest.raises(VersionMismatch, match="extractor cnn lite0-old on the provider"):
         check_versions(extractor)
