@@ -20,7 +20,11 @@ from tests.golem_backend.harness import REPO_ROOT, LocalStorageProvider
 from tests.golem_backend.harness.engine import _agreement
 
 DOCKERFILE = REPO_ROOT / "provider" / "Dockerfile"
-BASE_IMAGE = "python:3.11-slim"
+#: Pinned: the exact release and Debian suite, and the image index digest (the bot's base too).
+BASE_IMAGE = (
+    "python:3.11.14-slim-bookworm"
+    "@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d"
+)
 #: What python:3.11-slim provides that the service relies on.
 BASE_LAYOUT = {"/bin/sh", "/dev/null", "/usr/local/bin/python3", layout.SITE_PACKAGES}
 RUNTIME_DEPS = (
@@ -84,6 +88,12 @@ def test_base_image_and_no_ignored_instructions() -> None:
     keywords = instructions()
     assert keywords[0] == ("FROM", BASE_IMAGE)
     assert layout.SITE_PACKAGES.endswith("python3.11/site-packages")  # matches the FROM tag
+    bot_bases = {
+        line.split()[1]
+        for line in (REPO_ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    }
+    assert bot_bases == {BASE_IMAGE}  # the bot trains with the libraries the VM runs
     used = {k for k, _ in keywords}
     # Golem ignores these: relying on them would break on providers.
     assert not used & {"ENV", "CMD", "ENTRYPOINT", "USER"}
