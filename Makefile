@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+# The one lock of the classifier's runtime libraries (numpy, scikit-learn, onnxruntime, ...):
+# setup, the bot image and the provider VM image all install with it. `make lock` remakes it.
+LOCK   := provider/constraints.txt
 
-.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
+.PHONY: setup run test lint lock bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
 
 setup: $(STAMP)
@@ -18,6 +21,17 @@ setup: $(STAMP)
 run: setup
 	@test -f .env || { cp .env.example .env; echo "created .env from .env.example: put your DISCORD_TOKEN in it"; }
 	$(BIN)/python -m bot
+
+# Compile provider/constraints.in (pyproject.toml's specifiers) into the lock for the images'
+# platform (CPython 3.11, x86-64 Linux). Existing pins are kept; `make lock LOCK_FLAGS=--upgrade`
+# moves every library to the newest version pyproject.toml admits. Then rebuild the VM image
+# (`make image`) and set its new GOLEM_IMAGE_HASH: the bot and the providers must match.
+LOCK_FLAGS ?=
+lock: setup
+	$(BIN)/python -m pip install --quiet 'uv>=0.9,<1'
+	$(BIN)/uv pip compile provider/constraints.in --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
+		$(LOCK_FLAGS) -o $(LOCK)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -63,12 +77,18 @@ bench-heads: setup
 	$(BIN)/python -m bench.bench_many_heads
 	$(BIN)/python -m bench.bench_golem_heads
 
-# Build the provider VM image and push it to the Golem image repository (needs a Docker
-# engine and `pip install gvmkit-build`); put the printed hash in GOLEM_IMAGE_HASH.
+# Build the provider VM image from the lock and publish it to Golem's image registry by its
+# hash, anonymously (`--push --nologin`, as Golem's documentation gives it; a plain `--push`
+# wants a registry account and a user/repository:tag name). Needs a Docker engine; installs
+# gvmkit-build into the venv. It prints "image hash: sha3:<56 hex digits>": put that hash in
+# .env as GOLEM_IMAGE_HASH (docs/golem.md).
 IMAGE ?= golem-image-classifier:latest
-image:
+GVMKIT_BUILD ?= gvmkit-build==0.3.19
+image: setup
+	$(BIN)/python -m pip install --quiet '$(GVMKIT_BUILD)'
 	docker build -f provider/Dockerfile -t $(IMAGE) .
-	gvmkit-build $(IMAGE) --push
+	$(BIN)/gvmkit-build $(IMAGE) --push --nologin
+	@echo "put the image hash printed above in .env: GOLEM_IMAGE_HASH=<56 hex digits>"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

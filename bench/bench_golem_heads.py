@@ -102,7 +102,7 @@ async def bench(work: Path, args: argparse.Namespace) -> dict[str, float]:
                 )
                 wrong += not ok
         assert backend._dispatcher is not None
-        per_instance = [dict(w.service.head_uploads) for w in backend._dispatcher.pool.workers]
+        per_instance = [dict(w.service.heads.uploads) for w in backend._dispatcher.pool.workers]
         batches = client_runs(runtime)
     finally:
         await backend.stop()

@@ -105,7 +105,7 @@ class ScalingDecision:
     """One decision of the elastic instance count, with the reason an operator reads."""
 
     at: float  # seconds since the backend started
-    action: str  # "up" | "down" | "hold" | "stop"
+    action: str  # "up" | "down" | "hold" | "stop" | "resume"
     instances: int  # the target after the decision
     reason: str
 
@@ -127,6 +127,9 @@ class BackendStatus:
     answered_by: str = ""  # the engine that answered the last request ("golem", "local")
     costs: CostSummary | None = None  # Golem only
     scaling: tuple[ScalingDecision, ...] = ()  # Golem only: recent decisions, oldest first
+    #: Golem only: the version handshake's error (a provider's VM image runs other library
+    #: or extractor versions than this bot), naming both and the fix; empty when none
+    version_mismatch: str = ""
 
 
 class Backend(abc.ABC):

@@ -5,8 +5,12 @@ answer as soon as ``start()`` returns) and a Golem one, connected in the backgro
 reconnected every ``GOLEM_RECONNECT_S`` while it cannot start (yagna down, no payment
 account, ...). Each request goes to Golem when a Golem instance is running and the budget
 is not spent, else to the local backend; a request already waiting on Golem moves to the
-local backend as soon as Golem stops serving (every provider lost, budget spent), so none
-is lost. ``status()`` is Golem's (instances, costs, scaling), plus which engine answered
+local backend as soon as Golem stops serving (every provider lost, budget spent, every
+instance retired by the version handshake), so none is lost. A request Golem refuses
+because its queue is full (``BackendBusy``) spills to the local backend too. A request the
+local backend answers while Golem is connected but serves nothing tells Golem so
+(``note_demand``): scaled to zero (``GOLEM_MIN_INSTANCES=0``), it then starts an instance.
+``status()`` is Golem's (instances, costs, scaling), plus which engine answered
 the last request and what the local backend is doing.
 
 Training happens on this machine either way, so it is the local backend's; a new default
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from golem_backend.base import (
     Backend,
+    BackendBusy,
     BackendStatus,
     BackendTimeout,
     BackendUnavailable,
@@ -64,6 +69,7 @@ class FallbackBackend(Backend):
         self._golem_error = "Golem is connecting"
         self._answered_by = ""
         self._stopped = False
+        self.spilled = 0  # requests Golem's full queue sent to the local backend
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class FallbackBackend(Backend):
             if outcomes is not None:
                 self._answered_by = "golem"
                 return outcomes
+        elif self._golem is not None:
+            self._golem.note_demand()
         outcomes = await self._local.classify(images, top_k, model=model, tenant=tenant)
         self._answered_by = "local"
         return outcomes
@@ -156,6 +164,9 @@ class FallbackBackend(Backend):
                         await task
                     return None
             return task.result()
+        except BackendBusy:
+            self.spilled += 1
+            return None  # Golem's queue is full: the local backend takes the request
         except (BackendUnavailable, BackendTimeout):
             if golem.serving or self._stopped:
                 raise
@@ -205,6 +216,11 @@ class FallbackBackend(Backend):
             )
         status = await golem.status()
         engine = "Golem" if golem.serving else "the local backend (no Golem instance runs)"
+        spill = (
+            f" {self.spilled} request(s) went to the local backend: Golem's queue was full."
+            if self.spilled
+            else ""
+        )
         return dataclasses.replace(
             status,
             ready=status.ready or local.ready,
@@ -212,5 +228,5 @@ class FallbackBackend(Backend):
             requests_served=status.requests_served + local.requests_served,
             errors=status.errors + local.errors,
             answered_by=self._answered_by,
-            detail=f"{status.detail}. Answering now: {engine}.",
+            detail=f"{status.detail}. Answering now: {engine}." + spill,
         )

@@ -51,6 +51,9 @@ class BackendSettings(BaseSettings):
 
     # --- golem backend ------------------------------------------------------------------
     yagna_appkey: SecretStr | None = None
+    # A file holding the app key instead (compose: written by the yagna service's init step
+    # into a shared volume); read at start, never logged. YAGNA_APPKEY wins when both are set.
+    yagna_appkey_file: Path | None = None
     yagna_api_url: str = "http://127.0.0.1:7465"
     golem_subnet: str = "public"
     golem_payment_driver: str = "erc20"
@@ -70,8 +73,10 @@ class BackendSettings(BaseSettings):
     golem_min_mem_gib: float = Field(2.0, gt=0)  # provider requirements of the VM image
     golem_min_storage_gib: float = Field(4.0, gt=0)
     golem_min_cpu_threads: int = Field(1, ge=1, le=64)
-    # Elastic instances: unset = GOLEM_INSTANCES for both (a fixed number).
-    golem_min_instances: int | None = Field(None, ge=1, le=32)
+    # Elastic instances: unset = GOLEM_INSTANCES for both (a fixed number). A minimum of 0
+    # scales to zero after GOLEM_SCALE_DOWN_IDLE_S without requests; the next request
+    # starts an instance (the local fallback answers meanwhile with GOLEM_FALLBACK=local).
+    golem_min_instances: int | None = Field(None, ge=0, le=32)
     golem_max_instances: int | None = Field(None, ge=1, le=32)
     # Scale up when the oldest request has waited this long, or this many wait, for
     # GOLEM_SCALE_UP_AFTER_S; scale down after GOLEM_SCALE_DOWN_IDLE_S without a queue.
@@ -104,7 +109,9 @@ class BackendSettings(BaseSettings):
     # canary image of known answer; 0 = only the first batch and the probes after timeouts.
     golem_canary_rate: float = Field(0.1, ge=0, le=1)
 
-    @field_validator("dataset_dir", "golem_image_hash", "golem_image_url", mode="before")
+    @field_validator(
+        "dataset_dir", "golem_image_hash", "golem_image_url", "yagna_appkey_file", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``DATASET_DIR=`` (an empty line in ``.env``) means "not set", not "."."""
@@ -148,7 +155,7 @@ class BackendSettings(BaseSettings):
     def _image_hash(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        normalized = value.strip().lower()
+        normalized = value.strip().lower().removeprefix("sha3:")  # as gvmkit-build prints it
         if not _IMAGE_HASH.fullmatch(normalized):
             raise ValueError(
                 "GOLEM_IMAGE_HASH must be the 56 hex digits (sha3-224) printed by "
@@ -195,14 +202,16 @@ class BackendSettings(BaseSettings):
     @property
     def min_instances(self) -> int:
         """Golem instances always kept (GOLEM_MIN_INSTANCES, else GOLEM_INSTANCES)."""
-        return self.golem_min_instances or self.golem_instances
+        if self.golem_min_instances is not None:
+            return self.golem_min_instances
+        return self.golem_instances
 
     @property
     def max_instances(self) -> int:
         """Most Golem instances (GOLEM_MAX_INSTANCES, else GOLEM_INSTANCES, at least min)."""
         if self.golem_max_instances is not None:
             return self.golem_max_instances
-        return max(self.golem_instances, self.golem_min_instances or 0)
+        return max(self.golem_instances, self.golem_min_instances or 1)
 
     @property
     def provider_allow(self) -> frozenset[str]:

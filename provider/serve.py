@@ -10,6 +10,7 @@ client, which only forwards the request over a Unix socket and writes the JSON r
     python3 -m provider.serve client --socket S --heads ID,-,ID ... FILE...   (one head a file)
     python3 -m provider.serve reload --socket S --model /golem/work/model-<id>.bin --out F
     python3 -m provider.serve stop   --socket S
+    python3 -m provider.serve versions --out /golem/output/versions.json
 
 Only the standard library is imported at module level, so the client starts in tens of
 milliseconds; the daemon imports :mod:`provider.model` when it starts. Golem passes no
@@ -24,6 +25,11 @@ Servers' heads: a classify request may carry ``heads``, one entry per file, a mo
 null (the daemon's own model). The daemon loads a head from ``<head dir>/<id>.model`` (the
 requestor uploads it there first), verifies it and that it holds that id, and keeps loaded
 heads in an LRU bounded by ``--head-cache-mb``; each prediction names the head that made it.
+
+Versions: ``versions`` needs no daemon; it writes ``{"ok": true, "version": 1, "runtime":
+{"libraries": {name: version}, "extractors": {name: version}}}`` (:mod:`provider.versions`),
+which the requestor compares with its own before it uploads anything (the handshake). An
+image older than the handshake does not know the command and exits 64.
 
 Client exit codes: 0 success, 1 the daemon answered with an error, 2 the daemon is not
 available (not started, crashed, or failed to load its model), 64 bad arguments.
@@ -357,6 +363,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return _finish(request(args.socket, {"op": "stop"}, timeout=10.0), None)
 
 
+def cmd_versions(args: argparse.Namespace) -> int:
+    from provider.versions import runtime_report
+
+    return _finish({"ok": True, "version": PROTOCOL_VERSION, "runtime": runtime_report()}, args.out)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m provider.serve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,6 +406,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stop", help="stop the daemon")
     p.add_argument("--socket", required=True)
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("versions", help="print the locked libraries' and extractors' versions")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_versions)
     return parser
 
 

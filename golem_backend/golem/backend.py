@@ -4,11 +4,15 @@
   say what to do), makes sure a model exists on this machine (trains the default one when
   there is none), and opens ``GOLEM_INSTANCES`` ClassifierService instances. It returns
   without waiting for providers: until one runs, requests wait (and time out clearly).
-* The requestor holds the model artifact and uploads it to every instance, so Golem serves
-  exactly the model the local backend would, and a retrain needs no new VM image.
-* ``retrain()`` trains here, in a child process (the local backend's ``TrainingRun``),
-  swaps the artifact in, and uploads it to the running instances; new instances get it
-  at start.
+* The requestor holds the model artifact (:mod:`.default_model`) and uploads it to every
+  instance, so Golem serves exactly the model the local backend would. ``retrain()`` trains
+  here, swaps the artifact in, and uploads it to the running instances; new instances get
+  it at start.
+* Every instance first passes the version handshake (:mod:`.handshake`); a mismatch is in
+  ``status().version_mismatch`` and the instance state ``version mismatch``.
+* The budget may be raised while the bot runs (:mod:`.budget`): after a budget stop the
+  Golem connection is reopened with a new allocation and instances start again.
+* ``status()`` is built by :mod:`.status`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from golem_backend.base import (
     BackendBusy,
     BackendStatus,
     BackendUnavailable,
-    InstanceInfo,
     ModelRef,
     Outcome,
     ProgressCallback,
@@ -35,32 +38,28 @@ from golem_backend.base import (
     TrainReport,
 )
 from golem_backend.golem import canaries
+from golem_backend.golem.budget import BudgetFile
+from golem_backend.golem.default_model import DefaultModel
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.elastic import Autoscaler, ElasticConfig, elastic_config
 from golem_backend.golem.heads import HeadShelf
 from golem_backend.golem.health import HealthConfig, HealthMonitor
 from golem_backend.golem.market import price_caps
-from golem_backend.golem.model_file import describe_model, load_artifact, reason_of
+from golem_backend.golem.model_file import load_artifact, reason_of
+from golem_backend.golem.model_store import ModelStore
 from golem_backend.golem.runtime import GolemRuntime, Runtime
-from golem_backend.golem.service import ModelArtifact, ModelStore, ServiceConfig
+from golem_backend.golem.service import ServiceConfig
+from golem_backend.golem.status import golem_status
 from golem_backend.lifecycle import Lifecycle
-from golem_backend.processes import LOAD_TIMEOUT_S, worker_context
+from golem_backend.processes import worker_context
 from golem_backend.settings import BackendSettings
 from golem_backend.trainer import Trainer
-from golem_backend.training import (
-    TrainingFailed,
-    TrainingRun,
-    default_dataset_dir,
-    report_from_summary,
-    training_failure,
-)
-from provider.errors import EmptyImage, ImageTooLarge, ModelError
+from golem_backend.training import report_from_summary
+from provider.errors import EmptyImage, ImageTooLarge
 
 logger = logging.getLogger(__name__)
 
 _SHUTTING_DOWN = "The Golem backend is shutting down."
-#: Reading the model's id and labels at start (a throw-away process loads the model).
-DESCRIBE_TIMEOUT_S = LOAD_TIMEOUT_S
 _STOPPED_WHILE_STARTING = "The Golem backend was stopped while it was starting."
 BUDGET_SPENT = (
     "Image classification is paused: the bot's Golem budget is used up. "
@@ -114,8 +113,7 @@ class GolemBackend(Backend):
         self._progress = progress
         self._dispatcher: Dispatcher | None = None
         self._store: ModelStore | None = None
-        self._accuracy: float | None = None
-        self._training: TrainingRun | None = None
+        self._model = DefaultModel(settings, self._shutting_down)
         # Servers' heads; the providers classify, so trainings may use every core.
         self._trainer = Trainer(
             worker_context(), settings, serving_threads=None, shutting_down=self._shutting_down
@@ -143,7 +141,7 @@ class GolemBackend(Backend):
     async def _open(self) -> None:
         """Connect to yagna, make sure there is a model, open the instances."""
         await self._runtime.start()
-        store = self._store = ModelStore(await self._load_model())
+        store = self._store = ModelStore(await self._model.load(self._progress))
         self._transfer_dir = Path(tempfile.mkdtemp(prefix="imageclassifier-golem-"))
         health = HealthMonitor(HealthConfig.from_settings(self._settings), lambda: store.canaries)
         dispatcher = Dispatcher(
@@ -165,7 +163,13 @@ class GolemBackend(Backend):
         except Exception as exc:
             raise BackendUnavailable(f"Could not start Golem instances: {reason_of(exc)}") from exc
         self._autoscaler = Autoscaler(
-            dispatcher, self._runtime.ledger, self._elastic, self._clock, self._budget_spent
+            dispatcher,
+            self._runtime.ledger,
+            self._elastic,
+            self._clock,
+            self._budget_spent,
+            budget_file=BudgetFile(self._settings.data_dir),
+            on_budget_raised=self._reopen,
         )
         self._autoscaler.start()
 
@@ -173,14 +177,20 @@ class GolemBackend(Backend):
         if self._dispatcher is not None:
             self._dispatcher.fail_waiting(BUDGET_SPENT)
 
+    async def _reopen(self, allocation_glm: float) -> None:
+        """The budget was raised after a stop: a new yagna allocation, then new clusters."""
+        assert self._dispatcher is not None
+        await self._dispatcher.pool.forget_clusters()
+        await self._runtime.reopen(allocation_glm, self._settings.golem_start_timeout_s)
+        logger.warning("reconnected to Golem with %.4f GLM allocated", allocation_glm)
+
     async def stop(self) -> None:
         await self._life.stop(self._release)
 
     async def _release(self) -> None:
         """Within GOLEM_STOP_TIMEOUT_S: stop the instances (half), then yapapi (the rest:
         it ends the agreements and pays), even when a provider or yagna hangs."""
-        if self._training is not None:
-            await self._training.kill()
+        await self._model.kill()
         await self._trainer.kill_all()
         budget = self._settings.golem_stop_timeout_s
         deadline = time.monotonic() + budget
@@ -227,45 +237,6 @@ class GolemBackend(Backend):
 
     # --- model ------------------------------------------------------------------------
 
-    async def _load_model(self) -> ModelArtifact:
-        """The model at ``settings.model_path``; trains the default one if missing/unusable."""
-        path = self._settings.model_path
-        if path.exists():
-            try:
-                info = await describe_model(path, DESCRIBE_TIMEOUT_S)
-            except ModelError as exc:
-                logger.error("the model file %s is unusable (%s); training a new one", path, exc)
-            else:
-                self._accuracy = info["accuracy"]
-                return await load_artifact(path, info)
-        else:
-            logger.info("no model at %s; training the default model first", path)
-        summary = await self._train(None, self._progress, serving=False)
-        return await load_artifact(path, summary)
-
-    async def _train(
-        self, dataset: Path | None, progress: ProgressCallback | None, *, serving: bool
-    ) -> dict[str, Any]:
-        source = Path(dataset) if dataset else default_dataset_dir(self._settings)
-        self._training = TrainingRun(
-            worker_context(),
-            source,
-            self._settings.model_path,
-            self._settings.cache_path,
-            threads=None,  # the classifier runs on providers: training may use every core
-            niceness=5 if serving else 0,
-        )
-        try:
-            summary = await self._training.run(progress)
-        except TrainingFailed as exc:
-            stopped = _SHUTTING_DOWN if self._life.state == "stopped" else None
-            raise training_failure(exc, serving=serving, shutting_down=stopped) from None
-        finally:
-            self._training = None
-        summary["dataset"] = source
-        self._accuracy = summary["accuracy"]
-        return summary
-
     async def retrain(
         self,
         dataset: Path | None = None,
@@ -291,10 +262,10 @@ class GolemBackend(Backend):
         self, dataset: Path | None, progress: ProgressCallback | None
     ) -> TrainReport:
         dispatcher, store = self._ready()
-        if self._training is not None:
+        if self._model.training is not None:
             raise BackendBusy("A retrain is already running; wait for it to finish.")
         previous = store.current.model_id
-        summary = await self._train(dataset, progress, serving=True)
+        summary = await self._model.train(dataset, progress, serving=True)
         store.current = await load_artifact(self._settings.model_path, summary)
         store.canaries = None  # the old model's answers: no longer valid
         await self._refresh_canaries(store)
@@ -318,6 +289,12 @@ class GolemBackend(Backend):
             raise BackendUnavailable(BUDGET_SPENT)
         return self._dispatcher, self._store
 
+    def note_demand(self) -> None:
+        """A request went to the local fallback because no instance served: with
+        ``GOLEM_MIN_INSTANCES=0`` this starts one (scale from zero)."""
+        if self._dispatcher is not None and self._life.state == "ready":
+            self._dispatcher.note_demand()
+
     @property
     def serving(self) -> bool:
         """A Golem instance runs and may take a request now (what the fallback checks)."""
@@ -329,8 +306,7 @@ class GolemBackend(Backend):
         """Serve the model now at ``settings.model_path`` (retrained elsewhere, e.g. by the
         local fallback); returns how many instances confirmed it."""
         dispatcher, store = self._ready()
-        path = self._settings.model_path
-        store.current = await load_artifact(path, await describe_model(path, DESCRIBE_TIMEOUT_S))
+        store.current = await self._model.reload()
         return await dispatcher.sync_model(2 * self._settings.golem_script_timeout_s)
 
     async def classify(
@@ -371,47 +347,19 @@ class GolemBackend(Backend):
         return [o for o in outcomes if o is not None]
 
     async def status(self) -> BackendStatus:
-        s, store, dispatcher = self._settings, self._store, self._dispatcher
-        instances = dispatcher.instances() if dispatcher else []
-        running = sum(1 for _, state, _ in instances if state == "running")
-        scaler = self._autoscaler
-        wanted = dispatcher.pool.target if dispatcher else self._config.num_instances
-        paid = self._runtime.ledger.per_instance()
-        detail = (
-            f"{running}/{wanted} instance(s) running "
-            f"({s.min_instances}-{s.max_instances}); subnet {s.golem_subnet}; "
-            f"payments {s.golem_payment_driver}/{s.golem_payment_network}, "
-            f"budget {s.golem_budget_glm:g} GLM"
-        )
-        if dispatcher and dispatcher.instance_failures:
-            detail += f"; {dispatcher.instance_failures} instance failure(s) so far"
-        if self._training is not None:
-            detail += "; retraining"
-        if scaler is not None and scaler.budget_note:
-            detail += f"; {scaler.budget_note}"
-        return BackendStatus(
-            kind=self.kind,
-            ready=self._life.state == "ready" and dispatcher is not None and dispatcher.ready,
-            model_id=store.current.model_id if store else None,
-            labels=store.current.labels if store else (),
-            accuracy=self._accuracy,
-            queue_depth=dispatcher.queue_depth if dispatcher else 0,
-            requests_served=dispatcher.requests_served if dispatcher else 0,
-            errors=dispatcher.errors if dispatcher else 0,
-            instances=tuple(
-                InstanceInfo(
-                    name=svc.name,
-                    state=state,
-                    provider_id=svc.provider_id or "",
-                    requests_served=n,
-                    glm_accepted=paid.get(svc.name),
-                )
-                for svc, state, n in instances
-            ),
-            glm_spent=self._runtime.ledger.total if self._runtime.connected else None,
-            detail=detail,
-            worker_restarts=dispatcher.instance_failures if dispatcher else 0,
-            answered_by=self.kind,
-            costs=scaler.costs(running) if scaler else None,
-            scaling=tuple(scaler.decisions) if scaler else (),
+        dispatcher = self._dispatcher
+        started = self._life.state == "ready" and dispatcher is not None
+        return golem_status(
+            self._settings,
+            # scaled to zero by policy (GOLEM_MIN_INSTANCES=0) is ready: a request starts one
+            ready=started
+            and (dispatcher.ready or self._settings.min_instances == 0)
+            and not dispatcher.pool.halted,
+            store=self._store,
+            dispatcher=dispatcher,
+            scaler=self._autoscaler,
+            runtime=self._runtime,
+            wanted=dispatcher.pool.target if dispatcher else self._config.num_instances,
+            accuracy=self._model.accuracy,
+            retraining=self._model.training is not None,
         )

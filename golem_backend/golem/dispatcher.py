@@ -39,7 +39,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable, Outcome
+from golem_backend.golem.batch import ClassifyBatch
 from golem_backend.golem.health import HealthConfig, HealthMonitor, MixedBatch
+from golem_backend.golem.model_store import ModelArtifact
 from golem_backend.golem.pool import (
     ClusterLike,
     DispatcherConfig,
@@ -48,11 +50,7 @@ from golem_backend.golem.pool import (
     Worker,
 )
 from golem_backend.golem.requests import Request
-from golem_backend.golem.service import (
-    ClassifierService,
-    ClassifyBatch,
-    ModelArtifact,
-)
+from golem_backend.golem.service import ClassifierService
 from golem_backend.golem.settlement import SHUTTING_DOWN, Settlement
 
 logger = logging.getLogger(__name__)
@@ -93,6 +91,16 @@ class Dispatcher:
         self.errors = 0
         # --- elastic scaling and costs (issue 13) ---
         self.queue_waits: deque[float] = deque(maxlen=4096)  # s from submit to a batch
+        self._demand = False  # a request went elsewhere (the fallback) while none served
+
+    def note_demand(self) -> None:
+        """A request was answered elsewhere because no instance served (scale from zero)."""
+        self._demand = True
+
+    def take_demand(self) -> bool:
+        """Whether :meth:`note_demand` was called since the last look (and forget it)."""
+        demand, self._demand = self._demand, False
+        return demand
 
     @property
     def requests_served(self) -> int:

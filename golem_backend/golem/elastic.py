@@ -4,6 +4,10 @@ Every decision is logged with its reason and kept (the last ``HISTORY``) for ``/
 A decision to stop (the budget is exhausted) drains every instance, so in-flight batches
 finish and their agreements end while they can still be paid, and calls ``on_budget_spent``
 (the backend then refuses new requests, or the fallback answers them).
+
+A budget raised while the bot runs (:mod:`.budget`) is taken from the budget file: once the
+budget is spent and every instance has stopped, ``on_budget_raised(allocation)`` reconnects
+to yagna with an allocation of what is left, and the scaler decides again (``resume``).
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from yapapi.services import ServiceState
 from yapapi.strategy.base import DEFAULT_DEBIT_NOTE_INTERVAL_SEC
 
-from golem_backend.base import CostSummary, ScalingDecision
+from golem_backend.base import BackendUnavailable, CostSummary, ScalingDecision
+from golem_backend.golem.budget import BudgetFile
 from golem_backend.golem.costs import BudgetOutlook, CostLedger, PriceCaps, budget_outlook
 from golem_backend.golem.dispatcher import Dispatcher
 from golem_backend.golem.scaling import Decision, Observation, Scaler, ScalingPolicy
@@ -27,6 +33,7 @@ from golem_backend.settings import BackendSettings
 logger = logging.getLogger(__name__)
 
 HISTORY = 20
+RESUME_RETRY_S = 30.0  # a failed reconnection after a budget raise is tried again after this
 _NUMBERS = re.compile(r"\d+(\.\d+)?")
 
 
@@ -71,6 +78,9 @@ class Autoscaler:
         config: ElasticConfig,
         clock: Callable[[], float],
         on_budget_spent: Callable[[], None],
+        *,
+        budget_file: BudgetFile | None = None,
+        on_budget_raised: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._ledger = ledger
@@ -83,6 +93,10 @@ class Autoscaler:
         self.decisions: deque[ScalingDecision] = deque(maxlen=HISTORY)
         self.budget_note = ""  # why no instance can be added, when that is so
         self.budget_spent = False
+        self._budget_file = budget_file
+        self._on_budget_raised = on_budget_raised
+        self.pending_budget: float | None = None  # raised, not yet covered by an allocation
+        self._resume_after = 0.0  # time.monotonic() before which no reconnection is tried
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,17 +110,55 @@ class Autoscaler:
     async def _loop(self) -> None:
         while True:
             try:
+                await self.budget_step()
                 self.tick()
             except Exception:  # never let the autoscaler die silently
                 logger.exception("autoscaler step failed")
             await asyncio.sleep(self.config.interval_s)
 
+    async def budget_step(self) -> None:
+        """Take a raised budget from the budget file; resume once the old one is spent."""
+        raised = self._budget_file.poll() if self._budget_file is not None else None
+        if raised is not None:
+            logger.warning(
+                "Golem budget raised to %g GLM (was %g GLM)", raised, self.config.budget_glm
+            )
+            self.pending_budget = raised
+        pending, pool = self.pending_budget, self._dispatcher.pool
+        if pending is None or not self.budget_spent or self._on_budget_raised is None:
+            return
+        if pool.workers or time.monotonic() < self._resume_after:
+            return  # the last instances are still ending their agreements
+        left = pending - self._ledger.total
+        if self.outlook_for(pending, instances=0).exhausted:
+            self.pending_budget = None
+            self.budget_note = (
+                f"budget raised to {pending:g} GLM: still used up ({max(0.0, left):.4f} GLM left)"
+            )
+            logger.warning("%s", self.budget_note)
+            return
+        try:
+            await self._on_budget_raised(left)
+        except BackendUnavailable as exc:
+            self._resume_after = time.monotonic() + RESUME_RETRY_S
+            self.budget_note = f"budget raised to {pending:g} GLM; reconnecting failed: {exc}"
+            logger.warning("%s (retrying in %g s)", self.budget_note, RESUME_RETRY_S)
+            return
+        self.config = dataclasses.replace(self.config, budget_glm=pending)
+        self.pending_budget, self.budget_spent, self.budget_note = None, False, ""
+        self._scaler.resume()
+        reason = f"budget raised to {pending:g} GLM: reconnected with {left:.4f} GLM allocated"
+        self._record(Decision("resume", pool.target, reason))
+
     def outlook(self) -> BudgetOutlook:
+        return self.outlook_for(self.config.budget_glm, self._dispatcher.pool.target)
+
+    def outlook_for(self, budget_glm: float, instances: int) -> BudgetOutlook:
         cfg = self.config
         return budget_outlook(
-            budget_glm=cfg.budget_glm,
+            budget_glm=budget_glm,
             spent_glm=self._ledger.total,
-            instances=self._dispatcher.pool.target,
+            instances=instances,
             caps=cfg.caps,
             cpu_threads=cfg.cpu_threads,
             period_h=cfg.period_h,
@@ -117,10 +169,16 @@ class Autoscaler:
         """One look: observe, decide, apply, record."""
         d, pool = self._dispatcher, self._dispatcher.pool
         self._ledger.images = d.images_served
+        demand = d.take_demand()
         if self.budget_spent:
-            return None  # stopped for good: budget_note keeps saying why
+            return None  # stopped until the budget is raised: budget_note says why
         outlook = self.outlook()
         self.budget_note = outlook.reason
+        if self.pending_budget is not None:
+            self.budget_note += (
+                f"{'; ' if outlook.reason else ''}budget raised to {self.pending_budget:g} GLM: "
+                f"applies once the current {self.config.budget_glm:g} GLM are used up"
+            )
         decision = self._scaler.decide(
             Observation(
                 now=self._clock(),
@@ -134,6 +192,7 @@ class Autoscaler:
                     for w in pool.workers
                     if not (w.retiring or w.draining) and w.service.state != ServiceState.running
                 ),
+                demand=demand,
             )
         )
         if decision is None:

@@ -11,7 +11,7 @@ import asyncio
 from collections import OrderedDict
 
 from golem_backend.base import BackendUnavailable, ModelRef
-from golem_backend.golem.service import ModelArtifact
+from golem_backend.golem.model_store import ModelArtifact
 from golem_backend.heads import check_head_file
 from provider.artifact import verify_artifact_bytes
 from provider.errors import ModelError

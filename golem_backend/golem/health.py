@@ -31,8 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from golem_backend.base import Outcome
+from golem_backend.golem.batch import ClassifyBatch
 from golem_backend.golem.canaries import Canary, CanarySet, disguise, mismatch
-from golem_backend.golem.service import ClassifierService, ClassifyBatch, ModelArtifact
+from golem_backend.golem.model_store import ModelArtifact
+from golem_backend.golem.service import ClassifierService
 from golem_backend.settings import BackendSettings
 from provider.errors import ImageError
 

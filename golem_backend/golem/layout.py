@@ -27,6 +27,7 @@ SOCKET_PATH = f"{WORK_DIR}/clf.sock"
 DAEMON_LOG = f"{WORK_DIR}/daemon.log"
 READY_PATH = f"{OUTPUT_DIR}/ready.json"
 RELOAD_PATH = f"{OUTPUT_DIR}/reload.json"
+VERSIONS_PATH = f"{OUTPUT_DIR}/versions.json"  # the version handshake's report
 
 
 #: Servers' heads, uploaded on demand: /golem/work/<model id>.model (no sub-folder to create)

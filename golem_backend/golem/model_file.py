@@ -11,7 +11,7 @@ from typing import Any
 
 from golem_backend import child
 from golem_backend.base import BackendUnavailable
-from golem_backend.golem.service import ModelArtifact
+from golem_backend.golem.model_store import ModelArtifact
 from golem_backend.processes import executor_processes, worker_context
 
 

@@ -12,8 +12,17 @@
   instances are *retired*: successors are spawned in a new cluster, and each old instance
   keeps serving until a successor runs (or its cluster is about to expire), then *drains*
   (gets no new batches, finishes the ones it has) and is stopped.
+* An instance whose provider runs other library or extractor versions than this bot (the
+  version handshake, :mod:`.handshake`) is retired before anything is uploaded. It is
+  replaced like a failed one (a lying provider cannot stop the bot's Golem), but once
+  ``MISMATCHES_TO_HALT`` different providers have reported a mismatch the VM image itself
+  is wrong: the pool stops starting instances (each start costs GLM) until a restart with
+  a rebuilt image. ``version_mismatch`` keeps the error for ``/status``; it clears when an
+  instance passes the handshake.
+* ``target`` may be 0 (``GOLEM_MIN_INSTANCES=0``): no cluster is opened until the
+  autoscaler asks for an instance.
 * Batches in flight on an instance that stops for any reason are failed with
-  :class:`~golem_backend.golem.service.InstanceFailed`, so the dispatcher re-sends them.
+  :class:`~golem_backend.golem.batch.InstanceFailed`, so the dispatcher re-sends them.
 """
 
 from __future__ import annotations
@@ -28,11 +37,16 @@ from typing import Any, Protocol
 
 from yapapi.services import ServiceState
 
-from golem_backend.golem.service import ClassifierService, ClassifyBatch, InstanceFailed
+from golem_backend.golem.batch import ClassifyBatch, InstanceFailed
+from golem_backend.golem.service import ClassifierService
 
 logger = logging.getLogger(__name__)
 
 _LIVE = (ServiceState.pending, ServiceState.starting, ServiceState.running)
+#: Different providers reporting a version mismatch before the pool stops starting instances.
+MISMATCHES_TO_HALT = 2
+#: Retired instances listed in /status (state "version mismatch") while the error stands.
+RETIRED_SHOWN = 4
 
 
 class ClusterLike(Protocol):
@@ -136,9 +150,13 @@ class InstancePool:
         self._next_spawn_at = 0.0
         self.failures = 0  # instances that failed (not stopped by us)
         self.target = config.num_instances  # instances wanted (changed by resize)
+        self.version_mismatch: str | None = None  # the handshake's last error, until one passes
+        self.mismatched: dict[str, str] = {}  # provider id -> instance name, while it stands
+        self.halted = False  # the image is wrong: no more instances are started
 
     async def start(self) -> None:
-        await self._open(self.config.num_instances)
+        if self.config.num_instances > 0:
+            await self._open(self.config.num_instances)
         if not self._closing:  # stop() may have run while the cluster was opening
             self._monitor = asyncio.create_task(self._monitor_loop())
 
@@ -203,6 +221,7 @@ class InstancePool:
             if state == ServiceState.running and not worker.was_running:
                 worker.was_running = True
                 self._start_failures = 0
+                self.version_mismatch, self.mismatched = None, {}  # this one passed
                 self._on_change()
             drained = not worker.in_flight or now - worker.drain_since > cfg.drain_timeout_s
             if state not in _LIVE:
@@ -223,7 +242,8 @@ class InstancePool:
 
         fresh = [w for w in self.workers if not (w.retiring or w.draining)]
         deficit = self.target - len(fresh)
-        if deficit > 0 and now >= self._next_spawn_at and self._opening is None:
+        spawn = deficit > 0 and not self.halted and self._opening is None
+        if spawn and now >= self._next_spawn_at:
             self._replace(deficit, now)
         for home in self._homes:
             empty = not any(w.home is home for w in self.workers)
@@ -261,8 +281,34 @@ class InstancePool:
             logger.warning("%s failed: %s", worker.service.name, reason)
             if not worker.was_running:
                 self._back_off(now)
+            if worker.service.version_mismatch is not None:
+                self._mismatched(worker.service)
         self._fail_in_flight(worker, reason)
         self.workers.remove(worker)
+
+    def _mismatched(self, service: ClassifierService) -> None:
+        self.version_mismatch = service.version_mismatch
+        self.mismatched[service.provider_id or service.name] = service.name
+        if len(self.mismatched) >= MISMATCHES_TO_HALT and not self.halted:
+            self.halted = True
+            logger.error(
+                "%d providers run other classifier versions: no more Golem instances are "
+                "started until the bot restarts with a rebuilt VM image",
+                len(self.mismatched),
+            )
+
+    def retired(self) -> list[str]:
+        """Names of the instances retired by the version handshake (while it stands)."""
+        return list(self.mismatched.values())[-RETIRED_SHOWN:]
+
+    async def forget_clusters(self) -> None:
+        """End every cluster (bounded): the Golem connection is about to be reopened.
+        Called with no instance left (after a budget stop)."""
+        for home in self._homes:
+            self._terminate_later(home)
+        self._homes = []
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.terminate_timeout_s)
 
     def _back_off(self, now: float) -> None:
         self._start_failures += 1

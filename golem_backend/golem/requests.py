@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from golem_backend.base import Outcome
-from golem_backend.golem.service import ModelArtifact
+from golem_backend.golem.model_store import ModelArtifact
 from provider.results import Prediction
 
 

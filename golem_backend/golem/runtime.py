@@ -49,6 +49,10 @@ class Runtime(Protocol):
 
     async def close(self, timeout_s: float = 60.0) -> None: ...
 
+    async def reopen(self, budget_glm: float, timeout_s: float) -> None:
+        """Reconnect with a payment allocation of ``budget_glm`` (after a budget stop)."""
+        ...
+
     @property
     def ledger(self) -> CostLedger: ...
 
@@ -80,6 +84,7 @@ class GolemRuntime:
         self._golem: Golem | None = None
         self._payload: Payload | None = None
         self._ledger = CostLedger(time.monotonic)  # GLM accepted per agreement
+        self._appkey = ""  # YAGNA_APPKEY, or the key read from YAGNA_APPKEY_FILE at start
 
     @property
     def ledger(self) -> CostLedger:
@@ -91,11 +96,7 @@ class GolemRuntime:
 
     async def start(self) -> None:
         s = self._settings
-        if s.yagna_appkey is None or not s.yagna_appkey.get_secret_value():
-            raise BackendUnavailable(
-                "YAGNA_APPKEY is not set: create a requestor key with "
-                "`yagna app-key create requestor` and put it in .env."
-            )
+        self._appkey = read_appkey(s)
         if not (s.golem_image_hash or s.golem_image_url):
             raise BackendUnavailable(
                 "GOLEM_IMAGE_HASH is not set: build and push the classifier image "
@@ -123,8 +124,7 @@ class GolemRuntime:
 
     async def _probe_yagna(self) -> None:
         s = self._settings
-        assert s.yagna_appkey is not None
-        headers = {"Authorization": f"Bearer {s.yagna_appkey.get_secret_value()}"}
+        headers = {"Authorization": f"Bearer {self._appkey}"}
         url = f"{s.yagna_api_url.rstrip('/')}/me"
         try:
             timeout = aiohttp.ClientTimeout(total=min(10.0, s.golem_start_timeout_s))
@@ -152,19 +152,16 @@ class GolemRuntime:
         if status != 200:
             raise BackendUnavailable(f"yagna at {s.yagna_api_url} answered HTTP {status} to /me.")
 
-    async def _start_golem(self) -> None:
+    async def _start_golem(self, budget_glm: float | None = None) -> None:
         s = self._settings
-        assert s.yagna_appkey is not None
         golem = Golem(
-            budget=s.golem_budget_glm,
+            budget=s.golem_budget_glm if budget_glm is None else budget_glm,
             subnet_tag=s.golem_subnet,
             payment_driver=s.golem_payment_driver,
             payment_network=s.golem_payment_network,
             event_consumer=self._on_event,
             strategy=DecreaseScoreForUnconfirmedAgreement(build_strategy(s), 0.5),
-            api_config=ApiConfig(
-                app_key=s.yagna_appkey.get_secret_value(), api_url=s.yagna_api_url.rstrip("/")
-            ),
+            api_config=ApiConfig(app_key=self._appkey, api_url=s.yagna_api_url.rstrip("/")),
         )
         self._golem = golem
         platform = f"{s.golem_payment_driver}/{s.golem_payment_network}"
@@ -220,6 +217,24 @@ class GolemRuntime:
             expiration=expiration,
         )
 
+    async def reopen(self, budget_glm: float, timeout_s: float) -> None:
+        """End this yapapi session (every instance already stopped and paid) and start a new
+        one whose payment allocation is ``budget_glm``: yapapi allocates its whole budget
+        once at start, so a raised budget needs a new allocation. Raises
+        :class:`BackendUnavailable` like :meth:`start`."""
+        await self.close(timeout_s / 2)
+        try:
+            async with asyncio.timeout(max(1.0, timeout_s / 2)):
+                await self._start_golem(budget_glm)
+        except TimeoutError:
+            await self.close()
+            raise BackendUnavailable(
+                f"yagna did not reopen the Golem connection within {timeout_s / 2:.0f} s."
+            ) from None
+        except BackendUnavailable:
+            await self.close()
+            raise
+
     async def close(self, timeout_s: float = 60.0) -> None:
         """yapapi's shutdown (ends agreements, pays invoices), within ``timeout_s``."""
         golem, self._golem = self._golem, None
@@ -258,6 +273,36 @@ class GolemRuntime:
             logger.info("agreement confirmed with provider %s (%s GLM/h)", name, hourly)
         elif isinstance(event, events.AgreementTerminated):
             self._ledger.ended(event.agreement.id)
+
+
+def read_appkey(settings: BackendSettings) -> str:
+    """The yagna app key: YAGNA_APPKEY, else the first line of YAGNA_APPKEY_FILE (read with a
+    size bound; never logged). Raises :class:`BackendUnavailable` saying what to set."""
+    if settings.yagna_appkey is not None and settings.yagna_appkey.get_secret_value():
+        return settings.yagna_appkey.get_secret_value().strip()
+    path = settings.yagna_appkey_file
+    if path is None:
+        raise BackendUnavailable(
+            "YAGNA_APPKEY is not set: create a requestor key with "
+            "`yagna app-key create requestor` and put it in .env (or point YAGNA_APPKEY_FILE "
+            "at a file holding it)."
+        )
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"YAGNA_APPKEY_FILE {path} cannot be read ({type(exc).__name__}): with compose, "
+            "the yagna service's init step writes it at its first start."
+        ) from None
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    key = lines[0].strip() if lines else ""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", key):
+        raise BackendUnavailable(
+            f"YAGNA_APPKEY_FILE {path} does not hold an app key on its first line "
+            "(`yagna app-key create requestor` prints one)."
+        )
+    return key
 
 
 def _hourly_price(agreement: Any, cpu_threads: int) -> float | None:

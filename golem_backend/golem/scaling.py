@@ -5,6 +5,9 @@ No yapapi, no asyncio and no clock of its own: :meth:`Scaler.decide` takes one
 operator reads, or None when nothing is worth saying. Rules, in order:
 
 * budget exhausted -> ``stop`` (target 0): the running agreements end while they can be paid;
+  nothing more until :meth:`Scaler.resume` (the budget was raised);
+* no instance (``min_instances`` 0, scaled to zero) and a request waits, or was answered by
+  the local fallback meanwhile (``demand``) -> ``up`` to one at once, budget permitting;
 * load (the oldest request has waited ``up_wait_s``, or ``up_depth`` requests wait)
   for ``up_after_s`` -> ``up`` by one, unless at ``max_instances`` or the budget cannot
   pay for one more instance (then ``hold``, saying why); while an instance is still
@@ -41,6 +44,7 @@ class Observation:
     instances: int  # the current target
     budget: BudgetOutlook
     starting: int = 0  # of them, not running yet (waiting for a provider, deploying)
+    demand: bool = False  # a request was answered elsewhere (the fallback) since the last look
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,10 +70,10 @@ class Scaler:
                 return None
             self._stopped = True
             return Decision("stop", 0, f"{obs.budget.reason}: stopping every instance")
-        if self._stopped:  # the budget was raised (a restart with new settings resets it)
+        if self._stopped:  # until resume(): the budget was raised
             return None
         loaded = obs.queue_wait_s >= p.up_wait_s or obs.queue_depth >= p.up_depth
-        idle = obs.queue_depth == 0 and obs.in_flight == 0
+        idle = obs.queue_depth == 0 and obs.in_flight == 0 and not obs.demand
         if not loaded:
             self._loaded_since = None
         elif self._loaded_since is None:
@@ -80,6 +84,10 @@ class Scaler:
             self._idle_since = obs.now
         if obs.instances < p.min_instances:
             return self._change("up", p.min_instances, obs, "below GOLEM_MIN_INSTANCES")
+        if obs.instances == 0 and (obs.queue_depth or obs.demand) and p.max_instances > 0:
+            if not obs.budget.can_add:
+                return Decision("hold", 0, f"a request arrived; {obs.budget.reason}")
+            return self._change("up", 1, obs, "a request arrived while no instance runs")
         if obs.starting and self._loaded_since is not None:
             # an instance added is still starting: judge the load once it serves
             self._loaded_since = obs.now
@@ -100,6 +108,11 @@ class Scaler:
             reason = f"no request for {idle_for:.0f} s"
             return self._change("down", obs.instances - 1, obs, reason)
         return None
+
+    def resume(self) -> None:
+        """The budget was raised after a stop: decide again from the next observation."""
+        self._stopped = False
+        self._loaded_since = self._idle_since = None
 
     def _change(self, action: str, target: int, obs: Observation, reason: str) -> Decision:
         self._loaded_since = obs.now if self._loaded_since is not None else None

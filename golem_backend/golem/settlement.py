@@ -15,11 +15,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from golem_backend.base import BackendUnavailable
+from golem_backend.golem.batch import BatchRefused, BatchTimedOut, ClassifyBatch
 from golem_backend.golem.health import HealthMonitor, MixedBatch
 from golem_backend.golem.pool import DispatcherConfig, InstancePool, Worker
 from golem_backend.golem.protocol import REFUSED_MESSAGE, user_image_error
 from golem_backend.golem.requests import Request, split, trim
-from golem_backend.golem.service import BatchRefused, BatchTimedOut, ClassifyBatch
 
 logger = logging.getLogger(__name__)
 

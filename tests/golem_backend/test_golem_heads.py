@@ -14,8 +14,10 @@ import pytest_asyncio
 
 from golem_backend import BackendBusy, BackendUnavailable, ModelRef, Prediction
 from golem_backend.golem.backend import GolemBackend
+from golem_backend.golem.batch import ClassifyBatch
+from golem_backend.golem.model_store import ModelArtifact, ModelStore
 from golem_backend.golem.protocol import ProtocolError, parse_classify_reply
-from golem_backend.golem.service import ClassifyBatch, ModelArtifact, ModelStore, ServiceConfig
+from golem_backend.golem.service import ServiceConfig
 from tests.golem_backend.flower_heads import Head, copy_dataset, held_out, train_head
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
 from tests.golem_backend.harness.helpers import (
@@ -71,7 +73,7 @@ async def shared(tmp_path_factory, world) -> AsyncIterator[Shared]:
 def uploads(shared: Shared) -> list[dict[str, int]]:
     """Per instance: how many times each head was uploaded to it."""
     assert shared.backend._dispatcher is not None
-    return [dict(w.service.head_uploads) for w in shared.backend._dispatcher.pool.workers]
+    return [dict(w.service.heads.uploads) for w in shared.backend._dispatcher.pool.workers]
 
 
 async def test_every_request_is_answered_by_its_own_head(shared, world):
@@ -178,8 +180,8 @@ async def test_an_instance_keeps_its_most_recent_heads_and_reuploads_evicted_one
                 assert outcome.model_id == artifacts[i].model_id
         ids = [a.model_id for a in artifacts]
         # head 1 was the least recent when head 2 came: removed, then uploaded again.
-        assert service.head_uploads == {ids[0]: 1, ids[1]: 2, ids[2]: 1}
-        assert list(service.head_files) == [ids[2], ids[1]]
+        assert service.heads.uploads == {ids[0]: 1, ids[1]: 2, ids[2]: 1}
+        assert list(service.heads.files) == [ids[2], ids[1]]
         on_disk = sorted(p.stem for p in work.glob("*.model"))
         assert on_disk == sorted([ids[1], ids[2]])
     finally:

@@ -13,8 +13,7 @@ import time
 import pytest
 
 from golem_backend.base import BackendBusy, BackendTimeout, BackendUnavailable
-from golem_backend.golem import backend as backend_module
-from golem_backend.golem import model_file
+from golem_backend.golem import default_model, model_file
 from golem_backend.golem.backend import GolemBackend
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
@@ -244,7 +243,7 @@ def children() -> set[int]:
 async def test_reading_the_model_is_bounded(tmp_path, monkeypatch):
     settings = golem_settings(tmp_path)
     fifo_model(settings)
-    monkeypatch.setattr(backend_module, "DESCRIBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(default_model, "DESCRIBE_TIMEOUT_S", 1.0)
     before = children()
     backend = GolemBackend(settings, runtime=LocalRuntime())
     with pytest.raises(BackendUnavailable, match=r"Reading the model .* took more than 1 s"):

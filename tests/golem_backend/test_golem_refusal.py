@@ -15,14 +15,11 @@ from typing import Any
 import pytest
 
 from golem_backend.base import BackendUnavailable
+from golem_backend.golem.batch import BatchRefused, ClassifyBatch
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.pool import Home, Worker
 from golem_backend.golem.protocol import REFUSED_MESSAGE
 from golem_backend.golem.requests import Request
-from golem_backend.golem.service import (
-    BatchRefused,
-    ClassifyBatch,
-)
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan
 from tests.golem_backend.harness.helpers import (

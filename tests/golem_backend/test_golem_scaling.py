@@ -144,3 +144,35 @@ def test_ledger_counts_cumulative_notes_once_and_derives_rates():
     assert summary.hours_left == pytest.approx(0.94 / 0.3)
     idle = CostLedger(lambda: 10.0).summary(budget_glm=1.0, burn_per_hour=0.0)
     assert idle.glm_per_1000_images is None and idle.hours_left is None
+
+
+ZERO = dataclasses.replace(POLICY, min_instances=0)
+
+
+def test_scale_to_zero_then_a_request_or_demand_elsewhere_starts_one_at_once():
+    scaler = Scaler(ZERO)
+    assert scaler.decide(seen(0, 1)) is None  # idle from now
+    down = scaler.decide(seen(60, 1))
+    assert down is not None and (down.action, down.target) == ("down", 0)
+    assert scaler.decide(seen(600, 0)) is None  # zero, nobody asks: nothing
+    up = scaler.decide(dataclasses.replace(seen(601, 0), demand=True))  # the fallback answered
+    assert up is not None and (up.action, up.target) == ("up", 1)
+    assert up.reason == "a request arrived while no instance runs"
+    scaler = Scaler(ZERO)
+    queued = scaler.decide(seen(0, 0, depth=1))  # Golem alone: a request waits
+    assert queued is not None and (queued.action, queued.target) == ("up", 1)
+    poor = BudgetOutlook(0.001, 0.15, can_add=False, exhausted=False, reason="budget: too little")
+    held = Scaler(ZERO).decide(seen(0, 0, depth=1, budget=poor))
+    assert held is not None and held.action == "hold" and "budget: too little" in held.reason
+    assert Scaler(POLICY).decide(dataclasses.replace(seen(0, 1), demand=True)) is None
+
+
+def test_after_a_budget_stop_nothing_until_resume():
+    spent = BudgetOutlook(0.0, 0.15, can_add=False, exhausted=True, reason="budget exhausted")
+    scaler = Scaler(POLICY)
+    stop = scaler.decide(seen(0, 1, budget=spent))
+    assert stop is not None and (stop.action, stop.target) == ("stop", 0)
+    assert scaler.decide(seen(10, 0, depth=50)) is None  # stopped, however loaded
+    scaler.resume()
+    again = scaler.decide(seen(20, 0, depth=50))
+    assert again is not None and (again.action, again.target) == ("up", 1)  # GOLEM_MIN_INSTANCES

@@ -9,13 +9,9 @@ import pytest
 from yapapi import events
 
 from golem_backend.golem import layout
-from golem_backend.golem.service import (
-    ClassifyBatch,
-    InstanceFailed,
-    ModelArtifact,
-    ModelStore,
-    ServiceConfig,
-)
+from golem_backend.golem.batch import ClassifyBatch, InstanceFailed
+from golem_backend.golem.model_store import ModelArtifact, ModelStore
+from golem_backend.golem.service import ServiceConfig
 from provider.results import Prediction
 from tests.golem_backend.harness import FaultPlan, LocalRuntime
 from tests.golem_backend.harness.helpers import open_one_service, wait_until
@@ -53,11 +49,12 @@ async def test_lifecycle_one_script_per_batch_and_a_failed_batch(tiny_model, sam
 
     scripts = [[next(iter(c)) for c in s] for s in activity.scripts]
     assert scripts[0] == ["deploy", "start"]
-    assert scripts[1] == ["transfer", "run", "run", "transfer"]  # model, daemon, ping, ready
-    assert scripts[2] == ["transfer"] * 3 + ["run", "transfer"]  # images, client, reply
-    assert scripts[3] == ["transfer", "run", "transfer"]  # the failed batch
-    assert scripts[4] == ["terminate"]  # shutdown()
-    uploads = [c["transfer"]["to"] for c in activity.scripts[2][:3]]
+    assert scripts[1] == ["run", "transfer"]  # the version handshake: versions, report
+    assert scripts[2] == ["transfer", "run", "run", "transfer"]  # model, daemon, ping, ready
+    assert scripts[3] == ["transfer"] * 3 + ["run", "transfer"]  # images, client, reply
+    assert scripts[4] == ["transfer", "run", "transfer"]  # the failed batch
+    assert scripts[5] == ["terminate"]  # shutdown()
+    uploads = [c["transfer"]["to"] for c in activity.scripts[3][:3]]
     assert uploads == [f"container:{layout.INPUT_DIR}/batch-t1-{i}" for i in range(3)]
     states = [
         (e.old.value, e.new.value)

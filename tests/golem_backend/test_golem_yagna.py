@@ -220,3 +220,22 @@ async def test_with_the_fallback_a_bot_whose_yagna_cannot_pay_still_answers(
         assert isinstance(outcome, Prediction)
     finally:
         await asyncio.wait_for(backend.stop(), 60)
+
+
+async def test_reopening_the_connection_with_a_new_allocation(yagna: Yagna, tmp_path: Path) -> None:
+    """What a budget raise does after a budget stop (GolemRuntime.reopen): a new yapapi
+    session whose allocation is the budget left. Offline the allocation cannot be made, so
+    it ends, bounded, in the payment error, and no connection stays open."""
+    from golem_backend.golem.runtime import GolemRuntime
+
+    runtime = GolemRuntime(_settings(tmp_path, yagna.url, yagna.appkey))
+    with pytest.raises(BackendUnavailable):
+        await runtime.start()  # offline: the first allocation fails the same way
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as caught:
+        await asyncio.wait_for(runtime.reopen(0.25, START_BUDGET_S), START_BUDGET_S + 15)
+    assert time.monotonic() - started < START_BUDGET_S
+    assert "payment allocation on erc20/hoodi failed" in caught.value.message
+    assert yagna.appkey not in caught.value.message
+    assert not runtime.connected
+    await runtime.close()

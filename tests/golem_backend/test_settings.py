@@ -87,3 +87,26 @@ def test_values_come_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("REQUEST_TIMEOUT_S", "10")
     with pytest.raises(ValidationError, match="GOLEM_SCRIPT_TIMEOUT_S"):
         BackendSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_golem_may_scale_to_zero(tmp_path):
+    s = settings(tmp_path, golem_min_instances=0)
+    assert (s.min_instances, s.max_instances) == (0, 1)
+    s = settings(tmp_path, golem_min_instances=0, golem_max_instances=4)
+    assert (s.min_instances, s.max_instances) == (0, 4)
+    assert settings(tmp_path, golem_instances=3).min_instances == 3  # unset: GOLEM_INSTANCES
+    with pytest.raises(ValidationError, match="golem_min_instances"):
+        settings(tmp_path, golem_min_instances=-1)
+
+
+def test_the_image_hash_may_keep_gvmkit_builds_prefix(tmp_path):
+    assert settings(tmp_path, golem_image_hash=f"sha3:{HASH}").golem_image_hash == HASH
+    assert settings(tmp_path, golem_image_hash=f" SHA3:{HASH.upper()} ").golem_image_hash == HASH
+    with pytest.raises(ValidationError, match="56 hex digits"):
+        settings(tmp_path, golem_image_hash=f"sha256:{HASH}")
+
+
+def test_an_empty_appkey_file_setting_is_unset(tmp_path):
+    assert settings(tmp_path, yagna_appkey_file="").yagna_appkey_file is None
+    path = tmp_path / "key"
+    assert settings(tmp_path, yagna_appkey_file=str(path)).yagna_appkey_file == path

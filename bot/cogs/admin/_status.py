@@ -122,6 +122,9 @@ def status_embed(
             f"{duration(d.at)} {d.action} → {d.instances}: {d.reason}" for d in status.scaling[-5:]
         ]
         embed.add_field(name="Scaling", value="\n".join(lines)[-1024:], inline=False)
+    if status.version_mismatch:  # the Golem version handshake: what the operator must fix
+        mismatch = status.version_mismatch[:1024]
+        embed.add_field(name="Golem version mismatch", value=mismatch, inline=False)
     embed.add_field(name="Watched channels", value=str(watched))
     embed.set_footer(text=f"gateway latency {latency_ms:.0f} ms")
     return embed

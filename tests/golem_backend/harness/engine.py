@@ -244,6 +244,7 @@ class LocalRuntime:
         self._hang_close = hang_close  # yagna hangs at shutdown (after ending the agreements)
         self._payer: asyncio.Task[None] | None = None
         self.connected = False
+        self.allocations: list[float] = []  # the budget of every reopened connection
 
     @property
     def activities(self) -> list[LocalActivity]:
@@ -271,6 +272,11 @@ class LocalRuntime:
         cluster.spawn_instances(num_instances=num_instances, instance_params=instance_params)
         self.clusters.append(cluster)
         return cluster
+
+    async def reopen(self, budget_glm: float, timeout_s: float) -> None:
+        """A new yagna connection after a budget stop: the old clusters are already ended."""
+        self.allocations.append(budget_glm)
+        self.connected = True
 
     async def close(self, timeout_s: float = 30.0) -> None:
         self.connected = False

@@ -20,7 +20,9 @@ real reply is rewritten, well-formed, with every answer wrong (``lie="label"``: 
 best label wins) or every image called ``corrupt`` (``lie="corrupt"``). ``refuse`` ends as
 the real client ends when the daemon answers ``ok: false`` (exit code 1, ``daemon error:
 ...`` on stderr). A fault with ``poison`` bytes fires only for a command with an input file
-containing them (a hostile image: ``hang`` is then a decoder stuck on it).
+containing them (a hostile image: ``hang`` is then a decoder stuck on it). ``old`` is an
+image older than the command: the real ``provider.serve`` runs with the subcommand replaced
+by one it does not know, so it ends as an older release would (argparse, exit code 64).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from yapapi.rest.activity import BatchError, BatchTimeoutError
 from golem_backend.golem import layout
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FAULT_KINDS = ("fail", "hang", "die", "reply", "refuse", "lie")
+FAULT_KINDS = ("fail", "hang", "die", "reply", "refuse", "lie", "old")
+#: What an image older than a command runs instead: a subcommand provider.serve lacks.
+UNKNOWN_COMMAND = "command-of-a-later-release"
 #: A download to the requestor is written in chunks at a bounded rate (about 256 MB/s),
 #: as gftp writes what the network brings, so the requestor can watch it arrive.
 TRANSFER_CHUNK = 256 * 1024
@@ -266,6 +270,9 @@ class LocalActivity:
         if fault is not None and fault.kind == "die":
             self.kill()
             raise BatchError("Activity terminated by provider")
+        if fault is not None and fault.kind == "old":  # e.g. `versions` before the handshake
+            subcommand = args.index(layout.SERVE_MODULE) + 1
+            args = [*args[:subcommand], UNKNOWN_COMMAND, *args[subcommand + 1 :]]
         result = await self._subprocess([self._map(entry_point), *map(self._map, args)])
         if fault is not None and fault.kind in ("reply", "lie") and "--out" in args:
             out = self._container_path(args[args.index("--out") + 1])

@@ -14,12 +14,8 @@ from typing import Any
 from golem_backend.golem.backend import GolemBackend, dispatcher_config
 from golem_backend.golem.elastic import elastic_config
 from golem_backend.golem.market import build_strategy, price_caps
-from golem_backend.golem.service import (
-    ClassifierService,
-    ModelArtifact,
-    ModelStore,
-    ServiceConfig,
-)
+from golem_backend.golem.model_store import ModelArtifact, ModelStore
+from golem_backend.golem.service import ClassifierService, ServiceConfig
 from golem_backend.settings import BackendSettings
 
 from .engine import Clock, LocalRuntime
