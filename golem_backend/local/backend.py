@@ -59,6 +59,7 @@ from golem_backend.local.queue import Job, RequestQueue
 from golem_backend.local.stuck import run_unless_stuck
 from golem_backend.processes import Worker, worker_context, worker_threads
 from golem_backend.settings import BackendSettings
+from golem_backend.throughput import Capacity, ThroughputMeter
 from golem_backend.trainer import Trainer
 from golem_backend.training import report_from_summary
 from provider.errors import ImageTooComplex, ModelError
@@ -75,6 +76,10 @@ _TOO_SLOW = "That image took too long to classify."
 _CRASHED = "The classifier worker crashed; try again."
 _SHUTTING_DOWN = "The classifier is shutting down."
 _STOPPED_WHILE_STARTING = "The classifier was stopped while it was starting."
+#: Images per second one worker is assumed to answer before any was measured (two workers
+#: of the 2-core reference machine answer about 150 together under load).
+PRIOR_IMAGES_PER_S = 30.0
+_SERVING = ("idle", "busy", "loading")  # worker states that count towards capacity()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,7 @@ class LocalBackend(Backend):
         )
         self._batches = 0
         self._restarts = 0
+        self._meter = ThroughputMeter(PRIOR_IMAGES_PER_S)
         self._crashes_for_tests = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -282,6 +288,8 @@ class LocalBackend(Backend):
         budget_s = _BATCH_BASE_S + _BATCH_PER_IMAGE_S * len(batch)
         limit_s = self._settings.request_timeout_s + _STUCK_GRACE_S
         started = time.monotonic()
+        answered = False
+        self._meter.started(worker.name)
         try:
             if self._crashes_for_tests > 0:
                 self._crashes_for_tests -= 1
@@ -316,6 +324,7 @@ class LocalBackend(Backend):
                     job.request, BackendUnavailable("The classifier failed; try again.")
                 )
         else:
+            answered = True
             for job, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, ModelError):  # this request's head is unusable
                     log.error("model %s is unusable: %s", job.request.head, outcome)
@@ -323,6 +332,10 @@ class LocalBackend(Backend):
                 else:
                     self._queue.deliver(job, outcome)
         finally:
+            if answered:
+                self._meter.finished(worker.name, len(batch), share=cores / self._threads)
+            else:
+                self._meter.abandoned(worker.name)
             worker.batch = []
             self._wakeup.set()
         worker.state = "idle"
@@ -449,6 +462,17 @@ class LocalBackend(Backend):
         return summary
 
     # --- status and test hooks ----------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        """Rates measured from the workers' answered batches; slots for a batch on every
+        serving worker and one ready behind it, within one server's share of the queue."""
+        serving = [w.name for w in self._workers if w.state in _SERVING]
+        if self._life.state != "ready":
+            serving = []
+        rate, measured = self._meter.images_per_s(serving)
+        slots = min(2 * self._settings.local_batch_size * len(serving), self._queue.tenant_share)
+        in_flight = len(self._queue) + sum(len(w.batch) for w in self._workers)
+        return Capacity(rate, in_flight, slots, len(serving), measured)
 
     async def status(self) -> BackendStatus:
         model = self._model
