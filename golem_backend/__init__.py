@@ -23,6 +23,7 @@ from golem_backend.base import (
 )
 from golem_backend.factory import create_backend, default_dataset
 from golem_backend.heads import model_incompatibility
+from golem_backend.throughput import Capacity
 from provider.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from provider.imageio import sniff_format
 from provider.results import UNKNOWN, LabelScore, Prediction
@@ -35,6 +36,7 @@ __all__ = [
     "BackendStatus",
     "BackendTimeout",
     "BackendUnavailable",
+    "Capacity",
     "CorruptImage",
     "CostSummary",
     "EmptyImage",

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golem_backend.throughput import UNMEASURED, Capacity
 from provider.errors import ImageError
 from provider.results import Prediction
 
@@ -177,6 +178,12 @@ class Backend(abc.ABC):
         ``RETRAIN_TIMEOUT_S``. ``TrainReport.extra`` holds ``model_path``,
         ``per_label_recall`` and ``label_counts``.
         """
+
+    def capacity(self) -> Capacity:
+        """Measured throughput, images in flight and useful slots, now (cheap, no await;
+        :class:`~golem_backend.throughput.Capacity`). A backend that measures nothing
+        reports a fixed prior."""
+        return UNMEASURED
 
     @abc.abstractmethod
     async def status(self) -> BackendStatus:

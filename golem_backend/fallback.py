@@ -39,6 +39,7 @@ from golem_backend.base import (
     TrainingSet,
     TrainReport,
 )
+from golem_backend.throughput import Capacity
 
 if TYPE_CHECKING:  # the bot imports this module: yapapi only where Golem is used
     from golem_backend.golem.backend import GolemBackend
@@ -200,6 +201,17 @@ class FallbackBackend(Backend):
         return report
 
     # --- status -----------------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        """The capacity of the engine that takes new requests now (Golem while it serves,
+        else the local backend), with the images in flight at both."""
+        local = self._local.capacity()
+        golem = self._golem
+        if golem is None:
+            return local
+        remote = golem.capacity()
+        serving = remote if golem.serving else local
+        return dataclasses.replace(serving, in_flight=local.in_flight + remote.in_flight)
 
     async def status(self) -> BackendStatus:
         local = await self._local.status()

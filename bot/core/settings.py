@@ -49,6 +49,8 @@ class Settings(BackendSettings):
     cooldown_uses: int = Field(5, ge=1, le=1000)
     cooldown_window_s: float = Field(30.0, gt=0, le=3600)
     max_concurrent_requests: int = Field(16, ge=1, le=256)
+    # admission by expected wait (bot/core/admission.py): refused past this many seconds
+    max_queue_wait_s: float = Field(10.0, gt=0, le=300)
     max_images_per_message: int = Field(4, ge=1, le=10)
     download_timeout_s: float = Field(15.0, gt=0, le=300)
     low_confidence: float = Field(0.5, ge=0, le=1)

@@ -53,6 +53,7 @@ from golem_backend.golem.status import golem_status
 from golem_backend.lifecycle import Lifecycle
 from golem_backend.processes import worker_context
 from golem_backend.settings import BackendSettings
+from golem_backend.throughput import Capacity
 from golem_backend.trainer import Trainer
 from golem_backend.training import report_from_summary
 from provider.errors import EmptyImage, ImageTooLarge
@@ -345,6 +346,12 @@ class GolemBackend(Backend):
             for i, outcome in zip(send, results, strict=True):
                 outcomes[i] = outcome
         return [o for o in outcomes if o is not None]
+
+    def capacity(self) -> Capacity:
+        """The running instances' measured rates (none while not serving)."""
+        if not self.serving or self._dispatcher is None:
+            return Capacity(0.0, 0, 0, 0, measured=False)
+        return self._dispatcher.capacity()
 
     async def status(self) -> BackendStatus:
         dispatcher = self._dispatcher

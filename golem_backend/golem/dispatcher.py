@@ -52,6 +52,7 @@ from golem_backend.golem.pool import (
 from golem_backend.golem.requests import Request
 from golem_backend.golem.service import ClassifierService
 from golem_backend.golem.settlement import SHUTTING_DOWN, Settlement
+from golem_backend.throughput import Capacity, ThroughputMeter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ __all__ = ["ClusterLike", "Dispatcher", "DispatcherConfig", "OpenCluster"]
 
 _DISPATCH_FAILED = "The Golem backend could not send the request to a provider; try again."
 _SENT = 0.0  # _dispatch() sent a batch
+#: Images per second one instance is assumed to answer before any was measured (the
+#: provider-side work alone is about 45 per second in batches of 8; transfers add to it).
+PRIOR_IMAGES_PER_S = 10.0
 
 
 class Dispatcher:
@@ -91,6 +95,7 @@ class Dispatcher:
         self.errors = 0
         # --- elastic scaling and costs (issue 13) ---
         self.queue_waits: deque[float] = deque(maxlen=4096)  # s from submit to a batch
+        self.meter = ThroughputMeter(PRIOR_IMAGES_PER_S)  # per instance, from answered batches
         self._demand = False  # a request went elsewhere (the fallback) while none served
 
     def note_demand(self) -> None:
@@ -205,6 +210,18 @@ class Dispatcher:
     @property
     def ready(self) -> bool:
         return bool(self.pool.serving())
+
+    def capacity(self) -> Capacity:
+        """The serving instances' measured rates; slots for ``max_batches_per_instance``
+        full batches on each, within one server's share of the queue."""
+        serving = self.pool.serving()
+        self.meter.retain(w.service.id for w in self.pool.workers)
+        rate, measured = self.meter.images_per_s(w.service.id for w in serving)
+        per_instance = self.config.batch_size * self.config.max_batches_per_instance
+        slots = min(per_instance * len(serving), max(1, self.config.queue_size // 2))
+        queued = sum(len(r.images) for r in self._queue if not r.future.done())
+        in_flight = queued + sum(w.busy_images for w in self.pool.workers)
+        return Capacity(rate, in_flight, slots, len(serving), measured)
 
     @property
     def instance_failures(self) -> int:
@@ -331,7 +348,8 @@ class Dispatcher:
             del worker.in_flight[batch.batch_id]
             raise
         self._spawn(self.settlement.watch(worker, batch, reqs, mixed))
-        if reqs:  # not a model sync: drop the batch once nobody waits for it any more
+        if reqs:  # not a model sync: measured, and dropped once nobody waits for it
+            self._measure(worker.service.id, batch, sum(len(r.images) for r in reqs))
 
             def abandon(_: object) -> None:
                 if not batch.future.done() and all(r.future.done() for r in reqs):
@@ -339,6 +357,19 @@ class Dispatcher:
 
             for req in reqs:
                 req.future.add_done_callback(abandon)
+
+    def _measure(self, instance: str, batch: ClassifyBatch, images: int) -> None:
+        """Count the batch's busy time and ``images`` towards ``instance``'s rate once it
+        is answered (a failed or dropped batch counts nothing: :mod:`golem_backend.throughput`)."""
+        self.meter.started(instance)
+
+        def ended(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self.meter.abandoned(instance)
+            else:
+                self.meter.finished(instance, images)
+
+        batch.future.add_done_callback(ended)
 
     def _timeout_message(self, timeout_s: float) -> str:
         if self.ready:

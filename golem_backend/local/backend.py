@@ -33,10 +33,11 @@ from golem_backend.base import (
 )
 from golem_backend.heads import check_head_file
 from golem_backend.lifecycle import Lifecycle
-from golem_backend.local.pool import WorkerPool
+from golem_backend.local.pool import PRIOR_IMAGES_PER_S, WorkerPool
 from golem_backend.local.queue import RequestQueue
 from golem_backend.processes import worker_context
 from golem_backend.settings import BackendSettings
+from golem_backend.throughput import Capacity
 from golem_backend.trainer import Trainer
 from golem_backend.training import report_from_summary
 from provider.errors import ModelError
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _SHUTTING_DOWN = "The classifier is shutting down."
 _STOPPED_WHILE_STARTING = "The classifier was stopped while it was starting."
+_SERVING = ("idle", "busy", "loading")  # worker states that count towards capacity()
+
+__all__ = ["PRIOR_IMAGES_PER_S", "LocalBackend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,18 @@ class LocalBackend(Backend):
         return summary
 
     # --- status and test hooks ----------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        """Rates measured from the workers' answered batches; slots for a batch on every
+        serving worker and one ready behind it, within one server's share of the queue."""
+        pool = self._pool
+        serving = [w.name for w in pool.workers if w.state in _SERVING]
+        if self._life.state != "ready":
+            serving = []
+        rate, measured = pool.meter.images_per_s(serving)
+        slots = min(2 * self._settings.local_batch_size * len(serving), self._queue.tenant_share)
+        in_flight = len(self._queue) + sum(len(w.batch) for w in pool.workers)
+        return Capacity(rate, in_flight, slots, len(serving), measured)
 
     async def status(self) -> BackendStatus:
         model, pool = self._model, self._pool

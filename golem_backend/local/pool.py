@@ -45,9 +45,14 @@ from golem_backend.local.queue import Job, RequestQueue
 from golem_backend.local.stuck import run_unless_stuck
 from golem_backend.processes import Worker, WorkerContext, worker_threads
 from golem_backend.settings import BackendSettings
+from golem_backend.throughput import ThroughputMeter
 from provider.errors import ImageTooComplex, ModelError
 
 log = logging.getLogger(__name__)
+
+#: Images per second one worker is assumed to answer before any was measured (two workers
+#: of the 2-core reference machine answer about 150 together under load).
+PRIOR_IMAGES_PER_S = 30.0
 
 _MAX_ATTEMPTS = 2  # an image whose worker crashes is retried once
 _STUCK_GRACE_S = 1.0  # a batch running this long past the request timeout means a stuck worker
@@ -82,6 +87,7 @@ class WorkerPool:
         self.tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.restarts = 0
+        self.meter = ThroughputMeter(PRIOR_IMAGES_PER_S)  # per worker, from answered batches
         self._crashes_for_tests = 0
 
     # --- start and stop -----------------------------------------------------------------------
@@ -208,6 +214,8 @@ class WorkerPool:
         budget_s = _BATCH_BASE_S + _BATCH_PER_IMAGE_S * len(batch)
         limit_s = self._settings.request_timeout_s + _STUCK_GRACE_S
         started = time.monotonic()
+        answered = False
+        self.meter.started(worker.name)
         try:
             if self._crashes_for_tests > 0:
                 self._crashes_for_tests -= 1
@@ -242,6 +250,7 @@ class WorkerPool:
                     job.request, BackendUnavailable("The classifier failed; try again.")
                 )
         else:
+            answered = True
             for job, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, ModelError):  # this request's head is unusable
                     log.error("model %s is unusable: %s", job.request.head, outcome)
@@ -249,6 +258,10 @@ class WorkerPool:
                 else:
                     self._queue.deliver(job, outcome)
         finally:
+            if answered:
+                self.meter.finished(worker.name, len(batch), share=cores / self.threads)
+            else:
+                self.meter.abandoned(worker.name)
             worker.batch = []
             self.wakeup.set()
         worker.state = "idle"

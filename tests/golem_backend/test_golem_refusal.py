@@ -16,7 +16,7 @@ import pytest
 
 from golem_backend.base import BackendUnavailable
 from golem_backend.golem.batch import BatchRefused, ClassifyBatch
-from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
+from golem_backend.golem.dispatcher import PRIOR_IMAGES_PER_S, Dispatcher, DispatcherConfig
 from golem_backend.golem.pool import Home, Worker
 from golem_backend.golem.protocol import REFUSED_MESSAGE
 from golem_backend.golem.requests import Request
@@ -109,6 +109,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.sent: list[ClassifyBatch] = []
+        self.id = "recorder"  # a Service's id: the dispatcher measures rates per instance
 
     def send_message_nowait(self, batch: ClassifyBatch) -> None:
         self.sent.append(batch)
@@ -133,3 +134,4 @@ async def test_a_batch_whose_requests_all_ended_is_cancelled():
     assert batch.future.cancelled()  # the instance skips it (ClassifierService.run)
     await wait_until(lambda: not worker.in_flight, 5, "the watcher to finish")
     assert dispatcher.requests_served == 0 and not dispatcher._queue
+    assert dispatcher.meter.images_per_s(["recorder"]) == (PRIOR_IMAGES_PER_S, False)

@@ -1,0 +1,33 @@
+"""MAX_QUEUE_WAIT_S, and an old .env naming a setting this version no longer has."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from bot.core.settings import Settings
+from tests.bot.harness import settings_from_env
+
+
+def test_max_queue_wait_defaults_to_ten_seconds_and_is_bounded():
+    assert settings_from_env({"DISCORD_TOKEN": "a.b.c"}).max_queue_wait_s == 10.0
+    assert (
+        settings_from_env({"DISCORD_TOKEN": "a.b.c", "MAX_QUEUE_WAIT_S": "2.5"}).max_queue_wait_s
+        == 2.5
+    )
+    for bad in ("0", "-1", "301", "soon"):
+        with pytest.raises(ValidationError):
+            settings_from_env({"DISCORD_TOKEN": "a.b.c", "MAX_QUEUE_WAIT_S": bad})
+
+
+def test_an_old_env_file_with_a_setting_since_removed_still_starts(tmp_path, monkeypatch):
+    """What lets MAX_CONCURRENT_REQUESTS go once admission replaces the fixed limit: a
+    name the settings do not know is ignored, in .env as in the environment."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    env = tmp_path / ".env"
+    env.write_text("DISCORD_TOKEN=a.b.c\nMAX_QUEUE_WAIT_S=4\nA_SETTING_SINCE_REMOVED=16\n")
+    monkeypatch.setenv("ANOTHER_SETTING_SINCE_REMOVED", "8")
+    settings = Settings(_env_file=env)  # type: ignore[call-arg]
+    assert settings.max_queue_wait_s == 4.0
+    assert not hasattr(settings, "a_setting_since_removed")
