@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import jsonschema
 from aiohttp import web
@@ -223,7 +223,7 @@ class OAuth2Server:
             except (binascii.Error, UnicodeDecodeError):
                 raise OAuth2Error(401, "invalid_client", "Malformed Basic credentials.") from None
             client_id, _, secret = pair.partition(":")
-            client_id, secret = unquote(client_id), unquote(secret)
+            client_id, secret = unquote_plus(client_id), unquote_plus(secret)  # form-encoded
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         app = next((a for a in self.sim.apps_by_token.values() if str(a.id) == client_id), None)
