@@ -15,12 +15,11 @@ import signal
 import sys
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from bot.__main__ import EXIT_BACKEND, EXIT_CONFIG, EXIT_OK, load_settings
 from bot.dashboard.app import create_dashboard_app
 from bot.dashboard.config import DashboardConfig, DashboardNotConfigured
-from bot.dashboard.metrics import DashboardMetrics
 from bot.db import DatabaseError, open_store
 from bot.logconfig import setup_logging
 from bot.settings import Settings
@@ -36,11 +35,11 @@ async def serve(settings: Settings, config: DashboardConfig) -> int:
         return EXIT_BACKEND
     runners: list[web.AppRunner] = []
     try:
-        metrics = DashboardMetrics()
-        app = create_dashboard_app(config, store, registry=metrics.registry)
+        registry = CollectorRegistry(auto_describe=True)
+        app = create_dashboard_app(config, store, registry=registry)
         sites = [(app, settings.dashboard_host, settings.dashboard_port)]
         if settings.http_port is not None:
-            sites.append((metrics_app(metrics), settings.http_host, settings.http_port))
+            sites.append((metrics_app(registry), settings.http_host, settings.http_port))
         for served, host, port in sites:
             runner = web.AppRunner(served, access_log=None)
             await runner.setup()
@@ -69,9 +68,12 @@ async def serve(settings: Settings, config: DashboardConfig) -> int:
         await store.close()
 
 
-def metrics_app(metrics: DashboardMetrics) -> web.Application:
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    """``/metrics`` of this process (bind it to loopback, as the bot's)."""
+
     async def render(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.add_routes([web.get("/metrics", render)])

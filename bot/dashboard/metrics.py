@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 PREFIX = "classifier_bot_dashboard"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -63,6 +63,3 @@ class DashboardMetrics:
             method = request.method if request.method in METHODS else "other"
             self.requests.labels(route, method, str(status)).inc()
             self.seconds.labels(route).observe(time.perf_counter() - started)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
