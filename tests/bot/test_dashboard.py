@@ -407,3 +407,35 @@ async def test_mounted_under_a_path_inside_another_aiohttp_app(tmp_path, http):
         assert names == {"Alpha", "Bravo"}
         cookie = next(c for c in http.cookie_jar if c.key == SESSION_COOKIE)
         assert cookie["path"] == "/dashboard"
+
+
+# --- settings -------------------------------------------------------------------------------
+def test_the_config_comes_from_the_settings_and_names_discords_oauth2_urls():
+    from pydantic import ValidationError
+
+    from bot.dashboard import DashboardConfig
+    from bot.settings import Settings
+
+    settings = Settings(
+        discord_token="t.o.k",
+        dashboard_public_url="https://bot.example/dashboard/",
+        discord_client_id=42,
+        discord_client_secret="a-client-secret",
+        dashboard_session_secret="s" * 32,
+        admin_user_ids="7, 8",
+    )
+    config = DashboardConfig.from_settings(settings)
+    assert config.public_url == "https://bot.example/dashboard"
+    assert config.redirect_uri == "https://bot.example/dashboard/callback"
+    # the spec's securitySchemes: https://discord.com/api/oauth2/{authorize,token}
+    assert config.authorize_url == "https://discord.com/api/oauth2/authorize"
+    assert config.token_url == "https://discord.com/api/oauth2/token"
+    assert config.origin == "https://bot.example" and config.base_path == "/dashboard"
+    assert config.secure and config.operator_ids == {7, 8}
+    assert "a-client-secret" not in repr(config) and "t.o.k" not in repr(config)
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(**{**settings.model_dump(), "dashboard_session_secret": "short"})
+    with pytest.raises(ValidationError, match="DISCORD_CLIENT_SECRET"):
+        Settings(discord_token="t", dashboard_public_url="https://x.example", discord_client_id=1)
+    with pytest.raises(ValidationError, match="without query"):
+        Settings(discord_token="t", dashboard_public_url="https://x.example/?a=1")
