@@ -69,6 +69,11 @@ class Settings(BackendSettings):
     feedback_images_kept: int = Field(200, ge=0, le=100_000)
     feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
     review_queue_max: int = Field(100, ge=1, le=100_000)
+    # a zip of labelled images (bot/cogs/teach/_archive.py); one image's limit is MAX_IMAGE_BYTES
+    archive_max_bytes: int = Field(100_000_000, ge=1024, le=10**10)
+    archive_max_entries: int = Field(2000, ge=1, le=100_000)
+    archive_max_total_bytes: int = Field(256_000_000, ge=1024, le=10**11)
+    archive_max_ratio: float = Field(100.0, ge=1, le=10_000)
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -81,6 +86,16 @@ class Settings(BackendSettings):
     # --- health and metrics endpoint (off unless HTTP_PORT is set) ----------------------
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(None, ge=0, le=65535)
+
+    # --- web dashboard (bot/dashboard; off unless DASHBOARD_PUBLIC_URL is set) -----------
+    dashboard_public_url: str | None = None
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8080, ge=0, le=65535)
+    discord_client_id: int | None = None
+    discord_client_secret: SecretStr | None = None
+    dashboard_session_secret: SecretStr | None = None
+    dashboard_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    dashboard_access_recheck_s: float = Field(30.0, ge=0, le=3600)
 
     @field_validator(
         "discord_cdn_hosts",
@@ -154,18 +169,52 @@ class Settings(BackendSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("shard_count", "http_port", mode="before")
+    @field_validator(
+        "shard_count",
+        "http_port",
+        "dashboard_public_url",
+        "discord_client_id",
+        "discord_client_secret",
+        "dashboard_session_secret",
+        mode="before",
+    )
     @classmethod
-    def _empty_port(cls, value: object) -> object:
+    def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("http_host")
+    @field_validator("http_host", "dashboard_host")
     @classmethod
     def _http_host(cls, value: str) -> str:
         host = value.strip()
         if not host or "/" in host or " " in host:
             raise ValueError(f"{value!r} is not a host name or IP address to bind")
         return host
+
+    @field_validator("dashboard_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")) or any(c in url for c in "?# "):
+            raise ValueError(f"{value!r} is not an http(s) URL without query or fragment")
+        return url
+
+    @model_validator(mode="after")
+    def _dashboard(self) -> Settings:
+        if self.dashboard_public_url is None:
+            return self
+        missing = [
+            name.upper()
+            for name in ("discord_client_id", "discord_client_secret", "dashboard_session_secret")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(f"DASHBOARD_PUBLIC_URL is set: {', '.join(missing)} must be too")
+        secret = self.dashboard_session_secret
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("DASHBOARD_SESSION_SECRET must be at least 32 characters")
+        return self
 
     @model_validator(mode="after")
     def _shards(self) -> Settings:

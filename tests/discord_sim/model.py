@@ -7,6 +7,7 @@ data; the HTTP/websocket layers live in ``server.py`` and ``gateway.py``.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,17 @@ class User:
             "bot": self.bot,
             "public_flags": 0,
         }
+
+    def full_payload(self) -> dict[str, Any]:
+        """Every field the spec's ``UserResponse`` requires (members fetched over REST)."""
+        return {**self.payload(), "flags": 0, "primary_guild": None}
+
+    def me_payload(self, *, email: bool = False) -> dict[str, Any]:
+        """``GET /users/@me`` (``UserPIIResponse``); ``email``: the token has that scope."""
+        data = {**self.full_payload(), "mfa_enabled": False, "locale": "en-US"}
+        if email:
+            data.update(email=f"{self.name}@users.example", verified=True)
+        return data
 
 
 @dataclass
@@ -395,6 +407,9 @@ class Application:
     token: str
     user: User
     message_content_allowed: bool = True
+    #: OAuth2: the client secret, and the redirect URIs registered in the portal
+    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    redirect_uris: list[str] = field(default_factory=list)
     global_commands: dict[tuple[str, int], Command] = field(default_factory=dict)
     guild_commands: dict[int, dict[tuple[str, int], Command]] = field(default_factory=dict)
     command_syncs: int = 0

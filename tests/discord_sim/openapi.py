@@ -8,6 +8,11 @@ the ``payload_json`` part of a multipart body) and query parameters with ``jsons
 
 Two things discord.py sends that the spec does not name but Discord accepts are allowed
 explicitly: snowflakes as JSON integers (``message_reference`` ids, ids of new attachments).
+
+The spec also says who may call a route (``security``: the bot token, or an OAuth2 bearer
+token with one of the listed scopes), names the OAuth2 flow's URLs and scopes
+(``components.securitySchemes.OAuth2``), and gives each answer's schema, against which the
+simulator checks its own answers (:meth:`DiscordSpec.response_errors`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import referencing
@@ -71,6 +77,22 @@ class Operation:
     spec: dict[str, Any]
     parameters: tuple[dict[str, Any], ...]
 
+    @property
+    def bot_token(self) -> bool:
+        """A bot token may call it."""
+        return any("BotToken" in req for req in self.spec.get("security", ()))
+
+    @property
+    def oauth2_scopes(self) -> frozenset[str]:
+        """A bearer token holding any one of these scopes may call it (empty: none may).
+
+        The spec lists one requirement per route; for ``/oauth2/@me`` it lists every scope,
+        which Discord means as "any of them", so the scopes are read as alternatives."""
+        scopes: set[str] = set()
+        for req in self.spec.get("security", ()):
+            scopes.update(req.get("OAuth2", ()))
+        return frozenset(scopes)
+
 
 def _rewrite_refs(node: Any) -> Any:
     """``#/components/...`` -> ``urn:discord-api-spec#/components/...`` (one registered
@@ -121,6 +143,13 @@ class DiscordSpec:
             self.routes.append((_template_regex(template), literal, template))
         self.routes.sort(key=lambda r: -r[1])
         self._validators: dict[int, jsonschema.protocols.Validator] = {}
+        flows = document["components"]["securitySchemes"]["OAuth2"]["flows"]
+        code_flow = flows["authorizationCode"]
+        #: the authorization-code flow's URLs, as paths (``/api/oauth2/authorize``...)
+        self.authorize_path = urlsplit(code_flow["authorizationUrl"]).path
+        self.token_path = urlsplit(code_flow["tokenUrl"]).path
+        #: every scope the authorization-code flow knows
+        self.oauth2_scopes = frozenset(code_flow["scopes"])
 
     def match(self, method: str, path: str) -> tuple[Operation | None, str | None]:
         """The operation for ``method path`` (path without the ``/api/v10`` prefix), or
@@ -173,6 +202,22 @@ class DiscordSpec:
         if errors:
             return SpecViolation(method, path, 400, 50035, "Invalid Form Body", tuple(errors))
         return None
+
+    def response_errors(
+        self, method: str, path: str, status: int, data: Any
+    ) -> list[tuple[str, str]]:
+        """What is wrong with an answer ``data`` to ``method path`` per the spec's
+        ``application/json`` schema for ``status`` (``[]``: nothing)."""
+        op, reason = self.match(method, path)
+        if op is None:
+            return [("route", str(reason))]
+        response = op.spec.get("responses", {}).get(str(status))
+        if response is None:
+            return [("status", f"{status} is not an answer of {op.template}")]
+        schema = response.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return [] if data is None else [("body", f"{op.template} answers {status} empty")]
+        return self._schema_errors(schema, data, "response")
 
     def _query_errors(self, op: Operation, query: dict[str, str]) -> list[tuple[str, str]]:
         declared = {p["name"]: p for p in op.parameters if p.get("in") == "query"}

@@ -32,6 +32,7 @@ from tests.discord_sim.model import (
     User,
     snowflake,
 )
+from tests.discord_sim.oauth2 import OAuth2Server
 from tests.discord_sim.openapi import SpecViolation
 from tests.discord_sim.server import RestApi
 from tests.discord_sim.validation import sign_path
@@ -109,6 +110,10 @@ class DiscordSimulator(FaultInjection, UserActions):
         self.spec_violations: list[SpecViolation] = []
         #: set by a test that sends bad requests on purpose; otherwise stop() fails on any
         self.expect_spec_violations = False
+        #: answers of the simulator that the spec's response schemas refuse (its own bugs;
+        #: stop() always fails on any)
+        self.response_violations: list[str] = []
+        self.oauth2 = OAuth2Server(self)
         self._rate_limits: list[list[Any]] = []
         #: [method, path_contains, times, status, code]: answered with that error instead
         self._failures: list[list[Any]] = []
@@ -140,6 +145,9 @@ class DiscordSimulator(FaultInjection, UserActions):
             await s.close(1001, "simulator stopping")
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.response_violations:
+            found = "\n  ".join(self.response_violations)
+            raise AssertionError(f"the simulator answered against Discord's spec:\n  {found}")
         if not self.expect_spec_violations:
             self.assert_spec_clean()
 

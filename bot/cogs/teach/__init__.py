@@ -9,11 +9,18 @@ taught, whichever way, is checked and stored there), labels as members type them
 Other features may use: :func:`teach_images` and :class:`TeachResult`,
 :func:`normalize_label` and :data:`LABEL_RULES`, :func:`server_labels`, and the label
 picker (:func:`label_picker`, :func:`picker_text`, and :func:`add_label_target` /
-:func:`remove_label_target` with a :class:`LabelTarget` for their own kinds of target).
+:func:`remove_label_target` with a :class:`LabelTarget` for their own kinds of target),
+and reading a zip of labelled images (:func:`read_label_archive`, ``_archive.py``).
 """
 
 from __future__ import annotations
 
+from bot.cogs.teach._archive import (
+    ArchiveContents,
+    ArchiveLimits,
+    ArchiveRefused,
+    read_label_archive,
+)
 from bot.cogs.teach._cog import TeachCog
 from bot.cogs.teach._label_picker import (
     PICKER_ITEMS,
@@ -30,6 +37,9 @@ from bot.core.client import ClassifierBot
 
 __all__ = [
     "LABEL_RULES",
+    "ArchiveContents",
+    "ArchiveLimits",
+    "ArchiveRefused",
     "LabelTarget",
     "TeachCog",
     "TeachResult",
@@ -37,6 +47,7 @@ __all__ = [
     "label_picker",
     "normalize_label",
     "picker_text",
+    "read_label_archive",
     "remove_label_target",
     "server_labels",
     "setup",

@@ -1,0 +1,171 @@
+"""The dashboard's pages: login with Discord, logout, the member's servers, a server.
+
+Every page that shows a member's data starts with :func:`current_session` (or gets the
+session from the CSRF middleware on a POST); every per-server page with
+``checker.require(session, guild_id)``, which answers 404 for any server the member may
+not open. Data then comes only from ``store.guild(access.guild_id)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from bot.dashboard.access import AccessChecker
+from bot.dashboard.config import SCOPES, DashboardConfig
+from bot.dashboard.discord_api import DiscordApi, DiscordUnavailable, LoginRejected
+from bot.dashboard.metrics import DashboardMetrics
+from bot.dashboard.security import CSRF_FIELD, SESSION
+from bot.dashboard.sessions import Session, SessionCookies, same_secret
+from bot.db import Store
+
+log = logging.getLogger(__name__)
+
+CONFIG: web.AppKey[DashboardConfig] = web.AppKey("dashboard_config", DashboardConfig)
+COOKIES: web.AppKey[SessionCookies] = web.AppKey("dashboard_cookies", SessionCookies)
+CHECKER: web.AppKey[AccessChecker] = web.AppKey("dashboard_access", AccessChecker)
+API: web.AppKey[DiscordApi] = web.AppKey("dashboard_discord_api", DiscordApi)
+STORE: web.AppKey[Store] = web.AppKey("dashboard_store", Store)
+METRICS: web.AppKey[DashboardMetrics] = web.AppKey("dashboard_metrics", DashboardMetrics)
+
+
+class LoginFailed(web.HTTPBadRequest):
+    """The login did not complete; the text says why and the page offers to start again."""
+
+
+def url(request: web.Request, name: str, **parts: str) -> str:
+    return str(request.app.router[name].url_for(**parts))
+
+
+def current_session(request: web.Request) -> Session | None:
+    session = request.get(SESSION)
+    if session is None:
+        session = request.app[COOKIES].read(request)
+        if session is not None:
+            request[SESSION] = session
+    return session
+
+
+def require_session(request: web.Request) -> Session:
+    """The logged-in member, or a redirect to the login page."""
+    session = current_session(request)
+    if session is None:
+        raise web.HTTPFound(url(request, "index"))
+    return session
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """A page; every page also gets ``user`` (the session or ``None``) and the CSRF field."""
+    session = current_session(request)
+    page = {
+        "user": session,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": session.csrf_token if session is not None else "",
+        **context,
+    }
+    return aiohttp_jinja2.render_template(template, request, page, status=status)
+
+
+# --- pages ----------------------------------------------------------------------------------
+async def index(request: web.Request) -> web.StreamResponse:
+    if current_session(request) is not None:
+        raise web.HTTPFound(url(request, "servers"))
+    return render(request, "index.html", {})
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """Send the member to Discord's consent page with a fresh ``state``."""
+    config = request.app[CONFIG]
+    response = web.HTTPFound("/")  # its Location is set below, once the state exists
+    state = request.app[COOKIES].begin_login(response)
+    query = urlencode(
+        {
+            "client_id": str(config.client_id),
+            "response_type": "code",
+            "scope": " ".join(SCOPES),
+            "redirect_uri": config.redirect_uri,
+            "state": state,
+        }
+    )
+    response.headers["Location"] = f"{config.authorize_url}?{query}"
+    raise response
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    """Discord sends the member back here with ``code`` and ``state`` (or ``error``)."""
+    app = request.app
+    metrics, cookies = app[METRICS], app[COOKIES]
+    expected = cookies.login_state(request)
+    if "error" in request.query:
+        metrics.logins.labels("denied").inc()
+        raise LoginFailed(text="The login was cancelled on Discord.")
+    if expected is None or not same_secret(request.query.get("state"), expected):
+        metrics.logins.labels("state_mismatch").inc()
+        raise LoginFailed(
+            text="This login could not be verified (it did not start here, or it took too "
+            "long). Please log in again."
+        )
+    code = request.query.get("code")
+    if not code:
+        metrics.logins.labels("refused").inc()
+        raise LoginFailed(text="Discord sent no authorization code. Please log in again.")
+    api = app[API]
+    try:
+        grant = await api.exchange_code(code)
+        user = await api.me(grant.access_token)
+    except LoginRejected:
+        metrics.logins.labels("refused").inc()
+        raise
+    except DiscordUnavailable:
+        metrics.logins.labels("discord_unavailable").inc()
+        raise
+    response = web.HTTPFound(url(request, "servers"))
+    cookies.end_login(response)
+    cookies.start(
+        response,
+        user_id=user.id,
+        name=user.name,
+        access_token=grant.access_token,
+        token_expires_in=grant.expires_in,
+    )
+    metrics.logins.labels("ok").inc()
+    log.info("dashboard login: user %s", user.id)
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST only, with the CSRF token (checked by the middleware)."""
+    response = web.HTTPFound(url(request, "index"))
+    request.app[COOKIES].end(response)
+    raise response
+
+
+async def servers(request: web.Request) -> web.StreamResponse:
+    session = require_session(request)
+    found = await request.app[CHECKER].servers(session)
+    return render(request, "servers.html", {"servers": found})
+
+
+async def server(request: web.Request) -> web.StreamResponse:
+    """One server's overview: the pattern every per-server page follows."""
+    session = require_session(request)
+    access = await request.app[CHECKER].require(session, int(request.match_info["guild_id"]))
+    scope = request.app[STORE].guild(access.guild_id)
+    labels = sorted((await scope.label_counts()).items())
+    model = await scope.current_model()
+    return render(
+        request,
+        "server.html",
+        {
+            "server": access,
+            "labels": labels,
+            "taught": sum(n for _, n in labels),
+            "model": model,
+        },
+    )
