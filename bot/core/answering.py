@@ -68,10 +68,20 @@ class Answering:
         if exc is None and error is not None:
             raise error
 
+    async def expect(self, seconds: float) -> None:
+        """The answer is expected in ``seconds`` (e.g. a wait for its turn at the door):
+        past ``defer_after_s``, "thinking..." is shown now rather than when the timer ends
+        (a wait of more than 3 s would otherwise outlast Discord's limit)."""
+        if seconds > self._defer_after_s:
+            await self._defer_now()
+
     async def _defer_later(self) -> None:
         await asyncio.sleep(self._defer_after_s)
+        await self._defer_now()
+
+    async def _defer_now(self) -> None:
         async with self._lock:
-            if not self._settled:
+            if not self._settled and not self._interaction.response.is_done():
                 await defer_public(self._interaction)
 
     async def _settle(self) -> None:

@@ -10,6 +10,7 @@ from golem_backend import (
     BackendError,
     BackendStatus,
     BackendUnavailable,
+    Capacity,
     LabelScore,
     ModelRef,
     Outcome,
@@ -25,6 +26,8 @@ class ScriptedBackend(Backend):
 
     ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
     ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart.
+    ``capacity()`` reports ``images_per_s`` and ``slots`` as the test sets them, and the
+    images in ``classify`` now (the door, ``bot.core.admission``, reads it).
     """
 
     kind = "scripted"
@@ -38,6 +41,9 @@ class ScriptedBackend(Backend):
         self.gate: asyncio.Event | None = None
         self.started = self.stopped = False
         self.calls: list[int] = []
+        self.images_per_s = 1000.0  # what capacity() reports
+        self.slots = 8
+        self.in_flight = 0  # images in classify() now
         self.requests: list[tuple[ModelRef | None, str | None]] = []  # (model, tenant)
         self.trained: list[TrainingSet | None] = []
         self.heads: dict[str, tuple[str, ...]] = {}  # model id -> labels, from retrain()
@@ -67,12 +73,16 @@ class ScriptedBackend(Backend):
         self.calls.append(len(images))
         self.requests.append((model, tenant))
         self.entered.set()
-        if self.gate is not None:
-            try:
-                await self.gate.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+        self.in_flight += len(images)
+        try:
+            if self.gate is not None:
+                try:
+                    await self.gate.wait()
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+        finally:
+            self.in_flight -= len(images)
         if self.fail_with is not None:
             raise self.fail_with
         if model is not None:  # a server head answers with its own first label
@@ -132,6 +142,10 @@ class ScriptedBackend(Backend):
                 "label_counts": counts,
             },
         )
+
+    def capacity(self) -> Capacity:
+        units = 1 if self.images_per_s > 0 else 0
+        return Capacity(self.images_per_s, self.in_flight, self.slots, units, measured=True)
 
     async def status(self) -> BackendStatus:
         if self.status_error is not None:

@@ -163,7 +163,14 @@ async def decide(
         await show_review(interaction, scope, "That correction's image is gone; dropped it.")
         return
     [result] = await teach_images(
-        bot, scope, label, [("image", data)], user_id=item.user_id, user_name=item.user_name
+        bot,
+        scope,
+        label,
+        [("image", data)],
+        path="review_approval",
+        member_id=interaction.user.id,
+        user_id=item.user_id,
+        user_name=item.user_name,
     )
     if result.learned or result.duplicate:
         await scope.drop_review_item(item_id)

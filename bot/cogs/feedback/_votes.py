@@ -221,7 +221,14 @@ async def correct(
     await interaction.response.defer()  # deferred update: teaching checks the image first
     if await can_train(bot, interaction):
         [result] = await teach_images(
-            bot, scope, label, [(f"answer {answer_id}", data)], user_id=user.id, user_name=str(user)
+            bot,
+            scope,
+            label,
+            [(f"answer {answer_id}", data)],
+            path="correction",
+            member_id=user.id,
+            user_id=user.id,
+            user_name=str(user),
         )
         text = (
             f"Thanks! The image is {result.line}; it's used by the next /retrain."

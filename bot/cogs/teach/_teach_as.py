@@ -9,7 +9,7 @@ import discord
 
 from bot.cogs.teach._teach_images import (
     MAX_TEACH_IMAGES,
-    download_all,
+    attachment_sources,
     teach_images,
     teach_report,
 )
@@ -60,7 +60,14 @@ async def teach_message(
     scope = server_scope(bot, interaction)
     user = interaction.user
     results = await teach_images(
-        bot, scope, label, await download_all(bot, images), user_id=user.id, user_name=str(user)
+        bot,
+        scope,
+        label,
+        attachment_sources(images),
+        path="teach_as",
+        member_id=user.id,
+        user_id=user.id,
+        user_name=str(user),
     )
     report = await teach_report(bot, scope, label, results)
     await interaction.edit_original_response(content=report, view=None)
