@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 from golem_backend import (
@@ -203,3 +204,46 @@ class DecodingBackend(ScriptedBackend):
 
     async def status(self) -> BackendStatus:
         return BackendStatus("dev", True, "dev-1", ("daisy", "sunflower", "tulip"), 0.9, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Held:
+    tenant: str | None
+    images: int
+    answer: asyncio.Future[None]
+
+
+class HeldBackend(ScriptedBackend):
+    """Holds every classification until the test answers it (``answer``), in any order:
+    ``held`` lists the requests in the backend now, oldest first; ``arrivals`` every
+    request's tenant in the order it reached the backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Held] = []
+        self.arrivals: list[str | None] = []
+
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        held = Held(tenant, len(images), asyncio.get_running_loop().create_future())
+        self.held.append(held)
+        self.arrivals.append(tenant)
+        self.in_flight += len(images)
+        try:
+            await held.answer
+        finally:
+            self.in_flight -= len(images)
+            self.held.remove(held)
+        return await super().classify(images, top_k, model=model, tenant=tenant)
+
+    def answer(self, index: int = 0) -> Held:
+        """Let the ``index``-th held request (oldest first) be answered."""
+        held = self.held[index]
+        held.answer.set_result(None)
+        return held

@@ -110,7 +110,6 @@ class AutoClassifyCog(commands.Cog):
             note = f"Only the first {cap} of {len(images)} images were classified."
         images = images[:cap]
         try:
-            model = await model_of(scope)
             async with admitted(
                 bot,
                 server_id=guild.id,
@@ -119,7 +118,12 @@ class AutoClassifyCog(commands.Cog):
                 images=len(images),
             ) as turn:
                 answers = await classify_attachments(
-                    bot, turn, images, bot.settings.top_k, model=model, tenant=scope.tenant
+                    bot,
+                    turn,
+                    images,
+                    bot.settings.top_k,
+                    model=await model_of(scope),
+                    tenant=scope.tenant,
                 )
             rules = {rule.label: rule for rule in await scope.rules()}
             plan = plan_message(rules, [a.prediction for a in answers])

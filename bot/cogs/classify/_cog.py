@@ -90,14 +90,13 @@ class ClassifyCog(commands.Cog):
         precheck(bot, image)  # the metadata first: a refused image is never queued
         scope = scope_of(bot, interaction)
         async with Answering(interaction) as answering:
-            model = await model_of(scope)
             async with self._door(interaction, answering, "classify", 1) as turn:
                 [answer] = await classify_attachments(
                     bot,
                     turn,
                     [image],
                     top_k or bot.settings.top_k,
-                    model=model,
+                    model=await model_of(scope),
                     tenant=tenant_of(interaction),
                 )
             if answer.error is not None:
@@ -114,14 +113,13 @@ class ClassifyCog(commands.Cog):
         images, note = select_images(message.attachments, bot.settings.max_images_per_message)
         scope = scope_of(bot, interaction)
         async with Answering(interaction) as answering:
-            model = await model_of(scope)
             async with self._door(interaction, answering, "menu", len(images)) as turn:
                 answers = await classify_attachments(
                     bot,
                     turn,
                     images,
                     bot.settings.top_k,
-                    model=model,
+                    model=await model_of(scope),
                     tenant=tenant_of(interaction),
                 )
             if all(a.prediction is None for a in answers):

@@ -91,7 +91,6 @@ async def teach_images(
     good: list[int] = []
     outcomes: list[object] = []
     if todo:
-        model = await model_of(scope)
         async with admitted(
             bot,
             server_id=scope.scope_id or None,
@@ -104,6 +103,7 @@ async def teach_images(
             fetched.update(zip(todo, data, strict=True))
             good = [i for i in todo if isinstance(fetched[i], bytes)]
             if good:
+                model = await model_of(scope)
                 try:
                     outcomes = list(
                         await classify_images(
