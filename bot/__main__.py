@@ -178,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(loaded, int):
         return loaded
     settings = loaded
-    secrets = [settings.discord_token.get_secret_value()]
-    if settings.yagna_appkey is not None:
-        secrets.append(settings.yagna_appkey.get_secret_value())
-    setup_logging(settings.log_level, secrets, settings.log_format)
+    setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
     try:
         return asyncio.run(run(settings))
     except KeyboardInterrupt:

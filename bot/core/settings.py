@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -163,6 +164,30 @@ class Settings(BackendSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
         return self.database_url.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process may hold, for the logs to redact: the bot token, the
+        yagna app key (set, or the first line of ``YAGNA_APPKEY_FILE`` when it can be read),
+        the database password, the OAuth2 client secret and the session key."""
+        values = [self.discord_token.get_secret_value()]
+        for secret in (
+            self.yagna_appkey,
+            self.discord_client_secret,
+            self.dashboard_session_secret,
+        ):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        if self.yagna_appkey_file is not None:
+            try:
+                with self.yagna_appkey_file.open("rb") as fh:
+                    first = fh.read(4096).decode("utf-8", "replace").splitlines()[:1]
+            except OSError:
+                first = []
+            values.extend(line.strip() for line in first)
+        password = urlsplit(self.database_url_value).password
+        if password:
+            values.extend({password, unquote(password)})
+        return [v for v in values if v]
 
     @field_validator("log_format", mode="before")
     @classmethod
