@@ -67,6 +67,7 @@ class Settings(BackendSettings):
     feedback_images_kept: int = Field(200, ge=0, le=100_000)
     feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
     review_queue_max: int = Field(100, ge=1, le=100_000)
+    review_max_per_member: int = Field(3, ge=1, le=1000)  # waiting corrections per member
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -68,6 +68,7 @@ def quotas_from(settings: Settings) -> Quotas:
         feedback_images=settings.feedback_images_kept,
         feedback_hours=settings.feedback_window_hours,
         review_items=settings.review_queue_max,
+        review_per_member=settings.review_max_per_member,
     )
 
 
