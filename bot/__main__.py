@@ -7,6 +7,8 @@ Exit codes:
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start
+  7  the database and the data folder do not belong together (the start was refused and
+     nothing changed; the message names both and the command that fixes it)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import discord
 from pydantic import ValidationError
 
 from bot.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
+from bot.db.engine import DataMismatch
 from bot.health import HealthEndpointFailed
 from bot.logconfig import setup_logging
 from bot.settings import Settings
@@ -30,6 +33,7 @@ from bot.sharding import create_bot
 log = logging.getLogger("bot")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKEN, EXIT_INTENT, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+EXIT_DATA_MISMATCH = 7
 
 
 def load_settings() -> Settings | int:
@@ -97,6 +101,9 @@ def exit_code_for(exc: BaseException | None) -> int:
             "Gateway Intents, or set MESSAGE_CONTENT_INTENT=false."
         )
         return EXIT_INTENT
+    if isinstance(exc, DatabaseStartFailed) and isinstance(exc.__cause__, DataMismatch):
+        log.error("%s", exc)
+        return EXIT_DATA_MISMATCH
     if isinstance(exc, DatabaseStartFailed):
         log.error("The database could not be opened: %s", exc)
         return EXIT_BACKEND
@@ -119,7 +126,7 @@ def exit_code_for(exc: BaseException | None) -> int:
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["db"]:  # python -m bot db upgrade|current|repair
+    if sys.argv[1:2] == ["db"]:  # python -m bot db upgrade|current|repair|backup|restore|copy
         from bot.db.cli import main as db_main
 
         return db_main(sys.argv[2:])

@@ -1,14 +1,16 @@
 """The bot's database (SQLAlchemy 2 async + Alembic) and the files its rows name.
 
-``open_store(settings)`` connects, migrates, imports the old JSON state once and repairs
-database/file consistency; then ``store.guild(id)`` is the only way to a server's data.
+``open_store(settings)`` connects, migrates, imports the old JSON state once and checks
+that the database and the data folder belong together (``bot.db.repair``: it refuses with
+:class:`DataMismatch`, and never deletes); then ``store.guild(id)`` is the only way to a
+server's data.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.db.engine import DatabaseError, DatabaseTooNew
+from bot.db.engine import DatabaseError, DatabaseTooNew, DataMismatch
 from bot.db.guild_data import ScopedData, StoreWriteError
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
 from bot.db.records import (
@@ -35,6 +37,7 @@ __all__ = [
     "ANY_LABEL",
     "DEFAULT_SCOPE",
     "AnswerRecord",
+    "DataMismatch",
     "DatabaseError",
     "DatabaseTooNew",
     "Forgotten",
@@ -73,15 +76,16 @@ def quotas_from(settings: Settings) -> Quotas:
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connect, migrate, import ``bot-state.json`` once, repair; :class:`DatabaseError`."""
+    """Connect, migrate, import ``bot-state.json`` once, check the data folder;
+    :class:`DatabaseError` (:class:`DataMismatch`: the start must be refused)."""
     from bot.db.legacy import import_json_state
-    from bot.db.repair import repair
+    from bot.db.repair import check_at_start
 
     store = Store(settings.database_url_value, settings.data_dir, quotas_from(settings))
     await store.open()
     try:
         await import_json_state(store, settings.state_path)
-        await repair(store)
+        await check_at_start(store)
     except BaseException:
         await store.close()
         raise

@@ -215,6 +215,14 @@ class Removals:
             log.info("finished a removal a forget or pruning had recorded: %s", path)
         return report
 
+    async def forget_pending(self) -> int:
+        """Drop every recorded removal without carrying it out (``db repair --apply`` on a
+        database that belonged to another folder); how many."""
+        async with self._lock, self._store.sessions() as s, s.begin():
+            result = await s.execute(delete(PendingRemovalRow))
+            self._done = []
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def pending_paths(self) -> set[Path]:
         """Files and folders recorded for removal (not orphans: they are on their way)."""
         async with self._store.sessions() as s:
