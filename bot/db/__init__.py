@@ -80,8 +80,10 @@ async def open_store(settings: Settings) -> Store:
     :class:`DatabaseError` (:class:`DataMismatch`: the start must be refused)."""
     from bot.db.legacy import import_json_state
     from bot.db.repair import check_at_start
+    from golem_backend.feature_cache import cache_evictor
 
     store = Store(settings.database_url_value, settings.data_dir, quotas_from(settings))
+    store.evict_features = cache_evictor(settings.cache_path)
     await store.open()
     try:
         await import_json_state(store, settings.state_path)
