@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 #: An answer book older than this is recounted (answers another process recorded).
 ANSWER_BOOK_TTL_S = 60.0
 
+#: Row ids are 32-bit on PostgreSQL (``Integer``): an id from a custom id outside
+#: 1..ID_MAX names no row (and would make the driver raise instead of finding none).
+ID_MAX = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    return 0 < value <= ID_MAX
+
 
 @dataclass(slots=True)
 class AnswerBook:
@@ -150,7 +158,9 @@ class ScopeFeedback(ScopeBase):
 
     async def answer(self, answer_id: int) -> AnswerRecord | None:
         """This server's answer ``answer_id`` (``None`` if it is another server's, expired
-        or forgotten)."""
+        or forgotten, or not a row id at all: a forged custom id)."""
+        if not is_row_id(answer_id):
+            return None
         async with self._session() as s:
             row = await s.scalar(
                 select(AnswerRow).where(
@@ -249,6 +259,8 @@ class ScopeFeedback(ScopeBase):
     ) -> Tally | None:
         """Count ``user_id``'s vote on an answer; a second vote replaces the first.
         ``None`` if the answer is not this server's (any more)."""
+        if not is_row_id(answer_id):
+            return None
         async with self._write() as s:
             answer = await s.scalar(
                 select(AnswerRow.id).where(
@@ -398,6 +410,8 @@ class ScopeFeedback(ScopeBase):
     async def review_item(self, item_id: int) -> ReviewItem | None:
         """This server's waiting item ``item_id``; ``None`` if it is not (or its image is
         missing: it waits until the file is back)."""
+        if not is_row_id(item_id):
+            return None
         async with self._session() as s:
             row = await s.scalar(
                 select(ReviewItemRow).where(
@@ -415,6 +429,8 @@ class ScopeFeedback(ScopeBase):
 
     async def drop_review_item(self, item_id: int) -> bool:
         """Remove a decided item (and its image unless another row names it)."""
+        if not is_row_id(item_id):
+            return False
         return bool(await self._forget_feedback(ReviewItemRow.id == item_id, None, None))
 
     async def _forget_feedback(self, items: Any, answers: Any, votes: Any) -> int:

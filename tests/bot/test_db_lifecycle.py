@@ -207,6 +207,19 @@ async def test_review_items_remember_their_channel_for_reviewers(store: Store):
     assert await g.review_queue(channels=set()) == (None, 0)
 
 
+async def test_ids_no_row_can_have_find_nothing_instead_of_raising(store: Store):
+    """Forged custom ids (issue 19, finding 7): past 2^63, past PostgreSQL's 32-bit ids,
+    zero, negative."""
+    g = store.guild(A)
+    real = await answer_in(store, 80, "red")
+    for forged in (2**64 + 5, 2**63, 2**31, 0, -3):
+        assert await g.answer(forged) is None
+        assert await g.vote(forged, BOB, right=True) is None
+        assert await g.review_item(forged) is None
+        assert await g.drop_review_item(forged) is False
+    assert await g.answer(real) is not None
+
+
 # --- the upgrade from 0003 ----------------------------------------------------------------------
 def _upgrade_to(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
