@@ -357,7 +357,7 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                     features={r.sha256 for r in rows} - still_digests,
                 )
             await removals.carry_out(pending)
-        await removals.evict_pending()
+        removals.evict_soon()
         return Forgotten(images=len(rows), files=len(gone))
 
     async def forget_all(self) -> Forgotten:
@@ -392,7 +392,7 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                     s, folders=[self.folder], features=digests
                 )
             await self._store.removals.carry_out(pending)
-        await self._store.removals.evict_pending()
+        self._store.removals.evict_soon()
         return Forgotten(images=int(n_images or 0), models=int(n_models or 0))
 
     # --- retrains ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ there when the backup copies it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -99,6 +100,8 @@ class Removals:
         #: records carried out whose rows are dropped by the next :meth:`queue` (in that
         #: transaction: no commit of their own on hot paths such as recording an answer)
         self._done: list[int] = []
+        self._evicting: asyncio.Task[None] | None = None
+        self._evict_again = False
 
     @property
     def evicts_features(self) -> bool:
@@ -142,6 +145,46 @@ class Removals:
             else:
                 await asyncio.to_thread(files.remove_tree, path)
             self._done.append(row.id)
+
+    def evict_soon(self) -> None:
+        """Evict the pending digests in the background (a child process, about a second:
+        a forget answers its user without waiting). One run at a time; a forget during a
+        run gets another run after it."""
+        if self._store.evict_features is None:
+            return
+        if self._evicting is not None and not self._evicting.done():
+            self._evict_again = True
+            return
+        self._evicting = asyncio.create_task(self._evict_until_done(), name="evict-features")
+
+    async def _evict_until_done(self) -> None:
+        while True:
+            self._evict_again = False
+            try:
+                await self.evict_pending()
+            except Exception:  # the database went away: the next start tries again
+                log.exception("evicting forgotten images from the feature cache failed")
+                return
+            if not self._evict_again:
+                return
+
+    async def evictions_done(self) -> None:
+        """Wait until the background eviction (if any) has finished."""
+        while self._evicting is not None and not self._evicting.done():
+            await asyncio.shield(self._evicting)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """At close: let a running eviction finish (bounded), else cancel it; what it had
+        not done stays pending for the next start."""
+        task = self._evicting
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def evict_pending(self) -> int:
         """Evict every pending digest from the feature cache (one call); how many. A

@@ -74,6 +74,7 @@ class Store:
         self._sessions = db_engine.make_sessions(engine)
 
     async def close(self) -> None:
+        await self.removals.stop()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

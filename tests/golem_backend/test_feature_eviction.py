@@ -147,8 +147,10 @@ async def test_forgetting_evicts_the_images_features(store: Store):
     daisies = await taught_and_cached(store, "daisy", 2)
     roses = await taught_and_cached(store, "rose", 2)
     await store.guild(A).forget_label("daisy")
+    await store.removals.evictions_done()  # in the background: the forget did not wait
     assert cached(cache_path) == set(roses)
     await store.guild(A).forget_all()
+    await store.removals.evictions_done()
     assert cached(cache_path) == set()
     assert not set(daisies) & cached(cache_path)
 
@@ -162,8 +164,30 @@ async def test_an_eviction_that_failed_is_done_at_the_next_start(store: Store):
 
     store.evict_features = busy
     await store.guild(A).forget_user(7)
+    await store.removals.evictions_done()
     assert cached(cache_path) == set(digests)  # still there: pending
     store.evict_features = cache_evictor(cache_path)
     report = await check_at_start(store, grace_s=0)
     assert report.removals.features == 2
     assert cached(cache_path) == set()
+
+
+async def test_a_forget_does_not_wait_for_the_eviction(store: Store):
+    """A forget answers its user (a Discord interaction has 3 s) while the child process
+    evicts; closing the store lets a running eviction finish."""
+    await taught_and_cached(store, "daisy", 1)
+    started, release = asyncio.Event(), asyncio.Event()
+    evicted: list[list[str]] = []
+
+    async def slow(digests: list[str]) -> None:
+        started.set()
+        await release.wait()
+        evicted.append(digests)
+
+    store.evict_features = slow
+    await asyncio.wait_for(store.guild(A).forget_label("daisy"), 5)
+    await asyncio.wait_for(started.wait(), 5)
+    assert evicted == []
+    release.set()
+    await store.close()  # waits for it
+    assert len(evicted) == 1 and len(evicted[0]) == 1
