@@ -276,10 +276,12 @@ async def _backup(settings: Settings, archive: Path) -> None:
 
 
 async def _restore(settings: Settings, archive: Path, *, force: bool) -> None:
-    from bot.db import backup as backups
+    from bot.db import restore as restores
 
     url = settings.database_url_value
-    report = await backups.restore(url, settings.data_dir, archive, force=force, progress=_progress)
+    report = await restores.restore(
+        url, settings.data_dir, archive, force=force, progress=_progress
+    )
     rows = sum(t.rows for t in report.tables)
     print(
         f"restored {len(report.tables)} tables ({rows} rows) into {safe_url(url)} and "

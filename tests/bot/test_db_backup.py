@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from bot.db import Store
 from bot.db import backup as backups
+from bot.db import restore as restores
 from bot.db.identity import read_identities
 from bot.db.removals import BACKUP_MARKER
 from bot.db.repair import check_at_start
@@ -161,7 +162,7 @@ async def test_files_forgotten_after_the_snapshot_are_still_in_the_backup(
             await store.close()
         restored_data = tmp_path / "restored"
         restored_url = f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}"
-        await backups.restore(restored_url, restored_data, tmp_path / "b.tar")
+        await restores.restore(restored_url, restored_data, tmp_path / "b.tar")
         again = Store(restored_url, restored_data)
         await again.open()
         try:
