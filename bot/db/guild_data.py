@@ -254,6 +254,8 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                     )
                 )
                 if same is not None:
+                    if same.missing_since is not None:  # its file was lost: back now
+                        await self._file_back(same, data)
                     return False, await self._count_label(s, label)
                 known = await s.scalar(
                     select(func.count())
@@ -304,6 +306,22 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                 count = await self._count_label(s, label)
         self._store.taught_recorded(self.scope_id)
         return True, count
+
+    async def _file_back(self, row: TaughtImageRow, data: bytes) -> None:
+        """The same image taught again while its row is marked missing: write the file
+        and clear the mark (the caller holds the scope's lock)."""
+        path = self.images_dir / row.file_name
+        try:
+            await asyncio.to_thread(files.write_atomic, path, data)
+            async with self._write() as s:
+                await s.execute(
+                    update(TaughtImageRow)
+                    .where(TaughtImageRow.id == row.id)
+                    .values(missing_since=None)
+                )
+        except OSError as exc:
+            log.error("could not write taught image %s: %s", path, exc)
+            raise StoreWriteError() from exc
 
     async def _count_label(self, s: AsyncSession, label: str) -> int:
         n = await s.scalar(

@@ -102,6 +102,8 @@ class Removals:
         self._done: list[int] = []
         self._evicting: asyncio.Task[None] | None = None
         self._evict_again = False
+        self._deferred = False  # this process held back removals while a backup ran
+        self._sweep: asyncio.Task[RemovalReport] | None = None
 
     @property
     def evicts_features(self) -> bool:
@@ -135,8 +137,14 @@ class Removals:
         :meth:`evict_pending`). The caller holds the scope's lock, so no write of this
         process can name a file again meanwhile."""
         targets = [r for r in rows if r.kind in (FILE, FOLDER)]
-        if not targets or backup_running(self._store.data_dir):
+        if not targets:
             return
+        if backup_running(self._store.data_dir):
+            self._deferred = True  # done by the backup at its end, or by the next sweep
+            return
+        if self._deferred and (self._sweep is None or self._sweep.done()):
+            self._deferred = False  # e.g. the backup was killed: do what waited
+            self._sweep = asyncio.create_task(self.run_pending(), name="removals-sweep")
         data_dir = self._store.data_dir
         for row in targets:
             path = data_dir / row.target
@@ -176,15 +184,17 @@ class Removals:
     async def stop(self, timeout_s: float = 10.0) -> None:
         """At close: let a running eviction finish (bounded), else cancel it; what it had
         not done stays pending for the next start."""
-        task = self._evicting
-        if task is None or task.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._sweep, self._evicting):
+            if task is None or task.done():
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except Exception:
+                log.exception("a background removal failed; the next start finishes it")
 
     async def evict_pending(self) -> int:
         """Evict every pending digest from the feature cache (one call); how many. A
@@ -220,8 +230,9 @@ class Removals:
             return len(digests)
 
     async def run_pending(self) -> RemovalReport:
-        """Carry out every recorded removal (at start, before the consistency check's
-        survey of orphans): each file or folder is re-checked against the rows."""
+        """Carry out every recorded removal (at start, after a backup, after deferrals):
+        each file or folder is re-checked against its server's rows under that server's
+        lock, so no write of this process can name a file again meanwhile."""
         report = RemovalReport()
         data_dir = self._store.data_dir
         async with self._lock:
@@ -231,22 +242,27 @@ class Removals:
                         select(PendingRemovalRow).where(PendingRemovalRow.kind != FEATURES)
                     )
                 )
-                named = await named_files(s) if rows else set()
             if rows and backup_running(data_dir):
                 report.deferred += len(rows)
                 rows = []
             done: list[int] = []
             for row in rows:
                 target = data_dir / row.target
-                if row.kind == FILE:
-                    if _named(named, data_dir, target):
-                        report.kept.append(target)
-                    elif await asyncio.to_thread(target.is_file):
-                        await asyncio.to_thread(files.unlink, target)
-                        report.files.append(target)
-                else:  # a forgotten server's folder: what no row names again
-                    removed = await asyncio.to_thread(_clear_folder, data_dir, target, named)
-                    report.files.extend(removed)
+                scope = _scope_of(data_dir, target)
+                if scope is not None:
+                    async with self._store.lock(scope):
+                        async with self._store.sessions() as s:
+                            named = await named_files(s, scope)
+                        if row.kind == FILE and _named(named, data_dir, target):
+                            report.kept.append(target)
+                        elif row.kind == FILE and await asyncio.to_thread(target.is_file):
+                            await asyncio.to_thread(files.unlink, target)
+                            report.files.append(target)
+                        elif row.kind == FOLDER:  # a forgotten server's: what no row names
+                            removed = await asyncio.to_thread(
+                                _clear_folder, data_dir, target, named
+                            )
+                            report.files.extend(removed)
                 done.append(row.id)
             done += self._done
             self._done = []
@@ -275,21 +291,29 @@ class Removals:
             return {self._store.data_dir / target for (target,) in rows}
 
 
-async def named_files(s: AsyncSession) -> set[tuple[int, str, str]]:
-    """(scope, kind, file name) of every file a row names."""
+async def named_files(s: AsyncSession, scope: int) -> set[tuple[int, str, str]]:
+    """(scope, kind, file name) of every file a row of ``scope`` names."""
     named: set[tuple[int, str, str]] = set()
-    for scope, name in await s.execute(select(TaughtImageRow.guild_id, TaughtImageRow.file_name)):
-        named.add((scope, "images", name))
-    for scope, name in await s.execute(select(ModelRow.guild_id, ModelRow.file_name)):
-        named.add((scope, "models", name))
-    answers = select(AnswerRow.guild_id, AnswerRow.file_name).where(
-        AnswerRow.file_name.is_not(None)
-    )
-    for scope, name in await s.execute(answers):
-        named.add((scope, "feedback", name))
-    for scope, name in await s.execute(select(ReviewItemRow.guild_id, ReviewItemRow.file_name)):
-        named.add((scope, "feedback", name))
+    for kind, table in (
+        ("images", TaughtImageRow),
+        ("models", ModelRow),
+        ("feedback", AnswerRow),
+        ("feedback", ReviewItemRow),
+    ):
+        query = select(table.file_name).where(table.guild_id == scope, table.file_name.is_not(None))
+        named.update((scope, kind, name) for name in await s.scalars(query))
     return named
+
+
+def _scope_of(data_dir: Path, path: Path) -> int | None:
+    """The scope of a path under ``DATA_DIR/guilds/<scope>/``; ``None`` if it is not one."""
+    try:
+        parts = path.relative_to(data_dir).parts
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[0] != "guilds":
+        return None
+    return files.scope_id_of(parts[1])
 
 
 def _named(named: set[tuple[int, str, str]], data_dir: Path, path: Path) -> bool:

@@ -10,6 +10,8 @@ import asyncio
 import hashlib
 import io
 import json
+import socket
+import sys
 import tarfile
 from pathlib import Path
 
@@ -263,3 +265,34 @@ async def test_a_damaged_or_hostile_archive_is_refused_before_anything_changes(
         ["restore", str(tmp_path / "none.tar")], db_env(tmp_path / "t", None), tmp_path
     )
     assert code == 3 and "does not exist" in err
+
+
+async def test_deletions_held_back_by_a_backup_that_died_are_done_by_the_next_forget(
+    tmp_path: Path,
+):
+    """A backup killed before it could carry out what waited: the bot process, which
+    held them back, does them at its next forget (not only at its next start)."""
+    data = tmp_path / "data"
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", data)
+    await store.open()
+    try:
+        g = store.guild(A)
+        for i in range(3):
+            await g.add_taught(f"l{i}", image(i), "jpg", user_id=7, user_name="ann")
+        paths = {r.label: r.path for r in await g.taught()}
+        backup = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(60)"
+        )
+        (data / BACKUP_MARKER).write_text(f"pid={backup.pid} host={socket.gethostname()}\n")
+        await g.forget_label("l0")
+        assert paths["l0"].exists()  # held back: a backup runs
+        backup.kill()  # it dies; its marker stays, stale
+        await backup.wait()
+        await g.forget_label("l1")
+        assert not paths["l1"].exists()
+        await store.removals.stop()  # the sweep it started
+        assert not paths["l0"].exists() and paths["l2"].exists()
+        async with store.sessions() as s:
+            assert list(await s.scalars(select(PendingRemovalRow.target))) == []
+    finally:
+        await store.close()

@@ -113,6 +113,20 @@ async def test_a_start_keeps_rows_whose_file_is_missing_and_sets_orphans_aside(s
     assert served is not None and served.model_id == "m2"
 
 
+async def test_teaching_a_missing_image_again_makes_its_row_whole(store: Store):
+    g = store.guild(A)
+    data = flower_bytes("daisy", 5)
+    await g.add_taught("daisy", data, "jpg", user_id=7, user_name="ann")
+    await teach(store, A, 2, label="rose")
+    [row] = [r for r in await g.taught() if r.label == "daisy"]
+    row.path.unlink()
+    assert len((await check_at_start(store, grace_s=0)).marked_missing) == 1
+    assert [r.label for r in await g.taught()] == ["rose", "rose"]
+    added, count = await g.add_taught("daisy", data, "jpg", user_id=9, user_name="bob")
+    assert (added, count) == (False, 1) and row.path.read_bytes() == data
+    assert await g.missing_files() == {} and len(await g.taught()) == 3
+
+
 async def test_a_start_leaves_young_unnamed_files_alone(store: Store):
     """Another process sharing the database wrote a file and is about to commit its row."""
     await check_at_start(store, grace_s=0)  # the installation's identity
