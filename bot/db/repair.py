@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import files
 from bot.db.engine import DataMismatch, safe_url
@@ -228,7 +229,7 @@ async def survey(store: Store, grace_s: float | None = None) -> Survey:
     return found
 
 
-async def _named_rows(s: object) -> list[NamedFile]:
+async def _named_rows(s: AsyncSession) -> list[NamedFile]:
     rows: list[NamedFile] = []
     q = select(
         TaughtImageRow.id,
@@ -237,17 +238,17 @@ async def _named_rows(s: object) -> list[NamedFile]:
         TaughtImageRow.missing_since,
         TaughtImageRow.label,
     )
-    for row_id, scope, name, since, label in await s.execute(q):  # type: ignore[attr-defined]
+    for row_id, scope, name, since, label in await s.execute(q):
         what = f"taught image {name} ({label}) of {_scope(scope)}"
         rows.append(NamedFile("taught_images", row_id, scope, "images", name, since, what))
     q = select(ModelRow.id, ModelRow.guild_id, ModelRow.file_name, ModelRow.missing_since)
-    for row_id, scope, name, since in await s.execute(q):  # type: ignore[attr-defined]
+    for row_id, scope, name, since in await s.execute(q):
         what = f"model {name} of {_scope(scope)}"
         rows.append(NamedFile("models", row_id, scope, "models", name, since, what))
     q = select(
         AnswerRow.id, AnswerRow.guild_id, AnswerRow.file_name, AnswerRow.missing_since
     ).where(AnswerRow.file_name.is_not(None))
-    for row_id, scope, name, since in await s.execute(q):  # type: ignore[attr-defined]
+    for row_id, scope, name, since in await s.execute(q):
         what = f"the kept image of answer {row_id} of {_scope(scope)}"
         rows.append(NamedFile("answers", row_id, scope, "feedback", name, since, what))
     q = select(
@@ -257,7 +258,7 @@ async def _named_rows(s: object) -> list[NamedFile]:
         ReviewItemRow.missing_since,
         ReviewItemRow.proposed_label,
     )
-    for row_id, scope, name, since, label in await s.execute(q):  # type: ignore[attr-defined]
+    for row_id, scope, name, since, label in await s.execute(q):
         what = f"review item {row_id} ({label}) of {_scope(scope)}"
         rows.append(NamedFile("review_items", row_id, scope, "feedback", name, since, what))
     return rows
