@@ -1,8 +1,9 @@
 """``python -m bot`` / ``classifier-bot``: load settings, run the bot, exit with a clear code.
 
 ``python -m bot [run]`` starts the bot (``run`` is the default); ``python -m bot db
-upgrade|current|repair`` works on the database only (``bot/db/cli.py``); ``--help`` and
-``--version`` print and exit 0 without reading settings or starting anything.
+upgrade|current|repair|backup|restore|copy`` works on the database and the data folder only
+(``bot/db/cli.py``); ``--help`` and ``--version`` print and exit 0 without reading settings
+or starting anything.
 
 The exit codes are listed in :data:`EXIT_CODES` (and by ``--help``).
 """
@@ -27,10 +28,12 @@ from bot.core.health import HealthEndpointFailed
 from bot.core.logconfig import setup_logging
 from bot.core.settings import Settings
 from bot.core.sharding import create_bot
+from bot.db.engine import DataMismatch
 
 log = logging.getLogger("bot")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKEN, EXIT_INTENT, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+EXIT_DATA_MISMATCH = 7
 
 
 def load_settings() -> Settings | int:
@@ -98,6 +101,9 @@ def exit_code_for(exc: BaseException | None) -> int:
             "Gateway Intents, or set MESSAGE_CONTENT_INTENT=false."
         )
         return EXIT_INTENT
+    if isinstance(exc, DatabaseStartFailed) and isinstance(exc.__cause__, DataMismatch):
+        log.error("%s", exc)
+        return EXIT_DATA_MISMATCH
     if isinstance(exc, DatabaseStartFailed):
         log.error("The database could not be opened: %s", exc)
         return EXIT_BACKEND
@@ -128,6 +134,8 @@ EXIT_CODES = """exit codes of run:
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start
   6  (db) the database could not be opened or migrated
+  7  the database and the data folder do not belong together (the start was refused and
+     nothing changed; the message names both and the command that fixes it)
 
 Settings come from the environment and a .env file in the working folder (.env.example
 lists them)."""
@@ -159,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "db",
-        help="the database without the bot: upgrade, current or repair",
+        help="the database without the bot: upgrade, current, repair, backup, restore, copy",
         add_help=False,  # its own parser (bot/db/cli.py) answers db --help
     )
     return parser
@@ -168,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "db":  # python -m bot db upgrade|current|repair
+    if args.command == "db":  # python -m bot db upgrade|current|repair|backup|restore|copy
         from bot.db.cli import main as db_main
 
         return db_main(rest)
