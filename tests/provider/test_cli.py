@@ -325,7 +325,7 @@ def test_compare_scores_every_classifier_on_the_same_folds(small_model, cache, c
     data, _, _, y = load_features(small_model.dataset, "cnn", cache, None)
     by_name = {r["classifier"]: r for r in rows}
     for name in ("knn", "nb"):
-        cv = cross_validate(data.features, y, name, 2)
+        cv = cross_validate(data.features[:, :1984], y, name, 2)  # the classifier columns
         assert by_name[name]["accuracy"] == pytest.approx(cv.accuracy)
         assert by_name[name]["accuracy_std"] == pytest.approx(cv.accuracy_std)
 
