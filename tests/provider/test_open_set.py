@@ -25,6 +25,7 @@ from provider.quality import (
     calibrate,
     cross_validated_quality,
     expected_calibration_error,
+    fit_temperature,
     photo_hint,
 )
 from provider.results import UNKNOWN
@@ -151,6 +152,28 @@ def test_temperature_scaling_keeps_the_ranking_and_softens():
     assert calibrate(p, 1.0) is p
 
 
+def test_fitted_temperature_softens_an_overconfident_classifier_and_sharpens_a_shy_one():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 600)
+    right = rng.random(600) < 0.6  # right 60% of the time ...
+    guess = np.where(right, y, (y + 1) % 3)
+
+    def answers(p_top: float) -> np.ndarray:
+        proba = np.full((600, 3), (1 - p_top) / 2)
+        proba[np.arange(600), guess] = p_top
+        return proba
+
+    loud = answers(0.95)  # ... while saying 95%
+    t = fit_temperature(loud, y)
+    assert t > 1.5
+    shown = calibrate(loud, t).max(axis=1)
+    assert expected_calibration_error(shown, right) < 0.05
+    assert fit_temperature(answers(0.45), y) < 1.0  # says 45%: sharpened
+    # label-balanced: 500 photos of one label do not outweigh 100 of two others
+    many = np.r_[np.zeros(500, int), rng.integers(1, 3, 100)]
+    assert 0.25 <= fit_temperature(np.full((600, 3), 1 / 3), many) <= 4.0
+
+
 def test_photo_hints():
     assert photo_hint(3, None, None, None) == (RECOMMENDED_PHOTOS - 3, "only 3 photos")
     assert photo_hint(1, 1.0, 0.0, None) == (RECOMMENDED_PHOTOS - 1, "only 1 photo")
@@ -169,6 +192,10 @@ def test_cross_validated_quality_on_synthetic_labels():
     assert q.per_label["a"].images == 12 and q.per_label["a"].recall == 1.0
     assert q.per_label["c"].add_photos == RECOMMENDED_PHOTOS - 4
     assert q.summary(["a"])["images"] == 12
+    assert q.temperature == 1.0  # label c has fewer than CALIBRATE_FROM photos
+    X3, y3 = clusters([12, 12, 12], [0.1, 0.1, 0.1], seed=3)
+    fitted = cross_validated_quality(X3, y3, ["a", "b", "c"], "lr", DIM, folds=4)
+    assert fitted.temperature != 1.0 and 0.25 <= fitted.temperature <= 4.0
     # too few photos for folds: counts and hints only
     few = cross_validated_quality(X[:13], y[:13], ["a", "b"], "lr", DIM, folds=5)
     assert few.folds == 0 and few.accuracy is None
