@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
+.PHONY: setup run test lint bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak bench-fewshot image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-golem-elastic: setup
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot
+
+# few-shot open-set benchmark (not part of `make bench`: it needs the photo sets that
+# tools/fetch_fewshot_sets.py rebuilds outside the repository, see docs/classifier.md)
+bench-fewshot: setup
+	$(BIN)/python -m bench.bench_fewshot
 
 # 30 minutes of mixed traffic against the real bot (not part of `make bench`)
 bench-soak: setup
