@@ -93,7 +93,8 @@ class OpenSetScorer:
     (> 1: ``unknown``), and the label of that nearest image.
 
     Stored (pickled): the training open-set vectors in float16, their label indices and
-    the per-label thresholds. A float32 working copy is made on first use, not pickled.
+    the per-label thresholds. On first use a float32 working copy *replaces* the float16
+    vectors (they are made again from it for pickling), so a loaded head holds one copy.
     """
 
     def __init__(self, classifier_dim: int, quantile: float = QUANTILE) -> None:
@@ -106,6 +107,8 @@ class OpenSetScorer:
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
+        if state["bank_"] is None and self._bank_t is not None:  # exact: made from float16
+            state["bank_"] = np.ascontiguousarray(self._bank_t.T).astype(np.float16)
         state["_bank_t"] = None
         return state
 
@@ -131,16 +134,41 @@ class OpenSetScorer:
 
     @property
     def n_images(self) -> int:
-        return 0 if self.bank_ is None else len(self.bank_)
+        return 0 if self.labels_ is None else len(self.labels_)
+
+    @property
+    def dim(self) -> int:
+        if self._bank_t is not None:
+            return int(self._bank_t.shape[0])
+        return 0 if self.bank_ is None else int(self.bank_.shape[1])
+
+    def stored_bytes(self) -> int:
+        """Bytes of the float16 vectors in the pickled payload."""
+        return self.n_images * self.dim * 2
+
+    def working_bytes(self) -> int:
+        """Bytes of the float32 working copy that replaces them once in use."""
+        return self.n_images * self.dim * 4
+
+    def _working(self) -> np.ndarray:
+        working = self._bank_t
+        if working is None:
+            bank = self.bank_
+            if bank is None:  # another thread made the working copy in between
+                working = self._bank_t
+                assert working is not None
+                return working
+            working = np.ascontiguousarray(bank.T, dtype=np.float32)
+            self._bank_t = working  # set before the float16 form goes (see above)
+            self.bank_ = None
+        return working
 
     def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(M, dim) -> (normalised distance (M,) float32, nearest label index (M,))."""
-        if self.bank_ is None or self.thresholds_ is None or self.labels_ is None:
+        if self.thresholds_ is None or self.labels_ is None:
             raise RuntimeError("OpenSetScorer is not fitted")
-        if self._bank_t is None:
-            self._bank_t = np.ascontiguousarray(self.bank_.T, dtype=np.float32)
         query = open_set_vectors(features, self.classifier_dim)
-        similarity = query @ self._bank_t
+        similarity = query @ self._working()
         nearest = np.argmax(similarity, axis=1)
         # float16 storage: a row's distance to itself can round below 0
         distance = np.maximum(1.0 - similarity[np.arange(len(query)), nearest], 0.0)

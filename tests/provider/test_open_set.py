@@ -126,9 +126,12 @@ def test_scorer_limits_and_pickling():
         OpenSetScorer(DIM).score(np.ones((1, DIM)))
     X, y = clusters([4, 4], [0.1, 0.1])
     scorer = OpenSetScorer(DIM).fit(X, y)
-    scorer.score(X)  # makes the float32 working copy
-    restored = pickle.loads(pickle.dumps(scorer))
-    assert restored._bank_t is None  # the working copy is not stored
+    fresh = pickle.dumps(scorer)
+    scorer.score(X)  # the float32 working copy replaces the float16 vectors
+    assert scorer.bank_ is None and scorer._bank_t is not None
+    assert pickle.dumps(scorer) == fresh  # pickled exactly as before its first use
+    restored = pickle.loads(fresh)
+    assert restored._bank_t is None and restored.bank_.dtype == np.float16
     np.testing.assert_array_equal(restored.score(X)[0], scorer.score(X)[0])
 
 
