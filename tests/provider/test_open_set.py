@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.previous_open_set import PreviousOpenSet
 from provider.dataset import DatasetItem
 from provider.features import get_extractor
 from provider.model import Classifier
@@ -79,22 +80,25 @@ def test_a_label_threshold_pools_the_labels_of_about_its_size():
 
 
 def test_a_sparse_label_beside_a_dense_bank_keeps_its_own_photos():
-    """The previous rule's failure (issue 18): 80 tight photos per default label set one
-    threshold that the loose taught labels failed. Here the taught labels' photos are
-    answered, and points far from everything are still `unknown`."""
-    X, y = clusters([80] * 4 + [5] * 3, [0.03] * 4 + [0.15] * 3, seed=1)
-    scorer = OpenSetScorer(classifier_dim=DIM).fit(X, y)
-    fresh, fy = clusters([80] * 4 + [40] * 3, [0.03] * 4 + [0.15] * 3, seed=1, draw=1)
-    taught = fy >= 4
-    scores, nearest = scorer.score(fresh[taught])
-    assert np.mean(OpenSetScorer.is_unknown(scores)) <= 0.1
-    assert np.mean(nearest == fy[taught]) >= 0.95
+    """The previous rule's failure (issue 18): 17 default labels of 80 tight photos set
+    one threshold that 2 taught labels of 5 loose photos failed: every new photo of them
+    was `unknown`. Per-label thresholds by label size answer them; points far from
+    everything stay `unknown`, and so the dense labels keep their tight thresholds."""
+    spread = [0.03] * 17 + [0.15] * 2
+    X, y = clusters([80] * 17 + [5] * 2, spread, seed=1)
+    fresh, fy = clusters([80] * 17 + [40] * 2, spread, seed=1, draw=1)
+    taught = fy >= 17
     far = np.random.default_rng(5).normal(size=(50, DIM)).astype(np.float32)
+    previous = PreviousOpenSet(X)
+    assert np.all(previous.is_unknown(fresh[taught]))  # the failure this rule fixes
+    scorer = OpenSetScorer(classifier_dim=DIM).fit(X, y)
+    scores, nearest = scorer.score(fresh[taught])
+    assert np.mean(OpenSetScorer.is_unknown(scores)) <= 0.05
+    assert np.mean(nearest == fy[taught]) >= 0.95
     assert np.all(OpenSetScorer.is_unknown(scorer.score(far)[0]))
-    # the sparse labels got their own, looser thresholds; the dense ones stay tight
-    assert scorer.thresholds_[4:].min() > 3 * scorer.thresholds_[:4].max()
+    assert scorer.thresholds_[17:].min() > 3 * scorer.thresholds_[:17].max()
     dense = scorer.score(fresh[~taught])[0]
-    assert np.mean(OpenSetScorer.is_unknown(dense)) <= 0.05
+    assert np.mean(OpenSetScorer.is_unknown(dense)) <= 0.02
 
 
 @pytest.mark.parametrize("per_label", [3, 30])
