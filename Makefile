@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 # setup, the bot image and the provider VM image all install with it. `make lock` remakes it.
 LOCK   := provider/constraints.txt
 
-.PHONY: setup run test lint lock bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
+.PHONY: setup run test lint lock bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak bench-fewshot image clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ bench-golem-elastic: setup
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot
+
+# few-shot open-set benchmark (not part of `make bench`: it needs the photo sets that
+# tools/fetch_fewshot_sets.py rebuilds outside the repository, see docs/classifier.md)
+bench-fewshot: setup
+	$(BIN)/python -m bench.bench_fewshot
 
 # 30 minutes of mixed traffic against the real bot (not part of `make bench`)
 bench-soak: setup
