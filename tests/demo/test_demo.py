@@ -10,8 +10,6 @@ import pytest
 
 from demo.run import CACHED, restore_cache, run_demo, save_cache
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 def after(lines: list[str], marker: str) -> list[str]:
     """The lines after the first that contains ``marker``."""
@@ -19,6 +17,7 @@ def after(lines: list[str], marker: str) -> list[str]:
     return lines[index + 1 :]
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_the_demo_plays_its_conversation_with_the_real_bot(tmp_path: Path):
     cache = tmp_path / "cache"
     result = await run_demo(cache=cache, echo=False)
