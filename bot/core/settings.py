@@ -37,8 +37,10 @@ class Settings(BackendSettings):
     message_content_intent: bool = False
     dev_guild_id: int | None = None
     sync_commands: bool = True
-    # faults: every REST call bounded; a failed command sync retried with back-off
+    # faults: every REST call bounded; the first gateway connection and a failed command
+    # sync retried with back-off
     discord_request_timeout_s: float = Field(30.0, ge=1, le=600)
+    gateway_connect_timeout_s: float = Field(120.0, ge=1, le=3600)
     command_sync_retry_s: float = Field(60.0, gt=0, le=3600)
     command_sync_retry_max_s: float = Field(3600.0, gt=0, le=86400)
 
