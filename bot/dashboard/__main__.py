@@ -85,11 +85,7 @@ def main() -> int:
     if isinstance(loaded, int):
         return loaded
     settings = loaded
-    secrets = [settings.discord_token.get_secret_value()]
-    for secret in (settings.discord_client_secret, settings.dashboard_session_secret):
-        if secret is not None:
-            secrets.append(secret.get_secret_value())
-    setup_logging(settings.log_level, secrets, settings.log_format)
+    setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
     try:
         config = DashboardConfig.from_settings(settings)
     except DashboardNotConfigured as exc:

@@ -140,7 +140,7 @@ class ClassifyCog(commands.Cog):
         "thinking..." at once (Discord wants a first response within 3 s)."""
 
         async def queued(turn: Turn) -> None:
-            await answering.expect(turn.expected_wait_s)
+            answering.expect(turn.expected_wait_s)
 
         return admitted(
             self.bot,

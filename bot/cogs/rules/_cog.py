@@ -35,6 +35,7 @@ from bot.core.discord_limits import clip
 from bot.core.embeds import BLUE
 from bot.core.paged_views import PageView, text_pages
 from bot.core.permissions import admin_only
+from bot.core.request_deadline import discord_said
 from bot.core.tenancy import labels_of, server_scope
 from bot.db import ANY_LABEL, LabelRule, RuleAction, ScopedData
 from bot.db.scope_rules import MAX_RULES
@@ -169,7 +170,7 @@ class RulesCog(commands.Cog):
             ) from None
         except discord.HTTPException as exc:
             raise InvalidRule(
-                f"I couldn't check that emoji with Discord ({exc.status}); try again."
+                f"I couldn't check that emoji with Discord ({discord_said(exc)}); try again."
             ) from None
         return choice
 
