@@ -36,7 +36,7 @@ def _split_csv(value: object) -> object:
 REMOVED_SETTINGS = {
     "MAX_CONCURRENT_REQUESTS": (
         "requests now queue at the door and are refused only past MAX_QUEUE_WAIT_S of "
-        "expected wait (see the README's Admission section); remove it from .env"
+        "expected wait (docs/operating.md, Admission); remove it from .env"
     ),
 }
 

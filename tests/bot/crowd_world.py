@@ -98,7 +98,7 @@ async def crowd(
     app = sim.create_application(f"CrowdBot{n}")
     for server in made:
         server.guild.members.setdefault(app.user.id, [])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up)
     full_env = {
         "DATA_DIR": str(data_dir),
         "DATASET_DIR": str(data_dir),

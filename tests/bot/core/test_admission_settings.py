@@ -54,8 +54,8 @@ def test_max_concurrent_requests_is_gone_with_a_warning(where, tmp_path, monkeyp
     assert not hasattr(settings, "max_concurrent_requests")
     assert caplog.messages == [
         "MAX_CONCURRENT_REQUESTS is no longer used and is ignored: requests now queue at the "
-        "door and are refused only past MAX_QUEUE_WAIT_S of expected wait (see the README's "
-        "Admission section); remove it from .env"
+        "door and are refused only past MAX_QUEUE_WAIT_S of expected wait "
+        "(docs/operating.md, Admission); remove it from .env"
     ]
     caplog.clear()
     monkeypatch.delenv("max_concurrent_requests", raising=False)
