@@ -15,7 +15,7 @@ request to Discord, no traceback.
 
 from __future__ import annotations
 
-from bot.db.feedback_data import ID_MAX
+from bot.db.scope_base import ID_MAX
 
 #: A custom id is at most this long (Discord's limit), so no id in it is longer.
 CUSTOM_ID_MAX = 100
