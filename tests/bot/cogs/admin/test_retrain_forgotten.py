@@ -7,10 +7,16 @@ and the forgotten server's rows and folder do not come back."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from tests.bot.tenancy_world import Servers, poll
+from tests.bot.databases import ENGINES, database_url
+from tests.bot.harness import World
+from tests.bot.tenancy_world import Servers, poll, two_servers
+from tests.discord_sim import Interaction
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -20,7 +26,34 @@ FORGOTTEN = (
 )
 
 
-async def start_held_retrain(s: Servers) -> object:
+async def servers_on(
+    request: pytest.FixtureRequest, world: World, tmp_path: Path, env: dict[str, str]
+) -> AsyncIterator[Servers]:
+    """Two servers on a new bot whose database is SQLite or PostgreSQL (the parameter)."""
+    async with database_url(request.param, tmp_path) as url:
+        async for servers in two_servers(world, tmp_path, {"DATABASE_URL": url, **env}):
+            yield servers
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def servers(
+    world: World, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Servers]:
+    async for s in servers_on(request, world, tmp_path, {}):
+        yield s
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def purging(
+    world: World, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Servers]:
+    """The bot purges a server as soon as it leaves."""
+    env = {"GUILD_DATA_RETENTION_DAYS": "0", "RETENTION_CHECK_INTERVAL_S": "0.2"}
+    async for s in servers_on(request, world, tmp_path, env):
+        yield s
+
+
+async def start_held_retrain(s: Servers) -> Interaction:
     """/retrain in server A, its training held by the backend until the gate opens."""
     s.backend.retrain_gate = asyncio.Event()
     s.backend.retraining.clear()
@@ -38,8 +71,8 @@ async def test_forget_all_while_retraining_registers_nothing(servers: Servers):
     ask = await s.run(s.admin_a, s.a_chan, "forget all")
     await s.bot.sim.press_button(s.bot.app, ask, s.admin_a, "Forget everything")
     await s.bot.sim.wait_until(lambda: ask.content.startswith("Forgotten:"))
-    s.backend.retrain_gate.set()  # type: ignore[union-attr]
-    failed = await s.bot.sim.wait_response(ix, predicate=lambda m: "failed" in m.content)  # type: ignore[arg-type]
+    s.backend.retrain_gate.set()
+    failed = await s.bot.sim.wait_response(ix, predicate=lambda m: "failed" in m.content)
     assert failed.content == FORGOTTEN and not failed.ephemeral
     assert await a.current_model() is None and await a.models() == []
     assert await a.taught() == [] and await a.last_retrain() is None
@@ -56,8 +89,8 @@ async def test_forget_label_while_retraining_registers_nothing(servers: Servers)
     ix = await start_held_retrain(s)
     forgot = await s.run(s.admin_a, s.a_chan, "forget label", label="rose")
     assert forgot.content.startswith("Forgot 2 taught image(s)")
-    s.backend.retrain_gate.set()  # type: ignore[union-attr]
-    failed = await s.bot.sim.wait_response(ix, predicate=lambda m: "failed" in m.content)  # type: ignore[arg-type]
+    s.backend.retrain_gate.set()
+    failed = await s.bot.sim.wait_response(ix, predicate=lambda m: "failed" in m.content)
     assert failed.content == FORGOTTEN
     assert await a.current_model() is None
     assert list(a.models_dir.glob("*.model")) == []  # the discarded model's file
@@ -71,13 +104,8 @@ async def test_forget_label_while_retraining_registers_nothing(servers: Servers)
     assert model is not None and model.labels == ("lily",)
 
 
-@pytest.mark.parametrize(
-    "servers",
-    [{"GUILD_DATA_RETENTION_DAYS": "0", "RETENTION_CHECK_INTERVAL_S": "0.2"}],
-    indirect=True,
-)
-async def test_the_retention_purge_during_an_auto_retrain_registers_nothing(servers: Servers):
-    s = servers
+async def test_the_retention_purge_during_an_auto_retrain_registers_nothing(purging: Servers):
+    s = purging
     a = s.bot.bot.store.guild(s.a.id)
     auto = s.bot.bot.get_cog("AutoRetrainCog")
     assert auto is not None

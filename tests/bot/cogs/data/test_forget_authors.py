@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from bot.cogs.feedback import GONE
 from tests.bot.cogs.feedback.test_feedback import choose, wrong
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World, flower_bytes
 from tests.discord_sim import Message
@@ -20,10 +21,11 @@ from tests.discord_sim import Message
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def s(world: World, tmp_path: Path) -> AsyncIterator[Servers]:
-    async for servers in two_servers(world, tmp_path / "data"):
-        yield servers
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def s(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Servers]:
+    async with database_url(request.param, tmp_path) as url:
+        async for servers in two_servers(world, tmp_path / "data", {"DATABASE_URL": url}):
+            yield servers
 
 
 async def post(s: Servers, index: int, name: str = "mine.jpg") -> Message:

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from provider.cache import TOMBSTONES
 from tests.bot.conftest import main_env
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import (
     NEW_LABEL_SOURCE,
     RunningBot,
@@ -47,19 +48,23 @@ def cached_or_busy(path: Path) -> set[str] | None:
         return None
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
 async def real_bot(
     world: World,
     tiny_model: Path,
     tiny_dataset: Path,
+    tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[RunningBot]:
-    app = world.sim.create_application("FeatureCacheBot")
+    app = world.sim.create_application(f"FeatureCacheBot-{request.param}")
     world.guild.members.setdefault(app.user.id, [])
     data_dir = data_dir_with_model(tmp_path_factory, tiny_model, "feature-cache-data")
-    running = await launch(world, app, main_env(world, data_dir, tiny_dataset))
-    yield running
-    await running.stop()
+    async with database_url(request.param, tmp_path) as url:
+        env = {**main_env(world, data_dir, tiny_dataset), "DATABASE_URL": url}
+        running = await launch(world, app, env)
+        yield running
+        await running.stop()
 
 
 async def test_forget_label_removes_the_taught_images_from_the_feature_cache(

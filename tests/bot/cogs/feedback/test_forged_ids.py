@@ -17,6 +17,7 @@ import pytest_asyncio
 from bot.cogs.feedback import GONE
 from bot.core.errors import APOLOGY
 from tests.bot.cogs.feedback.test_feedback import choose, wrong
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World
 from tests.discord_sim import Message
@@ -26,10 +27,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 HUGE = "9" * 90
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def s(world: World, tmp_path: Path) -> AsyncIterator[Servers]:
-    async for servers in two_servers(world, tmp_path / "data"):
-        yield servers
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def s(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Servers]:
+    async with database_url(request.param, tmp_path) as url:
+        async for servers in two_servers(world, tmp_path / "data", {"DATABASE_URL": url}):
+            yield servers
 
 
 def plant(message: Message, component: dict[str, Any]) -> None:
@@ -73,6 +75,7 @@ async def test_forged_component_ids_get_a_clear_message(
         ("rv:m:0", "Rejected 0 waiting correction(s) from that member."),
     ):
         plant(review, button(custom_id))
+        review.content = ""  # so that the wait below is for this press's page
         await s.press(review, s.admin_a, "forged")
         await s.sim.wait_until(lambda e=expected: review.content.startswith(e))
         assert review.embeds[0]["title"] == "Correction 1 of 1", custom_id  # still there

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from tests.bot.cogs.feedback.test_feedback import choose, labels_of, wrong
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World
 from tests.discord_sim.components import find_component
@@ -20,17 +21,25 @@ from tests.discord_sim.components import find_component
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def s(world: World, tmp_path: Path) -> AsyncIterator[Servers]:
-    async for servers in two_servers(world, tmp_path / "data"):
-        yield servers
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def s(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Servers]:
+    async with database_url(request.param, tmp_path) as url:
+        async for servers in two_servers(world, tmp_path / "data", {"DATABASE_URL": url}):
+            yield servers
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def strict(world: World, tmp_path: Path) -> AsyncIterator[Servers]:
-    env = {"FEEDBACK_COOLDOWN_USES": "3", "FEEDBACK_COOLDOWN_WINDOW_S": "600"}
-    async for servers in two_servers(world, tmp_path / "data", env):
-        yield servers
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def strict(
+    world: World, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Servers]:
+    async with database_url(request.param, tmp_path) as url:
+        env = {
+            "DATABASE_URL": url,
+            "FEEDBACK_COOLDOWN_USES": "3",
+            "FEEDBACK_COOLDOWN_WINDOW_S": "600",
+        }
+        async for servers in two_servers(world, tmp_path / "data", env):
+            yield servers
 
 
 async def queue(s: Servers, index: int, user: object, label: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from bot.core.errors import APOLOGY
+from tests.bot.databases import ENGINES, database_url
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World, flower_bytes
 from tests.discord_sim import Interaction, Message
@@ -35,10 +36,11 @@ NOT_HERE = "That message is not in a channel of this server I can see."
 GONE_START = "This answer no longer takes feedback"
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def s(world: World, tmp_path: Path) -> AsyncIterator[Servers]:
-    async for servers in two_servers(world, tmp_path / "data"):
-        yield servers
+@pytest_asyncio.fixture(loop_scope="session", params=ENGINES)
+async def s(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Servers]:
+    async with database_url(request.param, tmp_path) as url:
+        async for servers in two_servers(world, tmp_path / "data", {"DATABASE_URL": url}):
+            yield servers
 
 
 async def post_image(s: Servers, channel: object, user: object, name: str, index: int) -> Message:
