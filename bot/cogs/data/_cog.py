@@ -153,11 +153,16 @@ class DataCog(commands.Cog):
         await self.bot.store.guild(guild.id).mark_present()
 
     async def purge_once(self) -> int:
+        """Purge the servers left long enough ago, prune answers past the feedback window,
+        and finish the removals a forget recorded but could not do yet (a backup held them
+        back and was killed; the feature cache was busy): they need not wait for the next
+        forget or start. How many servers were purged."""
         days = self.bot.settings.guild_data_retention_days
         purged = await self.bot.store.operator.purge_departed(dt.timedelta(days=days))
         for scope_id in await self.bot.store.operator.scope_ids():
             if scope_id:  # answers past the feedback window, and their kept images
                 await self.bot.store.guild(scope_id).prune_feedback()
+        await self.bot.store.removals.finish_held_back()
         return len(purged)
 
     async def mark_absent_servers(self) -> int:
