@@ -108,7 +108,12 @@ class AutoClassifyCog(commands.Cog):
                 embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
                 view = (
                     await open_answers(
-                        bot, message.guild.id, message.channel.id, message.author.id, shown
+                        bot,
+                        message.guild.id,
+                        message.channel.id,
+                        message.author.id,
+                        shown,
+                        author_id=message.author.id,
                     )
                     if shown
                     else None

@@ -68,9 +68,14 @@ async def teach_images(
     *,
     user_id: int,
     user_name: str,
+    author_id: int | None = None,
 ) -> list[TeachResult]:
     """Verify ``images`` with the backend's decoder (one request) and store the good ones
-    under ``label`` (a normalised label). A quota stops the rest with its message."""
+    under ``label`` (a normalised label). A quota stops the rest with its message.
+    ``author_id``: who posted the images when that is not ``user_id`` (another member's
+    message, answer or correction): their ``/forget mine`` reaches them too."""
+    if author_id == user_id:
+        author_id = None
     results: dict[int, TeachResult] = {}
     good = []
     for i, (name, data) in enumerate(images):
@@ -111,7 +116,14 @@ async def teach_images(
             extension = image_extension(data)
             # the file and its record are written together, even if shutdown cancels this
             added, count = await asyncio.shield(
-                scope.add_taught(label, data, extension, user_id=user_id, user_name=user_name)
+                scope.add_taught(
+                    label,
+                    data,
+                    extension,
+                    user_id=user_id,
+                    user_name=user_name,
+                    author_id=author_id,
+                )
             )
         except QuotaExceeded as exc:
             quota_hit = exc.message
