@@ -85,6 +85,9 @@ class Settings(BackendSettings):
     feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
     review_queue_max: int = Field(100, ge=1, le=100_000)
     review_max_per_member: int = Field(3, ge=1, le=1000)  # waiting corrections per member
+    # votes and corrections per member per window (a "Right", a label picked after "Wrong...")
+    feedback_cooldown_uses: int = Field(10, ge=1, le=1000)
+    feedback_cooldown_window_s: float = Field(60.0, gt=0, le=3600)
     # a zip of labelled images (bot/cogs/teach/_archive.py); one image's limit is MAX_IMAGE_BYTES
     archive_max_bytes: int = Field(100_000_000, ge=1024, le=10**10)
     archive_max_entries: int = Field(2000, ge=1, le=100_000)

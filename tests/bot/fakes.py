@@ -26,7 +26,8 @@ class ScriptedBackend(Backend):
     """Answers every image with a fixed prediction, or raises ``fail_with`` for the request.
 
     ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
-    ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart.
+    ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart, then
+    waits for ``retrain_gate`` (when set); ``retraining`` is set while a retrain waits.
     ``capacity()`` reports ``images_per_s`` and ``slots`` as the test sets them, and the
     images in ``classify`` now (the door, ``bot.core.admission``, reads it).
     """
@@ -52,6 +53,8 @@ class ScriptedBackend(Backend):
         self.cancelled = 0
         self.retrain_steps = 0
         self.retrain_step_s = 0.0
+        self.retrain_gate: asyncio.Event | None = None
+        self.retraining = asyncio.Event()
         self.prediction = Prediction(
             "daisy", 0.9, (LabelScore("daisy", 0.9), LabelScore("tulip", 0.1)), "scripted-1"
         )
@@ -111,6 +114,9 @@ class ScriptedBackend(Backend):
             if progress is not None:
                 progress("training", step, self.retrain_steps)
             await asyncio.sleep(self.retrain_step_s)
+        if self.retrain_gate is not None:
+            self.retraining.set()
+            await self.retrain_gate.wait()
         if (self.retrain_fails_with or self.fail_with) is not None:
             raise self.retrain_fails_with or self.fail_with  # type: ignore[misc]
         if training_set is None:
@@ -127,6 +133,7 @@ class ScriptedBackend(Backend):
             ).encode()
         ).hexdigest()[:16]
         path = training_set.out_dir / f"{digest}.model"
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the real backends do
         path.write_bytes(b"scripted head " + digest.encode())
         self.heads[digest] = labels or ("daisy",)
         counts = {lb: sum(e.label == lb for e in training_set.examples) for lb in labels}

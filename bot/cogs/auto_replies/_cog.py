@@ -131,7 +131,14 @@ class AutoClassifyCog(commands.Cog):
             low = await low_confidence_of(bot, scope)
             embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
             view = (
-                await open_answers(bot, guild.id, message.channel.id, message.author.id, shown)
+                await open_answers(
+                    bot,
+                    guild.id,
+                    message.channel.id,
+                    message.author.id,
+                    shown,
+                    author_id=message.author.id,
+                )
                 if shown
                 else None
             )

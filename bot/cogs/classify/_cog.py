@@ -25,15 +25,23 @@ log = logging.getLogger(__name__)
 
 
 async def feedback_for(
-    bot: ClassifierBot, interaction: discord.Interaction, answers: list[ImageAnswer]
+    bot: ClassifierBot,
+    interaction: discord.Interaction,
+    answers: list[ImageAnswer],
+    author_id: int,
 ) -> dict[str, discord.ui.View]:
     """``{"view": ...}`` with the answers' feedback buttons, in a server that installed
     the bot; ``{}`` elsewhere (DMs and user installs use the default model: nothing to
-    teach)."""
+    teach). ``author_id``: who posted the images (their ``/forget mine`` reaches them)."""
     if not in_server(interaction) or interaction.channel_id is None:
         return {}
     view = await open_answers(
-        bot, interaction.guild_id, interaction.channel_id, interaction.user.id, answers
+        bot,
+        interaction.guild_id,
+        interaction.channel_id,
+        interaction.user.id,
+        answers,
+        author_id=author_id,
     )
     return {"view": view} if view is not None else {}
 
@@ -101,7 +109,7 @@ class ClassifyCog(commands.Cog):
                 )
             if answer.error is not None:
                 raise UserError(answer.error)
-            view = await feedback_for(bot, interaction, [answer])
+            view = await feedback_for(bot, interaction, [answer], interaction.user.id)
             low = await low_confidence_of(bot, scope)
             await answering.send(embeds=answer_embeds(bot, [answer], low_confidence=low), **view)
             interaction.extras["answered"] = True
@@ -126,7 +134,7 @@ class ClassifyCog(commands.Cog):
                 if len(answers) == 1:
                     raise UserError(answers[0].error or "That image could not be classified.")
                 raise UserError(none_classified_message(answers))
-            view = await feedback_for(bot, interaction, answers)
+            view = await feedback_for(bot, interaction, answers, message.author.id)
             low = await low_confidence_of(bot, scope)
             await answering.send(
                 content=note, embeds=answer_embeds(bot, answers, low_confidence=low), **view

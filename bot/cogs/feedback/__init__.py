@@ -12,14 +12,14 @@ returns their feedback buttons (``None`` outside servers).
 from __future__ import annotations
 
 from bot.cogs.feedback._cog import FeedbackCog
-from bot.cogs.feedback._review import ReviewButton, decide_picked
+from bot.cogs.feedback._review import RejectMemberButton, ReviewButton, decide_picked
 from bot.cogs.feedback._votes import GONE, REPLACED, VoteButton, correct_picked, open_answers
 from bot.cogs.teach import LabelTarget, add_label_target, remove_label_target
 from bot.core.client import ClassifierBot
 
 __all__ = ["GONE", "REPLACED", "FeedbackCog", "open_answers", "setup", "teardown"]
 
-DYNAMIC_ITEMS = (VoteButton, ReviewButton)
+DYNAMIC_ITEMS = (VoteButton, ReviewButton, RejectMemberButton)
 
 
 async def setup(bot: ClassifierBot) -> None:

@@ -162,8 +162,12 @@ class TeachCog(commands.Cog):
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         data = interaction.data or {}
-        match = NEW_LABEL_MODAL.fullmatch(str(data.get("custom_id", "")))
-        if match is None:
+        custom_id = str(data.get("custom_id", ""))
+        if not custom_id.startswith("ml:"):
+            return  # not the label picker's
+        match = NEW_LABEL_MODAL.fullmatch(custom_id)
+        if match is None:  # a forged custom id: answered, never left hanging
+            await run_component_action(interaction, "modal", refuse_form)
             return
         await run_component_action(
             interaction,
@@ -172,3 +176,7 @@ class TeachCog(commands.Cog):
             target=match["target"],
             raw=modal_value(dict(data)),
         )
+
+
+async def refuse_form(bot: ClassifierBot, interaction: discord.Interaction) -> None:
+    raise UserError("This form is not in use any more.")

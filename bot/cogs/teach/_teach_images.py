@@ -77,12 +77,17 @@ async def teach_images(
     member_id: int,
     user_id: int,
     user_name: str,
+    author_id: int | None = None,
 ) -> list[TeachResult]:
     """Download ``images`` and verify them with the backend's decoder (one request, one
     turn at the door on ``path`` for ``member_id``, who asked), then store the good ones
     under ``label`` (a normalised label) as taught by ``user_id``. A quota stops the rest
     with its message. A refusal at the door (``Busy``, ``ShuttingDown``) is raised:
-    nothing was taught."""
+    nothing was taught. ``author_id``: who posted the images when that is not
+    ``user_id`` (another member's message, answer or correction): their ``/forget mine``
+    reaches them too."""
+    if author_id == user_id:
+        author_id = None
     results: dict[int, TeachResult] = {}
     todo = [i for i, (_, source) in enumerate(images) if not isinstance(source, Exception)]
     fetched: dict[int, bytes | Exception] = {
@@ -139,7 +144,14 @@ async def teach_images(
             extension = image_extension(data)
             # the file and its record are written together, even if shutdown cancels this
             added, count = await asyncio.shield(
-                scope.add_taught(label, data, extension, user_id=user_id, user_name=user_name)
+                scope.add_taught(
+                    label,
+                    data,
+                    extension,
+                    user_id=user_id,
+                    user_name=user_name,
+                    author_id=author_id,
+                )
             )
         except QuotaExceeded as exc:
             quota_hit = exc.message

@@ -354,22 +354,3 @@ async def test_shutdown_with_a_full_queue_tells_every_waiting_member(held):
     assert sum(refused.values()) == 10  # the ten waiting (the eleventh was in the backend)
     assert {path for path, _ in refused} <= {"classify", "menu", "auto_reply"}
     assert {reason for _, reason in refused} == {"shutting_down"}
-
-
-def test_only_the_classifying_path_calls_the_backend():
-    """By construction: ``backend.classify`` is called in ``bot/core/classifying.py`` only,
-    whose ``classify_images`` needs a turn at the door; a new path cannot go around it."""
-    import ast
-
-    root = Path(__file__).resolve().parents[3] / "bot"
-    callers = []
-    for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "classify"
-                and "backend" in ast.unparse(node.func.value)
-            ):
-                callers.append(f"{path.relative_to(root.parent)}:{node.lineno}")
-    assert callers and all(c.startswith("bot/core/classifying.py:") for c in callers), callers
