@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 from golem_backend import (
@@ -10,6 +11,7 @@ from golem_backend import (
     BackendError,
     BackendStatus,
     BackendUnavailable,
+    Capacity,
     LabelScore,
     ModelRef,
     Outcome,
@@ -26,6 +28,8 @@ class ScriptedBackend(Backend):
     ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
     ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart, then
     waits for ``retrain_gate`` (when set); ``retraining`` is set while a retrain waits.
+    ``capacity()`` reports ``images_per_s`` and ``slots`` as the test sets them, and the
+    images in ``classify`` now (the door, ``bot.core.admission``, reads it).
     """
 
     kind = "scripted"
@@ -39,6 +43,9 @@ class ScriptedBackend(Backend):
         self.gate: asyncio.Event | None = None
         self.started = self.stopped = False
         self.calls: list[int] = []
+        self.images_per_s = 1000.0  # what capacity() reports
+        self.slots = 8
+        self.in_flight = 0  # images in classify() now
         self.requests: list[tuple[ModelRef | None, str | None]] = []  # (model, tenant)
         self.trained: list[TrainingSet | None] = []
         self.heads: dict[str, tuple[str, ...]] = {}  # model id -> labels, from retrain()
@@ -70,12 +77,16 @@ class ScriptedBackend(Backend):
         self.calls.append(len(images))
         self.requests.append((model, tenant))
         self.entered.set()
-        if self.gate is not None:
-            try:
-                await self.gate.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+        self.in_flight += len(images)
+        try:
+            if self.gate is not None:
+                try:
+                    await self.gate.wait()
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+        finally:
+            self.in_flight -= len(images)
         if self.fail_with is not None:
             raise self.fail_with
         if model is not None:  # a server head answers with its own first label
@@ -140,6 +151,10 @@ class ScriptedBackend(Backend):
             },
         )
 
+    def capacity(self) -> Capacity:
+        units = 1 if self.images_per_s > 0 else 0
+        return Capacity(self.images_per_s, self.in_flight, self.slots, units, measured=True)
+
     async def status(self) -> BackendStatus:
         if self.status_error is not None:
             raise self.status_error
@@ -196,3 +211,46 @@ class DecodingBackend(ScriptedBackend):
 
     async def status(self) -> BackendStatus:
         return BackendStatus("dev", True, "dev-1", ("daisy", "sunflower", "tulip"), 0.9, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Held:
+    tenant: str | None
+    images: int
+    answer: asyncio.Future[None]
+
+
+class HeldBackend(ScriptedBackend):
+    """Holds every classification until the test answers it (``answer``), in any order:
+    ``held`` lists the requests in the backend now, oldest first; ``arrivals`` every
+    request's tenant in the order it reached the backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Held] = []
+        self.arrivals: list[str | None] = []
+
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        held = Held(tenant, len(images), asyncio.get_running_loop().create_future())
+        self.held.append(held)
+        self.arrivals.append(tenant)
+        self.in_flight += len(images)
+        try:
+            await held.answer
+        finally:
+            self.in_flight -= len(images)
+            self.held.remove(held)
+        return await super().classify(images, top_k, model=model, tenant=tenant)
+
+    def answer(self, index: int = 0) -> Held:
+        """Let the ``index``-th held request (oldest first) be answered."""
+        held = self.held[index]
+        held.answer.set_result(None)
+        return held

@@ -1,6 +1,7 @@
 """The shape of ``bot/``: no import cycles (type-only and in-function imports included),
 the core and the database never import a feature, and a feature uses another feature only
-through that feature's package (its ``__init__``), never through its private modules.
+through that feature's package (its ``__init__``), never through its private modules;
+and the backend is classified through in one module only, the door's (``classifying``).
 
 The graph is read from the source with ``ast``: every ``import`` and ``from ... import``
 anywhere in a module (under ``if TYPE_CHECKING:``, inside functions) is an edge.
@@ -252,3 +253,20 @@ def test_features_use_each_other_through_their_packages_only():
 def test_modules_import_modules_not_the_package_they_are_in():
     edges = imports_of_own_package(import_graph(ROOT, "bot"))
     assert not edges, "a module importing its own package's __init__:\n" + "\n".join(edges)
+
+
+def test_only_the_classifying_path_calls_the_backend():
+    """By construction: ``backend.classify`` is called in ``bot/core/classifying.py`` only,
+    whose ``classify_images`` needs a turn at the door; a new path cannot go around it."""
+    root = Path(__file__).resolve().parents[2] / "bot"
+    callers = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "classify"
+                and "backend" in ast.unparse(node.func.value)
+            ):
+                callers.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert callers and all(c.startswith("bot/core/classifying.py:") for c in callers), callers

@@ -140,7 +140,7 @@ class AutoRetrainCog(commands.Cog):
         lock = bot.retrainer.lock(scope_id)
         if lock.locked():  # a retrain is running; the count restarted with it
             return False
-        async with lock, bot.gate.slot(exclusive_ok=True):
+        async with lock, bot.admission.tracked():
             try:
                 retrain_id = await scope.start_retrain(AUTO_RETRAIN_USER)  # the hourly quota
             except QuotaExceeded as exc:

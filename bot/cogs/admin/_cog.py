@@ -62,7 +62,7 @@ class AdminCog(commands.Cog):
         lock = bot.retrainer.lock(target.scope_id)
         if lock.locked():
             raise UserError("A retrain is already running; its message shows the progress.")
-        async with lock, bot.gate.slot(exclusive_ok=True):
+        async with lock, bot.admission.tracked():
             retrain_id = await target.start_retrain(interaction.user.id)  # the hourly quota
             message = RetrainMessage(interaction)
             await interaction.response.send_message("Retraining: preparing the dataset…")

@@ -253,6 +253,8 @@ async def decide(
         scope,
         label,
         [("image", data)],
+        path="review_approval",
+        member_id=interaction.user.id,
         user_id=item.user_id,
         user_name=item.user_name,
         author_id=item.author_id,

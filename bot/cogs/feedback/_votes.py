@@ -247,6 +247,8 @@ async def correct(
             scope,
             label,
             [(f"answer {answer.answer_id}", data)],
+            path="correction",
+            member_id=user.id,
             user_id=user.id,
             user_name=str(user),
             author_id=answer.author_id,

@@ -16,7 +16,7 @@ import discord
 
 from bot.cogs.teach._teach_images import (
     MAX_TEACH_IMAGES,
-    download_all,
+    attachment_sources,
     teach_images,
     teach_report,
 )
@@ -83,7 +83,9 @@ async def teach_message(
         bot,
         scope,
         label,
-        await download_all(bot, images),
+        attachment_sources(images),
+        path="teach_as",
+        member_id=user.id,
         user_id=user.id,
         user_name=str(user),
         author_id=message.author.id,
