@@ -80,8 +80,11 @@ def save_cache(data_dir: Path, cache: Path) -> None:
         os.replace(cache / f"{name}.part", cache / name)
 
 
-async def run_demo(*, cache: Path = CACHE, echo: bool = True) -> DemoResult:
-    """Play the demo; the transcript and the times it took."""
+async def run_demo(
+    *, cache: Path = CACHE, echo: bool = True, picture: Path | None = None
+) -> DemoResult:
+    """Play the demo; the transcript and the times it took (``picture``: also draw the
+    first scene as a PNG there, ``demo/picture.py``)."""
     transcript = Transcript(echo=echo)
     sim = DiscordSimulator()
     await sim.start()
@@ -120,6 +123,11 @@ async def run_demo(*, cache: Path = CACHE, echo: bool = True) -> DemoResult:
             began = time.monotonic()
             await conversation.play()
             conversation_s = time.monotonic() - began
+            if picture is not None:
+                from demo.picture import screenshot
+
+                await screenshot(transcript.scenes[0][1], picture)
+                transcript.add(f"Drew the first scene in {picture}.")
         finally:
             await stop(proc)
             sim.expect_spec_violations = False
@@ -157,10 +165,17 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fresh", action="store_true", help="train the default model again")
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        metavar="PNG",
+        help="also draw the first scene as Discord shows it (needs Chromium), e.g. "
+        "docs/images/answer.png",
+    )
     args = parser.parse_args(argv)
     if args.fresh:
         shutil.rmtree(CACHE, ignore_errors=True)
-    result = asyncio.run(run_demo())
+    result = asyncio.run(run_demo(picture=args.picture))
     print()
     print(
         f"Done: the bot started in {result.start_s:.0f} s"

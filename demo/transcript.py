@@ -9,6 +9,9 @@ from typing import Any
 
 from tests.discord_sim import Message
 
+#: what one scene showed: (who, the command they used) or (the bot's name, its message)
+Event = tuple[str, "str | Message"]
+
 UNKNOWN_TEXT = "doesn't look like anything I was trained on"
 _TITLE = re.compile(r"^(?:Not sure: closest is )?(?P<label>.+) \((?P<confidence>[^)]*%)\)$")
 
@@ -45,6 +48,8 @@ def strip_markdown(text: str) -> str:
 class Transcript:
     lines: list[str] = field(default_factory=list)
     echo: bool = True  # print each line as it comes
+    #: each scene's title and what happened in it, for ``demo/picture.py``
+    scenes: list[tuple[str, list[Event]]] = field(default_factory=list)
 
     def add(self, line: str = "") -> None:
         self.lines.append(line)
@@ -52,10 +57,13 @@ class Transcript:
             print(line, flush=True)
 
     def scene(self, title: str) -> None:
+        self.scenes.append((title, []))
         self.add()
         self.add(f"== {title} " + "=" * max(0, 72 - len(title)))
 
     def said(self, who: str, what: str) -> None:
+        if self.scenes:
+            self.scenes[-1][1].append((who, what))
         self.add(f"{who} > {what}")
 
     def note(self, text: str) -> None:
@@ -63,6 +71,8 @@ class Transcript:
 
     def bot(self, name: str, message: Message) -> None:
         """The bot's message: its text, each embed (an answer's label first), buttons."""
+        if self.scenes:
+            self.scenes[-1][1].append((name, message))
         private = " (only they see it)" if message.ephemeral else ""
         first = f"{name}{private} >"
         text = strip_markdown(message.content).strip()
