@@ -268,9 +268,7 @@ async def test_a_head_that_keeps_the_default_labels_uses_the_instances_shared_ve
     assert outcomes[1].label in ("bluebell", "unknown")  # type: ignore[union-attr]
 
 
-async def test_a_head_naming_vectors_an_instance_lacks_is_refused_cleanly(
-    shared, world, caplog
-):
+async def test_a_head_naming_vectors_an_instance_lacks_is_refused_cleanly(shared, world, caplog):
     """Trained beside another default dataset than the instances hold: the instance refuses
     it (the requestor logs the provider's reason and shows the user no provider text), and
     keeps serving every other head."""
