@@ -268,14 +268,14 @@ async def test_a_head_that_keeps_the_default_labels_uses_the_instances_shared_ve
     assert outcomes[1].label in ("bluebell", "unknown")  # type: ignore[union-attr]
 
 
-async def test_a_head_naming_vectors_an_instance_lacks_is_refused_cleanly(shared, world, caplog):
-    """Trained beside another default dataset than the instances hold: the instance refuses
-    it (the requestor logs the provider's reason and shows the user no provider text), and
-    keeps serving every other head."""
+async def test_a_head_naming_vectors_the_instances_lack_is_refused_before_upload(shared, world):
+    """Trained beside another default dataset than the default model the instances serve:
+    refused by the requestor with the remedy, nothing uploaded; every other head served."""
     foreign: Head = world["foreign"]  # type: ignore[assignment]
-    with pytest.raises(BackendUnavailable, match="could not process this request"):
+    before = uploads(shared)
+    with pytest.raises(BackendUnavailable, match=r"another default dataset.*retrain it"):
         await shared.backend.classify(held_out("iris", 1), model=foreign.ref, tenant="guild:8")
-    assert "shared vectors" in caplog.text and "not available here" in caplog.text
+    assert uploads(shared) == before
     heads: list[Head] = world["heads"]  # type: ignore[assignment]
     [outcome] = await shared.backend.classify(held_out("daisy", 1), model=heads[0].ref)
     assert isinstance(outcome, Prediction) and outcome.model_id == heads[0].ref.model_id
