@@ -33,11 +33,17 @@ def share_open_set_vectors(artifact: ModelArtifact) -> None:
     ood = artifact.ood
     name = artifact.metadata["extractor"]["name"]
     if getattr(ood, "provides_", None):
-        shared_vectors.register(
-            shared_vectors.SharedBank(
-                ood.provides_, artifact.labels, ood.labels_, ood.working_vectors()
-            )
+        mine = ood.working_vectors()
+        bank = shared_vectors.register(
+            shared_vectors.SharedBank(ood.provides_, artifact.labels, ood.labels_, mine)
         )
+        if (
+            bank.vectors_t is not mine
+            and bank.labels == artifact.labels
+            and np.array_equal(bank.row_labels, ood.labels_)
+            and np.array_equal(bank.vectors_t, mine)
+        ):  # a reloaded default model: keep one copy, the registered one
+            ood.use_working_vectors(bank.vectors_t)
     if getattr(ood, "shared_key_", None):
         bank = shared_vectors.resolve(ood.shared_key_, name)
         try:

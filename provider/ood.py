@@ -217,6 +217,11 @@ class OpenSetScorer:
         """(D, N) float32 working copy of the stored rows (made once, shared by reference)."""
         return self._working()
 
+    def use_working_vectors(self, vectors_t: np.ndarray) -> None:
+        """Score with ``vectors_t`` (D, N), equal to the stored rows (one copy, shared)."""
+        self._bank_t = vectors_t
+        self.bank_ = None
+
     def _working(self) -> np.ndarray:
         working = self._bank_t
         if working is None:

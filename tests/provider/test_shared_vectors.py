@@ -184,6 +184,11 @@ def test_every_head_in_a_process_uses_one_copy_provided_by_the_default_model(
     assert all(h.artifact.ood._shared is provided for h in loaded)
     answers = [h.classify_sources(_queries()[:4]) for h in loaded]
     assert all(p.label == "sun" for p in answers[0] + answers[1])
+    # the default model loaded again (a reload): it scores with the registered copy
+    again = Classifier.load(tmp_path / "default.clf")
+    assert again.artifact.ood.working_vectors() is provided.vectors_t
+    first, second = (m.classify_sources(_queries()[8:12]) for m in (backbone, again))
+    assert [p.ood_score for p in first] == [p.ood_score for p in second]
 
 
 def test_vectors_are_computed_once_from_a_matching_base_else_refused(
