@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -111,9 +111,21 @@ def base_items(folder: Path) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((file_digest(item.path), item.label) for item in scan.items))
 
 
-def base_fingerprint(folder: Path) -> str:
-    items = base_items(folder)
+def known_base_items(folder: Path, known: Mapping[Path, str]) -> tuple[tuple[str, str], ...]:
+    """:func:`base_items`, from the digests in ``known`` (path -> sha256) when it has every
+    file of the folder (a retrain has just hashed them), else by reading the files."""
+    scan = scan_dataset(folder)
+    if all(item.path in known for item in scan.items):
+        return tuple(sorted((known[item.path], item.label) for item in scan.items))
+    return base_items(folder)
+
+
+def items_fingerprint(items: Sequence[tuple[str, str]]) -> str:
     return dataset_fingerprint([d for d, _ in items], [lb for _, lb in items])
+
+
+def base_fingerprint(folder: Path) -> str:
+    return items_fingerprint(base_items(folder))
 
 
 def shared_rows(

@@ -29,7 +29,13 @@ from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.ood import QUANTILE, SEMANTIC_WEIGHT, SIZE_FACTOR, OpenSetScorer
 from provider.quality import Quality, cross_validated_quality
 from provider.results import UNKNOWN
-from provider.shared_vectors import SharedBank, base_fingerprint, base_items, register, shared_key
+from provider.shared_vectors import (
+    SharedBank,
+    items_fingerprint,
+    known_base_items,
+    register,
+    shared_key,
+)
 from provider.shared_vectors import shared_rows as find_shared_rows
 
 log = logging.getLogger(__name__)
@@ -131,6 +137,7 @@ def _share_base(
     labels: tuple[str, ...],
     y: np.ndarray,
     base: Path,
+    known: dict[Path, str],
     extractor: str,
     version: int | str,
 ) -> dict[str, object] | None:
@@ -140,13 +147,13 @@ def _share_base(
     try:
         if not base.is_dir() or len(digests) < len(scan_dataset(base).items):
             return None
-        items = base_items(base)
+        items = known_base_items(base, known)
     except (OSError, DatasetError):  # no usable base here: every row stays in the model
         return None
     mask = find_shared_rows(digests, [labels[i] for i in y], items)
     if mask is None:
         return None
-    key = shared_key(base_fingerprint(base), extractor, version, SEMANTIC_WEIGHT)
+    key = shared_key(items_fingerprint(items), extractor, version, SEMANTIC_WEIGHT)
     if mask.all():
         ood.provides_ = key
         return None
@@ -243,9 +250,9 @@ def train_model(
     )
     ood = OpenSetScorer(ext.classifier_dim).fit(X, y, len(labels))
     digests = [data.digests[i] for i in order]
-    shared = _share_base(
-        ood, digests, labels, y, Path(shared_base or default_dataset()), ext.name, ext.version
-    )
+    known = {item.path: digest for item, digest in zip(data.items, data.digests, strict=True)}
+    base = Path(shared_base or default_dataset())
+    shared = _share_base(ood, digests, labels, y, base, known, ext.name, ext.version)
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
     measured = quality is not None and quality.folds > 0
     recall = (
