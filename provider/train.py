@@ -140,30 +140,35 @@ def _share_base(
     known: dict[Path, str],
     extractor: str,
     version: int | str,
+    *,
+    whole_dataset: bool,
 ) -> dict[str, object] | None:
     """Leave the base dataset's rows out of ``ood`` when they are all there beside others
-    (and register them for this process); mark ``ood`` as their provider when they are all
-    of it. Returns the header's ``shared`` entry, or None."""
+    (and register them for this process). A model of a dataset folder alone (the default
+    model, whatever its folder) instead says it provides its vectors. Returns the header's
+    ``shared`` entry, or None."""
+    row_labels = [labels[i] for i in y]
+    if whole_dataset:  # its own rows, named as a head trained beside that folder names them
+        fingerprint = dataset_fingerprint(digests, row_labels)
+        ood.provides_ = shared_key(fingerprint, extractor, version, SEMANTIC_WEIGHT)
     try:
-        if not base.is_dir() or len(digests) < len(scan_dataset(base).items):
+        if not base.is_dir() or len(digests) <= len(scan_dataset(base).items):
             return None
         items = known_base_items(base, known)
     except (OSError, DatasetError):  # no usable base here: every row stays in the model
         return None
-    mask = find_shared_rows(digests, [labels[i] for i in y], items)
-    if mask is None:
+    mask = find_shared_rows(digests, row_labels, items)
+    if mask is None or mask.all():
         return None
     key = shared_key(items_fingerprint(items), extractor, version, SEMANTIC_WEIGHT)
-    if mask.all():
-        ood.provides_ = key
-        return None
     assert ood.bank_ is not None and ood.labels_ is not None
     base_labels = tuple(sorted({label for _, label in items}))
     index = {label: i for i, label in enumerate(base_labels)}
-    row_labels = np.array([index[labels[i]] for i in y[mask]], np.int16)
+    bank_labels = np.array([index[labels[i]] for i in y[mask]], np.int16)
     vectors_t = np.ascontiguousarray(ood.bank_[mask].T, dtype=np.float32)
-    register(SharedBank(key, base_labels, row_labels, vectors_t))
+    register(SharedBank(key, base_labels, bank_labels, vectors_t))
     ood.share(mask, key, labels)
+    ood.provides_ = None  # it holds only part of its rows
     return {
         "key": key,
         "dataset_fingerprint": key.split(".", 1)[0],
@@ -252,7 +257,17 @@ def train_model(
     digests = [data.digests[i] for i in order]
     known = {item.path: digest for item, digest in zip(data.items, data.digests, strict=True)}
     base = Path(shared_base or default_dataset())
-    shared = _share_base(ood, digests, labels, y, base, known, ext.name, ext.version)
+    shared = _share_base(
+        ood,
+        digests,
+        labels,
+        y,
+        base,
+        known,
+        ext.name,
+        ext.version,
+        whole_dataset=dataset is not None and not examples,
+    )
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
     measured = quality is not None and quality.folds > 0
     recall = (

@@ -156,11 +156,10 @@ def test_a_head_with_the_default_labels_names_them_and_answers_the_same(
 def test_every_head_in_a_process_uses_one_copy_provided_by_the_default_model(
     tmp_path, base, shared_features_cache
 ):
-    """The default model (trained on the default dataset alone) provides the vectors; heads
-    of other servers attach that very array, and nothing is computed again."""
-    default = train_model(
-        base, tmp_path / "default.clf", cache=shared_features_cache, folds=0, shared_base=base
-    )
+    """The default model (trained on its dataset folder alone, whatever the folder: as
+    `imageclassifier train` does) provides the vectors; heads of other servers attach that
+    very array, and nothing is computed again."""
+    default = train_model(base, tmp_path / "default.clf", cache=shared_features_cache, folds=0)
     key = default.metadata["ood"]["provides"]
     heads = []
     for i, per_label in enumerate((4, 6)):
