@@ -50,7 +50,8 @@ class HeadShelf:
                 f"The model {ref.model_id} cannot be used: {ref.path.name} holds model "
                 f"{meta['model_id']}, not {ref.model_id}."
             )
-        shared = (meta.get("shared") or {}).get("key")
+        named = meta.get("shared")
+        shared = named.get("key") if isinstance(named, dict) else None
         head = ModelArtifact(
             data=data,
             model_id=ref.model_id,
