@@ -25,25 +25,16 @@ STREAM_BATCH = 16  # feature rows classified together while the lanes featurise 
 
 
 def share_open_set_vectors(artifact: ModelArtifact) -> None:
-    """Register the vectors a model of the default dataset alone provides, and attach the
-    shared vectors a model names (:mod:`provider.shared_vectors`); raises
-    :class:`ModelError` when those are not available in this process."""
+    """Offer the vectors of a model holding all its rows (the default model's are what
+    heads keeping the default labels name), and attach the shared vectors a model names
+    (:mod:`provider.shared_vectors`); raises :class:`ModelError` when those are not
+    available in this process."""
     from provider import shared_vectors
 
     ood = artifact.ood
     name = artifact.metadata["extractor"]["name"]
     if getattr(ood, "provides_", None):
-        mine = ood.working_vectors()
-        bank = shared_vectors.register(
-            shared_vectors.SharedBank(ood.provides_, artifact.labels, ood.labels_, mine)
-        )
-        if (
-            bank.vectors_t is not mine
-            and bank.labels == artifact.labels
-            and np.array_equal(bank.row_labels, ood.labels_)
-            and np.array_equal(bank.vectors_t, mine)
-        ):  # a reloaded default model: keep one copy, the registered one
-            ood.use_working_vectors(bank.vectors_t)
+        shared_vectors.offer(ood, artifact.labels)
     if getattr(ood, "shared_key_", None):
         bank = shared_vectors.resolve(ood.shared_key_, name)
         try:

@@ -125,14 +125,14 @@ class OpenSetScorer:
         self.provides_: str | None = None
         self._shared: SharedBank | None = None
         self._shared_labels: np.ndarray | None = None  # bank label index -> our label index
+        self._provided: SharedBank | None = None  # keeps the bank of provides_ registered
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         if state["bank_"] is None and self._bank_t is not None:  # exact: made from float16
             state["bank_"] = np.ascontiguousarray(self._bank_t.T).astype(np.float16)
-        state["_bank_t"] = None
-        state["_shared"] = None  # never pickled: a process attaches its own copy
-        state["_shared_labels"] = None
+        for transient in ("_bank_t", "_shared", "_shared_labels", "_provided"):
+            state.pop(transient, None)  # never pickled: a process attaches its own copy
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -144,6 +144,7 @@ class OpenSetScorer:
                 "provides_": None,
                 "_shared": None,
                 "_shared_labels": None,
+                "_provided": None,
             }
         )
         self.__dict__.update(state)
@@ -221,6 +222,10 @@ class OpenSetScorer:
         """Score with ``vectors_t`` (D, N), equal to the stored rows (one copy, shared)."""
         self._bank_t = vectors_t
         self.bank_ = None
+
+    def keep_provided(self, bank: SharedBank) -> None:
+        """Hold the registered bank of :attr:`provides_` for as long as this scorer lives."""
+        self._provided = bank
 
     def _working(self) -> np.ndarray:
         working = self._bank_t

@@ -8,9 +8,11 @@ photos' content and labels), the feature extractor and its version, and the open
 vector recipe. A process resolves the key once and every head that names it uses the same
 arrays:
 
-1. from the registry, filled by any loaded model trained on that dataset alone (the
-   default model every worker and every Golem instance loads: its vectors *are* the shared
-   part) or by an earlier resolution;
+1. from the registry, filled by every loaded model that holds all its rows (each says it
+   *provides* the key of its own rows; the default model every worker and every Golem
+   instance loads is the one that matters: its vectors *are* the shared part) and by an
+   earlier resolution. The registry holds a loaded model's vectors weakly (they go when
+   the model and every head using them go); computed ones and those of a training stay;
 2. else by computing them from a base dataset folder whose fingerprint matches (the copy
    the package ships, or one named with :func:`add_base`), through the feature cache when
    one is configured (:func:`set_feature_cache`).
@@ -23,20 +25,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from provider.dataset import dataset_fingerprint, file_digest, scan_dataset
 from provider.errors import ModelError
 
+if TYPE_CHECKING:
+    from provider.ood import OpenSetScorer
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_registry: dict[str, SharedBank] = {}
+_registry: weakref.WeakValueDictionary[str, SharedBank] = weakref.WeakValueDictionary()
+_kept: dict[str, SharedBank] = {}  # computed or trained here: kept for the process
+# loaded models that hold all their rows, by the key of their rows: turned into a bank
+# only when a head names that key (a head's vectors stay float16 until it is used)
+_offers: dict[str, tuple[weakref.ref[OpenSetScorer], tuple[str, ...]]] = {}
 _bases: list[Path] = []
 _feature_cache: Path | None = None
 
@@ -68,15 +79,60 @@ def shared_key(fingerprint: str, extractor: str, version: int | str, semantic_we
     return f"{fingerprint}.{extractor}@{version}.w{semantic_weight:g}"
 
 
-def register(bank: SharedBank) -> SharedBank:
-    """Keep ``bank`` for this process; the one already registered under its key wins."""
+def register(bank: SharedBank, *, keep: bool = False) -> SharedBank:
+    """Register ``bank`` (held weakly unless ``keep``); the one already registered under
+    its key wins and is returned."""
     with _lock:
-        return _registry.setdefault(bank.key, bank)
+        current = _registry.get(bank.key)
+        if current is None:
+            _registry[bank.key] = current = bank
+        if keep:
+            _kept.setdefault(bank.key, current)
+        return current
 
 
 def registered(key: str) -> SharedBank | None:
+    """The bank registered under ``key``, made from a loaded model offering it if need be."""
     with _lock:
-        return _registry.get(key)
+        bank = _registry.get(key)
+        if bank is not None:
+            return bank
+        offer = _offers.pop(key, None)
+    scorer = offer[0]() if offer is not None else None
+    if offer is None or scorer is None:
+        return None
+    bank = register(SharedBank(key, offer[1], scorer.labels_, scorer.working_vectors()))
+    scorer.keep_provided(bank)
+    return bank
+
+
+def offer(scorer: OpenSetScorer, labels: tuple[str, ...]) -> None:
+    """A loaded model's scorer holding all its rows (``scorer.provides_``): its vectors
+    become the bank of that key when a head names it. When that bank is already there (a
+    reloaded default model), the scorer uses it: one copy per process."""
+    key = scorer.provides_
+    if not key:
+        return
+    bank = registered(key)
+    if bank is None:
+
+        def gone(ref: weakref.ref[OpenSetScorer]) -> None:  # the model was dropped
+            with _lock:
+                if _offers.get(key, (None,))[0] is ref:
+                    del _offers[key]
+
+        with _lock:
+            _offers[key] = (weakref.ref(scorer, gone), labels)
+        return
+    mine = scorer.working_vectors()
+    if (
+        bank.vectors_t is not mine
+        and bank.labels == labels
+        and np.array_equal(bank.row_labels, scorer.labels_)
+        and np.array_equal(bank.vectors_t, mine)
+    ):
+        scorer.use_working_vectors(bank.vectors_t)
+        scorer.keep_provided(bank)
 
 
 def add_base(folder: Path | str) -> None:
@@ -99,6 +155,8 @@ def clear() -> None:
     global _feature_cache
     with _lock:
         _registry.clear()
+        _kept.clear()
+        _offers.clear()
         _bases.clear()
     _feature_cache = None
     base_items.cache_clear()
@@ -163,7 +221,7 @@ def resolve(key: str, extractor_name: str) -> SharedBank:
         except OSError:
             matches = False
         if matches:
-            return register(_compute(key, folder, extractor_name))
+            return register(_compute(key, folder, extractor_name), keep=True)
     raise ModelError(
         f"this model uses the default labels' shared vectors {key}, which are not available "
         "here (trained with another default dataset or feature extractor); retrain it."

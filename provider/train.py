@@ -140,17 +140,15 @@ def _share_base(
     known: dict[Path, str],
     extractor: str,
     version: int | str,
-    *,
-    whole_dataset: bool,
 ) -> dict[str, object] | None:
     """Leave the base dataset's rows out of ``ood`` when they are all there beside others
-    (and register them for this process). A model of a dataset folder alone (the default
-    model, whatever its folder) instead says it provides its vectors. Returns the header's
-    ``shared`` entry, or None."""
+    (and keep them registered in this process). A model that holds all its rows says it
+    provides them, under the key a head trained beside the same photos would name (the
+    default model's are the ones that matter). Returns the header's ``shared`` entry, or
+    None. Decided by content alone: the same photos make the same model however given."""
     row_labels = [labels[i] for i in y]
-    if whole_dataset:  # its own rows, named as a head trained beside that folder names them
-        fingerprint = dataset_fingerprint(digests, row_labels)
-        ood.provides_ = shared_key(fingerprint, extractor, version, SEMANTIC_WEIGHT)
+    fingerprint = dataset_fingerprint(digests, row_labels)
+    ood.provides_ = shared_key(fingerprint, extractor, version, SEMANTIC_WEIGHT)
     try:
         if not base.is_dir() or len(digests) <= len(scan_dataset(base).items):
             return None
@@ -166,7 +164,7 @@ def _share_base(
     index = {label: i for i, label in enumerate(base_labels)}
     bank_labels = np.array([index[labels[i]] for i in y[mask]], np.int16)
     vectors_t = np.ascontiguousarray(ood.bank_[mask].T, dtype=np.float32)
-    register(SharedBank(key, base_labels, bank_labels, vectors_t))
+    register(SharedBank(key, base_labels, bank_labels, vectors_t), keep=True)
     ood.share(mask, key, labels)
     ood.provides_ = None  # it holds only part of its rows
     return {
@@ -266,7 +264,6 @@ def train_model(
         known,
         ext.name,
         ext.version,
-        whole_dataset=dataset is not None and not examples,
     )
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
     measured = quality is not None and quality.folds > 0

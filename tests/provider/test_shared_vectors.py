@@ -217,9 +217,13 @@ def test_vectors_are_computed_once_from_a_matching_base_else_refused(
     assert {p.label for p in model.classify_sources(_queries()[:4])} == {"sun"}
 
 
-def test_a_model_of_the_base_alone_or_of_part_of_it_shares_nothing(
+def test_a_model_of_part_of_the_base_shares_nothing_and_provides_its_own_rows(
     tmp_path, base, shared_features_cache
 ):
+    """Every model holding all its rows says it provides them (by content: however its
+    photos came in); the registry holds a loaded model's vectors only while it lives."""
+    import gc
+
     part = [DatasetItem(p, "daisy") for p in sorted((base / "daisy").iterdir())[:5]]
     part += _examples()
     result = train_model(
@@ -227,8 +231,20 @@ def test_a_model_of_the_base_alone_or_of_part_of_it_shares_nothing(
         shared_base=base,
     )  # fmt: skip
     assert "shared" not in result.metadata
-    assert "provides" not in result.metadata["ood"]
-    assert Classifier.load(tmp_path / "p.clf").artifact.ood.n_images == 15
+    key = result.metadata["ood"]["provides"]
+    assert key.split(".", 1)[0] == result.metadata["dataset"]["fingerprint"]
+    model = Classifier.load(tmp_path / "p.clf")
+    assert model.artifact.ood.n_images == 15
+    assert model.artifact.ood.bank_ is not None  # offered, not converted before use
+    assert shared_vectors.registered(key) is not None  # made into a bank when named
+    del model
+    gc.collect()
+    assert shared_vectors.registered(key) is None  # a head evicted from a cache is freed
+    unused = Classifier.load(tmp_path / "p.clf")
+    assert key in shared_vectors._offers
+    del unused
+    gc.collect()
+    assert key not in shared_vectors._offers  # nothing is left of a dropped model
 
 
 def test_one_code_path_with_shared_vectors(tmp_path, base, shared_features_cache):
