@@ -5,7 +5,8 @@ the rest, with and without the default labels beside the taught ones?
     python tools/fetch_fewshot_sets.py ... --out ../data/fewshot     # once, see its docstring
     python -m bench.bench_fewshot [--data ../data/fewshot] [--draws 3] [--k 1,3,5,10,20]
 
-For each photo set (TrashNet, 6 labels; clothing, 10 labels), each K and each seeded draw:
+For each photo set (TrashNet, 6 labels; clothing, 10 labels; grocery, 10 labels), each K
+and each seeded draw:
 K random photos per label are taught; up to ``--own`` other photos per label are asked
 (own photos); ``--other`` random photos of the *other* set plus the 39 of
 ``../shared/datasets/animals4`` stand for everything else members post (other subjects).
@@ -20,7 +21,8 @@ Measured: *right* (answered with the photo's label; `unknown` counts as wrong), 
 answered `unknown`, other subjects answered `unknown`, ECE of the displayed confidence
 (own photos answered with a label), and the classifier's closed-set accuracy (the
 ceiling: its best label among the taught ones, no `unknown`). Then the "Not sure"
-threshold curve of the current method. Means over sets and draws.
+threshold curve of the current method. Means over sets and draws, then per set with
+the spread over draws of the `unknown` shares (worst draw and 10th percentile).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from provider.model import Classifier
 from provider.quality import CALIBRATE_FROM, expected_calibration_error
 from provider.train import default_dataset, train_model
 
-SETS = ("trashnet", "clothing")
+SETS = ("trashnet", "clothing", "grocery")
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TARGETS = {  # K: (right >=, own unknown <=, other unknown >=)
     5: (0.93, 0.05, 0.80),
@@ -292,6 +294,46 @@ def main() -> int:
         + table(
             curve_rows,
             ("K", "default labels", "threshold", "own sure", "right among them", "other sure"),
+        )
+    )
+    spread_rows = []
+    for with_defaults in (False, True):
+        for k in ks:
+            for name in SETS:
+                for method in ("previous", "current"):
+                    outs = results[(name, k, with_defaults, method)]
+                    m = mean_of(outs)
+                    own = np.array([o.own_unknown for o in outs])
+                    other = np.array([o.other_unknown for o in outs])
+                    spread_rows.append(
+                        (
+                            str(k),
+                            "yes" if with_defaults else "no",
+                            name,
+                            method,
+                            f"{m.right:.1%}",
+                            f"{m.closed:.1%}",
+                            f"{m.own_unknown:.1%} (worst {own.max():.1%})",
+                            f"{m.other_unknown:.1%} (worst {other.min():.1%}, "
+                            f"p10 {np.quantile(other, 0.1):.1%})",
+                            f"{m.ece:.3f}",
+                        )
+                    )
+    print(
+        f"\nPer set, {args.draws} draws: mean (worst draw; 10th percentile of other subjects)\n"
+        + table(
+            spread_rows,
+            (
+                "K",
+                "default labels",
+                "set",
+                "method",
+                "right",
+                "closed-set",
+                "own unknown",
+                "other unknown",
+                "ECE",
+            ),
         )
     )
     (OUT / "fewshot.json").write_text(

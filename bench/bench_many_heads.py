@@ -14,6 +14,15 @@ Reported (medians over ``--runs``): throughput of both, their ratio (target >= 9
 p50/p95 latency of both, and the workers' head caches (heads kept, bytes, loads,
 evictions) with the default ``HEAD_CACHE_MB``. Before the timed runs every active head is
 asked once (the cold pass, reported too), so the runs measure the steady state.
+
+    python -m bench.bench_many_heads --footprint 50
+
+measures memory and size only (no timing): ``--footprint`` heads of servers that keep the
+default labels (2-5 taught labels x 10-20 photos beside the packaged default dataset), each
+trained twice, sharing the default dataset's open-set vectors (this release) and holding
+them (as the previous release did); every head loaded into one unbounded head cache beside
+the default model. Reported: file size per head, bytes per head in the cache, the shared
+vectors held once, and the total for 1000 heads (per head x 1000 + the shared part).
 """
 
 from __future__ import annotations
@@ -66,6 +75,48 @@ def make_heads(out: Path, count: int, cache: Path) -> list[ModelRef]:
         if (i + 1) % 100 == 0:
             print(f"  {i + 1} heads trained ({time.perf_counter() - started:.0f} s)")
     return refs
+
+
+def footprint(count: int, cache: Path, work: Path) -> None:
+    """Sizes of heads that keep the default labels, shared and held (see the docstring)."""
+    from provider import shared_vectors
+    from provider.dataset import DatasetItem
+    from provider.heads import HeadCache, HeadKey
+    from provider.model import Classifier
+    from provider.train import train_model
+
+    rng = random.Random(SEED)
+    species = {d.name: sorted(d.glob("*.jpg")) for d in default_dataset().iterdir() if d.is_dir()}
+    default = train_model(default_dataset(), work / "default.model", cache=cache, folds=0)
+    for variant, base in (("shared (this release)", None), ("held (previous)", work / "none")):
+        heads = []
+        for i in range(count):
+            labels = rng.sample(sorted(species), rng.randint(2, 5))
+            examples = [
+                DatasetItem(path, f"server-{label}")
+                for label in labels
+                for path in rng.sample(species[label], rng.randint(10, 20))
+            ]
+            out = work / f"{variant[:4]}-{i}.model"
+            result = train_model(
+                default_dataset(), out, examples=examples, cache=cache, folds=0, shared_base=base
+            )
+            heads.append(result)
+        shared_vectors.clear()
+        backbone = Classifier.load(default.model_path)
+        heads_cache = HeadCache(1 << 40)
+        for h in heads:
+            heads_cache.get(HeadKey(h.model_id, str(h.model_path)))
+        files = statistics.mean(Path(h.model_path).stat().st_size for h in heads) / 1e6
+        per_head = heads_cache.bytes / len(heads) / 1e6
+        key = default.metadata["ood"].get("provides")
+        bank = shared_vectors.registered(key) if base is None and key else None
+        once = bank.nbytes / 1e6 if bank is not None else 0.0
+        print(
+            f"{variant}: {count} heads, file {files:.2f} MB each, {per_head:.2f} MB each in "
+            f"the head cache, shared vectors {once:.1f} MB once (held by the default model "
+            f"{backbone.model_id}); 1000 heads: {per_head * 1000 + once:.0f} MB"
+        )
 
 
 def bench_images(count: int) -> list[bytes]:
@@ -158,7 +209,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--head-cache-mb", type=float, default=None)
+    parser.add_argument("--footprint", type=int, default=0, help="sizes only, of N heads")
     args = parser.parse_args()
+    if args.footprint:
+        from bench.common import OUT
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
+            footprint(args.footprint, OUT / "fewshot-features.h5", Path(tmp))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-many-heads-") as tmp:
         work = Path(tmp)

@@ -285,6 +285,8 @@ def _train(
         examples=[DatasetItem(Path(path), label) for path, label in examples],
         cache=Path(cache) if cache else None,
         progress=progress,
+        # the dataset a server keeps beside its photos is the one its heads share
+        shared_base=Path(dataset) if dataset is not None else None,
     )
     model = Classifier.load(Path(result.model_path))  # never swap in an unloadable artifact
     metrics = dict(model.metadata.get("metrics") or {})

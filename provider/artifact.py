@@ -28,7 +28,10 @@ from provider.errors import ModelError
 from provider.features import EXTRACTORS
 
 MAGIC = b"IMGCLF\x00\x01"
-FORMAT_VERSION = 2  # 2: per-label open-set thresholds (provider.ood.OpenSetScorer)
+FORMAT_VERSION = 3
+"""2: per-label open-set thresholds (provider.ood.OpenSetScorer); 3: the default dataset's
+open-set vectors are named (``shared``), not stored (provider.shared_vectors)."""
+IDENTITY_FIELDS = ("labels", "extractor", "classifier", "dataset", "shared")
 MAX_HEADER = 1 << 20
 
 
@@ -79,9 +82,7 @@ def save_model(pipeline: Any, ood: Any, metadata: dict[str, Any], path: Path) ->
     """Write atomically (temp file + rename); fills in ``model_id`` and payload fields."""
     payload = pickle.dumps({"pipeline": pipeline, "ood": ood}, protocol=5)
     digest = hashlib.sha256(payload).hexdigest()
-    identity = {
-        k: metadata[k] for k in ("labels", "extractor", "classifier", "dataset") if k in metadata
-    }
+    identity = {k: metadata[k] for k in IDENTITY_FIELDS if k in metadata}
     meta = dict(metadata)
     meta.update(
         format=FORMAT_VERSION,
@@ -185,7 +186,7 @@ def verify_artifact_bytes(data: bytes, name: str) -> dict[str, Any]:
         hashlib.sha256(payload).hexdigest() != meta.get("payload_sha256")
     ):
         raise ModelError(f"{name} is truncated or corrupted (checksum mismatch).")
-    identity = {k: meta[k] for k in ("labels", "extractor", "classifier", "dataset") if k in meta}
+    identity = {k: meta[k] for k in IDENTITY_FIELDS if k in meta}
     if meta.get("model_id") != model_id_for(meta["payload_sha256"], identity):
         raise ModelError(f"{name} has an altered header (model id mismatch).")
     return meta
@@ -203,7 +204,7 @@ def load_model(path: Path) -> ModelArtifact:
         hashlib.sha256(payload).hexdigest() != meta.get("payload_sha256")
     ):
         raise ModelError(f"{path.name} is truncated or corrupted (checksum mismatch).")
-    identity = {k: meta[k] for k in ("labels", "extractor", "classifier", "dataset") if k in meta}
+    identity = {k: meta[k] for k in IDENTITY_FIELDS if k in meta}
     if meta.get("model_id") != model_id_for(meta["payload_sha256"], identity):
         raise ModelError(f"{path.name} has an altered header (model id mismatch).")
     try:

@@ -11,7 +11,7 @@ import numpy as np
 
 from provider.artifact import ModelArtifact, load_model
 from provider.blas import use_one_blas_thread
-from provider.errors import ImageError
+from provider.errors import ImageError, ModelError
 from provider.extraction import featurise
 from provider.features import FeatureExtractor, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
@@ -22,6 +22,25 @@ from provider.results import UNKNOWN, LabelScore, Prediction
 Source = bytes | bytearray | memoryview | os.PathLike[str] | str
 BATCH_SIZE = 64  # images handed to the extractor at once (it makes the forward passes)
 STREAM_BATCH = 16  # feature rows classified together while the lanes featurise the next
+
+
+def share_open_set_vectors(artifact: ModelArtifact) -> None:
+    """Offer the vectors of a model holding all its rows (the default model's are what
+    heads keeping the default labels name), and attach the shared vectors a model names
+    (:mod:`provider.shared_vectors`); raises :class:`ModelError` when those are not
+    available in this process."""
+    from provider import shared_vectors
+
+    ood = artifact.ood
+    name = artifact.metadata["extractor"]["name"]
+    if getattr(ood, "provides_", None):
+        shared_vectors.offer(ood, artifact.labels)
+    if getattr(ood, "shared_key_", None):
+        bank = shared_vectors.resolve(ood.shared_key_, name)
+        try:
+            ood.attach(bank)
+        except ValueError as exc:
+            raise ModelError(f"model {artifact.model_id}: {exc}; retrain it.") from exc
 
 
 class Classifier:
@@ -39,6 +58,7 @@ class Classifier:
         self._proba = fast_proba(artifact.pipeline) or artifact.pipeline.predict_proba
         self._classifier_dim = self.extractor.classifier_dim
         self.temperature = float((artifact.metadata.get("calibration") or {}).get("temperature", 1))
+        share_open_set_vectors(artifact)
 
     @classmethod
     def load(cls, path: Path | str) -> Classifier:

@@ -16,11 +16,21 @@ lie closer together than 5 photos of a server's subject. One threshold for all (
 previous rule) let the dense default labels set a threshold the sparse taught labels
 failed; a threshold per label from its own few distances alone is noisy. Pooling labels
 of a similar size keeps both right (docs/classifier.md, "Open-set recognition").
+
+A model trained on the default dataset beside a server's photos does not store the default
+dataset's vectors: :meth:`OpenSetScorer.share` drops them and names them by a key, and the
+process attaches the one shared copy (:mod:`provider.shared_vectors`) when it loads the
+model. The thresholds are fitted on every row first, so sharing changes no answer.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from provider.shared_vectors import SharedBank
 
 SEMANTIC_WEIGHT = 0.5
 QUANTILE = 0.99
@@ -95,6 +105,11 @@ class OpenSetScorer:
     Stored (pickled): the training open-set vectors in float16, their label indices and
     the per-label thresholds. On first use a float32 working copy *replaces* the float16
     vectors (they are made again from it for pickling), so a loaded head holds one copy.
+
+    With :meth:`share`, the rows of a base dataset are left out and named by
+    ``shared_key_``; :meth:`attach` gives the scorer the process's one copy of them before
+    it scores. ``provides_`` is the key of the vectors a scorer fitted on a base dataset
+    alone holds (the default model's), for :mod:`provider.shared_vectors` to register.
     """
 
     def __init__(self, classifier_dim: int, quantile: float = QUANTILE) -> None:
@@ -104,15 +119,34 @@ class OpenSetScorer:
         self.labels_: np.ndarray | None = None  # (N,) int16 label index of each row
         self.thresholds_: np.ndarray | None = None  # (L,) float32
         self._bank_t: np.ndarray | None = None  # (D, N) float32 working copy
+        self.shared_key_: str | None = None  # rows left out, named (see share)
+        self.shared_images_ = 0
+        self.label_names_: tuple[str, ...] = ()  # to map a shared bank's labels, by name
+        self.provides_: str | None = None
+        self._shared: SharedBank | None = None
+        self._shared_labels: np.ndarray | None = None  # bank label index -> our label index
+        self._provided: SharedBank | None = None  # keeps the bank of provides_ registered
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         if state["bank_"] is None and self._bank_t is not None:  # exact: made from float16
             state["bank_"] = np.ascontiguousarray(self._bank_t.T).astype(np.float16)
-        state["_bank_t"] = None
+        for transient in ("_bank_t", "_shared", "_shared_labels", "_provided"):
+            state.pop(transient, None)  # never pickled: a process attaches its own copy
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(
+            {
+                "shared_key_": None,
+                "shared_images_": 0,
+                "label_names_": (),
+                "provides_": None,
+                "_shared": None,
+                "_shared_labels": None,
+                "_provided": None,
+            }
+        )
         self.__dict__.update(state)
         self._bank_t = None
 
@@ -132,6 +166,36 @@ class OpenSetScorer:
         self._bank_t = None
         return self
 
+    def share(self, rows: np.ndarray, key: str, label_names: tuple[str, ...]) -> OpenSetScorer:
+        """Leave out the fitted rows ``rows`` ((N,) bool: a base dataset's images) and name
+        them ``key``; ``label_names`` are the model's labels, by index."""
+        if self.bank_ is None or self.labels_ is None:
+            raise RuntimeError("fit the scorer before sharing rows")
+        rows = np.asarray(rows, bool)
+        if rows.all() or not rows.any():
+            raise ValueError("share some of the rows, not none or all of them")
+        self.bank_ = np.ascontiguousarray(self.bank_[~rows])
+        self.labels_ = np.ascontiguousarray(self.labels_[~rows])
+        self.shared_key_ = key
+        self.shared_images_ = int(rows.sum())
+        self.label_names_ = tuple(label_names)
+        return self
+
+    def attach(self, bank: SharedBank) -> None:
+        """Use ``bank`` (the vectors :meth:`share` left out); raises ``ValueError`` when it
+        is not what this scorer was fitted with."""
+        if bank.key != self.shared_key_ or bank.n_images != self.shared_images_:
+            raise ValueError(
+                f"shared vectors {bank.key} ({bank.n_images} images) are not the "
+                f"{self.shared_key_} ({self.shared_images_} images) this model was fitted with"
+            )
+        index = {name: i for i, name in enumerate(self.label_names_)}
+        missing = [name for name in bank.labels if name not in index]
+        if missing or bank.vectors_t.shape[0] != self.dim:
+            raise ValueError(f"shared vectors {bank.key} do not fit this model's labels")
+        self._shared_labels = np.array([index[name] for name in bank.labels], np.int64)
+        self._shared = bank
+
     @property
     def n_images(self) -> int:
         return 0 if self.labels_ is None else len(self.labels_)
@@ -149,6 +213,19 @@ class OpenSetScorer:
     def working_bytes(self) -> int:
         """Bytes of the float32 working copy that replaces them once in use."""
         return self.n_images * self.dim * 4
+
+    def working_vectors(self) -> np.ndarray:
+        """(D, N) float32 working copy of the stored rows (made once, shared by reference)."""
+        return self._working()
+
+    def use_working_vectors(self, vectors_t: np.ndarray) -> None:
+        """Score with ``vectors_t`` (D, N), equal to the stored rows (one copy, shared)."""
+        self._bank_t = vectors_t
+        self.bank_ = None
+
+    def keep_provided(self, bank: SharedBank) -> None:
+        """Hold the registered bank of :attr:`provides_` for as long as this scorer lives."""
+        self._provided = bank
 
     def _working(self) -> np.ndarray:
         working = self._bank_t
@@ -168,11 +245,22 @@ class OpenSetScorer:
         if self.thresholds_ is None or self.labels_ is None:
             raise RuntimeError("OpenSetScorer is not fitted")
         query = open_set_vectors(features, self.classifier_dim)
+        rows = np.arange(len(query))
         similarity = query @ self._working()
         nearest = np.argmax(similarity, axis=1)
-        # float16 storage: a row's distance to itself can round below 0
-        distance = np.maximum(1.0 - similarity[np.arange(len(query)), nearest], 0.0)
+        best = similarity[rows, nearest]
         label = self.labels_[nearest].astype(np.int64)
+        if self.shared_key_ is not None:
+            if self._shared is None or self._shared_labels is None:
+                raise RuntimeError(f"the shared vectors {self.shared_key_} are not attached")
+            shared = query @ self._shared.vectors_t
+            near = np.argmax(shared, axis=1)
+            closer = shared[rows, near] > best
+            best = np.where(closer, shared[rows, near], best)
+            bank_label = self._shared.row_labels[near].astype(np.int64)
+            label = np.where(closer, self._shared_labels[bank_label], label)
+        # float16 storage: a row's distance to itself can round below 0
+        distance = np.maximum(1.0 - best, 0.0)
         return (distance / self.thresholds_[label]).astype(np.float32), label
 
     @staticmethod

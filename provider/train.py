@@ -29,6 +29,14 @@ from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.ood import QUANTILE, SEMANTIC_WEIGHT, SIZE_FACTOR, OpenSetScorer
 from provider.quality import Quality, cross_validated_quality
 from provider.results import UNKNOWN
+from provider.shared_vectors import (
+    SharedBank,
+    items_fingerprint,
+    known_base_items,
+    register,
+    shared_key,
+)
+from provider.shared_vectors import shared_rows as find_shared_rows
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +131,50 @@ def load_features(
     return data, tuple(present), warnings, y
 
 
+def _share_base(
+    ood: OpenSetScorer,
+    digests: list[str],
+    labels: tuple[str, ...],
+    y: np.ndarray,
+    base: Path,
+    known: dict[Path, str],
+    extractor: str,
+    version: int | str,
+) -> dict[str, object] | None:
+    """Leave the base dataset's rows out of ``ood`` when they are all there beside others
+    (and keep them registered in this process). A model that holds all its rows says it
+    provides them, under the key a head trained beside the same photos would name (the
+    default model's are the ones that matter). Returns the header's ``shared`` entry, or
+    None. Decided by content alone: the same photos make the same model however given."""
+    row_labels = [labels[i] for i in y]
+    fingerprint = dataset_fingerprint(digests, row_labels)
+    ood.provides_ = shared_key(fingerprint, extractor, version, SEMANTIC_WEIGHT)
+    try:
+        if not base.is_dir() or len(digests) <= len(scan_dataset(base).items):
+            return None
+        items = known_base_items(base, known)
+    except (OSError, DatasetError):  # no usable base here: every row stays in the model
+        return None
+    mask = find_shared_rows(digests, row_labels, items)
+    if mask is None or mask.all():
+        return None
+    key = shared_key(items_fingerprint(items), extractor, version, SEMANTIC_WEIGHT)
+    assert ood.bank_ is not None and ood.labels_ is not None
+    base_labels = tuple(sorted({label for _, label in items}))
+    index = {label: i for i, label in enumerate(base_labels)}
+    bank_labels = np.array([index[labels[i]] for i in y[mask]], np.int16)
+    vectors_t = np.ascontiguousarray(ood.bank_[mask].T, dtype=np.float32)
+    register(SharedBank(key, base_labels, bank_labels, vectors_t), keep=True)
+    ood.share(mask, key, labels)
+    ood.provides_ = None  # it holds only part of its rows
+    return {
+        "key": key,
+        "dataset_fingerprint": key.split(".", 1)[0],
+        "extractor": f"{extractor}@{version}",
+        "images": int(mask.sum()),
+    }
+
+
 def _few_readable(scanned: list[DatasetItem], readable: list[DatasetItem]) -> list[str]:
     """Labels that had enough files but too few *readable* ones (the scan warns the rest)."""
     files = Counter(item.label for item in scanned)
@@ -146,9 +198,17 @@ def train_model(
     folds: int = 5,
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    shared_base: Path | str | None = None,
 ) -> TrainResult:
     """Train on a folder-per-label dataset and/or explicit ``examples`` (path, label), and
     write the model artifact to ``out``. ``dataset`` None: the examples only.
+
+    ``shared_base`` (default: the packaged default dataset) is the dataset whose open-set
+    vectors many models share: when every one of its images is among the training images
+    beside others, the model file names them instead of storing them
+    (:mod:`provider.shared_vectors`); a model of that dataset alone says it provides them.
+    Which rows they are is found by content, so a folder holding the default labels beside
+    taught ones makes the same model as the default dataset plus the taught examples.
 
     Deterministic: the same images, labels and options give the same model id. With
     ``folds >= 2`` the model's quality is measured by stratified k-fold CV first (set 0 to
@@ -192,6 +252,19 @@ def train_model(
         classifier, ext.classifier_features(X), np.array(labels, dtype=object)[y]
     )
     ood = OpenSetScorer(ext.classifier_dim).fit(X, y, len(labels))
+    digests = [data.digests[i] for i in order]
+    known = {item.path: digest for item, digest in zip(data.items, data.digests, strict=True)}
+    base = Path(shared_base or default_dataset())
+    shared = _share_base(
+        ood,
+        digests,
+        labels,
+        y,
+        base,
+        known,
+        ext.name,
+        ext.version,
+    )
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
     measured = quality is not None and quality.folds > 0
     recall = (
@@ -217,6 +290,17 @@ def train_model(
     }
     if own and quality is not None:
         metrics["own"] = {"labels": own, **quality.summary(own)}
+    ood_meta: dict[str, object] = {
+        "method": "nearest-neighbour, per-label thresholds by label size",
+        "semantic_weight": SEMANTIC_WEIGHT,
+        "quantile": QUANTILE,
+        "size_factor": SIZE_FACTOR,
+        "thresholds": {
+            lb: round(float(t), 6) for lb, t in zip(labels, ood.thresholds_, strict=True)
+        },
+    }
+    if ood.provides_:
+        ood_meta["provides"] = ood.provides_
     metadata: dict[str, object] = {
         "labels": list(labels),
         "extractor": {
@@ -236,17 +320,11 @@ def train_model(
             "method": "temperature",
             "temperature": quality.temperature if quality else 1.0,
         },
-        "ood": {
-            "method": "nearest-neighbour, per-label thresholds by label size",
-            "semantic_weight": SEMANTIC_WEIGHT,
-            "quantile": QUANTILE,
-            "size_factor": SIZE_FACTOR,
-            "thresholds": {
-                lb: round(float(t), 6) for lb, t in zip(labels, ood.thresholds_, strict=True)
-            },
-        },
+        "ood": ood_meta,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if shared is not None:
+        metadata["shared"] = shared
     artifact = save_model(pipeline, ood, metadata, out)
     if progress:
         progress("fitting", 1, 1)

@@ -42,7 +42,7 @@ from golem_backend.golem.budget import BudgetFile
 from golem_backend.golem.default_model import DefaultModel
 from golem_backend.golem.dispatcher import Dispatcher, DispatcherConfig
 from golem_backend.golem.elastic import Autoscaler, ElasticConfig, elastic_config
-from golem_backend.golem.heads import HeadShelf
+from golem_backend.golem.heads import HeadShelf, check_shared_vectors
 from golem_backend.golem.health import HealthConfig, HealthMonitor
 from golem_backend.golem.market import price_caps
 from golem_backend.golem.model_file import load_artifact, reason_of
@@ -322,6 +322,7 @@ class GolemBackend(Backend):
         head = None
         if model is not None and model.model_id != store.current.model_id:
             head = await self._heads.get(model)  # uploaded to each instance when it lacks it
+            check_shared_vectors(head, store.current)
         limit = self._settings.max_image_bytes
         outcomes: list[Outcome | None] = [None] * len(images)
         send: list[int] = []

@@ -50,7 +50,14 @@ class HeadShelf:
                 f"The model {ref.model_id} cannot be used: {ref.path.name} holds model "
                 f"{meta['model_id']}, not {ref.model_id}."
             )
-        head = ModelArtifact(data=data, model_id=ref.model_id, labels=tuple(meta["labels"]))
+        named = meta.get("shared")
+        shared = named.get("key") if isinstance(named, dict) else None
+        head = ModelArtifact(
+            data=data,
+            model_id=ref.model_id,
+            labels=tuple(meta["labels"]),
+            shared=shared if isinstance(shared, str) else None,
+        )
         self.reads += 1
         self._heads[ref.model_id] = head
         self.bytes += len(data)
@@ -58,3 +65,13 @@ class HeadShelf:
             _, dropped = self._heads.popitem(last=False)
             self.bytes -= len(dropped.data)
         return head
+
+
+def check_shared_vectors(head: ModelArtifact, default: ModelArtifact) -> None:
+    """Refuse, before any upload, a head naming shared vectors that the instances do not
+    hold: they attach the ones of the default model they serve (``default.provides``)."""
+    if head.shared is not None and head.shared != default.provides:
+        raise BackendUnavailable(
+            f"The model {head.model_id} was trained beside another default dataset (or "
+            "feature extractor) than the one the Golem providers serve; retrain it."
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
@@ -56,7 +57,29 @@ async def load_artifact(path: Path, info: dict[str, Any]) -> ModelArtifact:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise BackendUnavailable(f"Could not read the model {path}: {reason_of(exc)}") from exc
-    return ModelArtifact(data=data, model_id=str(info["model_id"]), labels=tuple(info["labels"]))
+    return ModelArtifact(
+        data=data,
+        model_id=str(info["model_id"]),
+        labels=tuple(info["labels"]),
+        provides=provided_key(data),
+    )
+
+
+def provided_key(data: bytes) -> str | None:
+    """The shared open-set vectors a model file provides (its header's ``ood.provides``):
+    read from the JSON header alone, on the requestor's own, already verified file."""
+    from provider.artifact import MAGIC
+
+    start = len(MAGIC) + 4
+    if len(data) < start or data[: len(MAGIC)] != MAGIC:
+        return None
+    size = int.from_bytes(data[len(MAGIC) : start], "big")
+    try:
+        meta = json.loads(data[start : start + size])
+        key = (meta.get("ood") or {}).get("provides")
+    except (ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def reason_of(exc: BaseException) -> str:

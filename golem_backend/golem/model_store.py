@@ -9,11 +9,15 @@ from golem_backend.golem.canaries import CanarySet
 
 @dataclass(frozen=True, slots=True)
 class ModelArtifact:
-    """A trained model file held by the requestor: its bytes, id and labels."""
+    """A trained model file held by the requestor: its bytes, id and labels, and the key of
+    the shared open-set vectors it names (a head keeping the default labels) or provides
+    (the default model), from its header (:mod:`provider.shared_vectors`)."""
 
     data: bytes
     model_id: str
     labels: tuple[str, ...]
+    shared: str | None = None
+    provides: str | None = None
 
 
 class ModelStore:

@@ -36,13 +36,27 @@ def copy_dataset(dest: Path, labels: tuple[str, ...]) -> Path:
     return dest
 
 
-def train_head(out_dir: Path, labels: tuple[str, ...], cache: Path, folds: int = 3) -> Head:
-    """A head on ``labels`` (8 photos each) at ``out_dir/<model_id>.model``."""
+def train_head(
+    out_dir: Path,
+    labels: tuple[str, ...],
+    cache: Path,
+    folds: int = 3,
+    defaults: Path | None = None,
+) -> Head:
+    """A head on ``labels`` (8 photos each) at ``out_dir/<model_id>.model``; with
+    ``defaults``, that dataset beside them, as a server keeping the default labels."""
     from provider.dataset import DatasetItem
     from provider.train import train_model
 
     examples = [DatasetItem(p, lb) for lb in labels for p in flower_files(lb, 0, PER_LABEL)]
-    result = train_model(None, out_dir / "tmp.model", examples=examples, cache=cache, folds=folds)
+    result = train_model(
+        defaults,
+        out_dir / "tmp.model",
+        examples=examples,
+        cache=cache,
+        folds=folds,
+        shared_base=defaults,
+    )
     path = out_dir / f"{result.model_id}.model"
     Path(result.model_path).rename(path)
     return Head(ModelRef(result.model_id, path), tuple(result.labels))

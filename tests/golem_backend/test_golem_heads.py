@@ -46,9 +46,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("golem-heads")
     cache = root / "features.h5"
     dataset = copy_dataset(root / "dataset", DEFAULT_LABELS)
-    default = train_model(dataset, root / "default.model", cache=cache, folds=0)
+    # as the backends train it (golem_backend.child): the default dataset is the shared base
+    default = train_model(
+        dataset, root / "default.model", cache=cache, folds=0, shared_base=dataset
+    )
     heads = [train_head(root / f"guild-{i}", labels, cache) for i, labels in enumerate(HEAD_LABELS)]
-    return {"root": root, "default": Path(default.model_path), "heads": heads}
+    keeper = train_head(root / "keeper", ("iris", "pansy"), cache, defaults=dataset)
+    other = copy_dataset(root / "other-defaults", ("daisy", "dandelion"))
+    foreign = train_head(root / "foreign", ("iris", "pansy"), cache, defaults=other)
+    return {
+        "root": root,
+        "default": Path(default.model_path),
+        "heads": heads,
+        "keeper": keeper,
+        "foreign": foreign,
+    }
 
 
 class Shared:
@@ -235,3 +247,35 @@ async def test_a_reply_is_checked_against_each_images_own_head():
                 labels=default[1],
                 heads=heads,
             )
+
+
+async def test_a_head_that_keeps_the_default_labels_uses_the_instances_shared_vectors(
+    shared, world
+):
+    """A server that keeps the default labels: its head names the default dataset's open-set
+    vectors instead of holding them; an instance attaches the ones of the default model it
+    was given, once, for every such head."""
+    from provider.artifact import read_header
+
+    keeper: Head = world["keeper"]  # type: ignore[assignment]
+    meta, _ = read_header(keeper.ref.path)
+    assert meta["shared"]["images"] == 3 * 8
+    images = held_out("iris", 1) + held_out("bluebell", 1)
+    outcomes = await shared.backend.classify(images, model=keeper.ref, tenant="guild:7")
+    assert all(isinstance(o, Prediction) for o in outcomes)
+    assert [o.model_id for o in outcomes] == [keeper.ref.model_id] * 2  # type: ignore[union-attr]
+    assert outcomes[0].label == "iris"  # type: ignore[union-attr]
+    assert outcomes[1].label in ("bluebell", "unknown")  # type: ignore[union-attr]
+
+
+async def test_a_head_naming_vectors_the_instances_lack_is_refused_before_upload(shared, world):
+    """Trained beside another default dataset than the default model the instances serve:
+    refused by the requestor with the remedy, nothing uploaded; every other head served."""
+    foreign: Head = world["foreign"]  # type: ignore[assignment]
+    before = uploads(shared)
+    with pytest.raises(BackendUnavailable, match=r"another default dataset.*retrain it"):
+        await shared.backend.classify(held_out("iris", 1), model=foreign.ref, tenant="guild:8")
+    assert uploads(shared) == before
+    heads: list[Head] = world["heads"]  # type: ignore[assignment]
+    [outcome] = await shared.backend.classify(held_out("daisy", 1), model=heads[0].ref)
+    assert isinstance(outcome, Prediction) and outcome.model_id == heads[0].ref.model_id

@@ -71,7 +71,7 @@ def test_a_model_of_the_previous_release_must_be_retrained(tmp_path: Path):
     assert why == "v1.model uses model format 1; retrain the model."
     with pytest.raises(ModelError, match="model format 1; retrain the model"):
         load_model(path)
-    rewrite_header(path, format=2)  # the format alone is not enough: the features differ
+    rewrite_header(path, format=3)  # the format alone is not enough: the features differ
     assert "cnn@lite0-ort-ms1-draft240-bicubic," in str(model_incompatibility(path))
 
 
@@ -84,3 +84,21 @@ def test_files_that_are_not_models_are_left_to_classification(tmp_path: Path):
     (tmp_path / "cut.model").write_bytes(MAGIC + struct.pack(">I", 4000) + b'{"format": 1')
     for name in ("missing.model", "empty.model", "text.model", "dir.model", "cut.model"):
         assert model_incompatibility(tmp_path / name) is None, name
+
+
+def test_a_model_of_format_2_must_be_retrained(tmp_path: Path):
+    """Format 2 (the release before shared vectors) stored the default labels' open-set
+    vectors in every server's model; format 3 names them. A format-2 server model on the
+    current features is retrained once at start, and loading it is refused cleanly."""
+    from provider.artifact import FORMAT_VERSION, load_model
+    from provider.errors import ModelError
+
+    assert FORMAT_VERSION == 3
+    ext = get_extractor("cnn")
+    current = {"name": ext.name, "version": ext.version, "dim": ext.dim}
+    path = artifact(tmp_path / "v2.model", current)
+    assert model_incompatibility(path) is None
+    rewrite_header(path, format=2)
+    assert model_incompatibility(path) == "v2.model uses model format 2; retrain the model."
+    with pytest.raises(ModelError, match="model format 2; retrain the model"):
+        load_model(path)
