@@ -72,10 +72,15 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
             return row.left_at if row else None
 
     async def mark_present(self) -> None:
-        async with self._write() as s:
-            await s.execute(
-                update(GuildRow).where(GuildRow.id == self.scope_id).values(left_at=None)
-            )
+        """The bot is in this server: its row exists (created the first time the bot sees
+        the server, so that a server where nothing was stored yet is known, e.g. to the
+        dashboard) and is not marked as left. Writes only when something changes."""
+        async with self._session() as s:
+            row = await s.get(GuildRow, self.scope_id)
+            if row is not None and row.left_at is None:
+                return
+        async with self._write(changes_serving=False) as s:
+            (await self._ensure_row(s)).left_at = None
 
     # --- watched channels ---------------------------------------------------------------
     async def watched_channels(self) -> set[int]:

@@ -13,7 +13,15 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from bot.core.errors import UserError
-from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError, guild_data
+from bot.db import (
+    DatabaseTooNew,
+    GuildSettings,
+    QuotaExceeded,
+    Quotas,
+    Store,
+    StoreWriteError,
+    guild_data,
+)
 from bot.db.repair import repair
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import ROOT, flower_bytes, png_bytes
@@ -292,6 +300,17 @@ async def test_retention_purge_forgets_servers_left_long_ago(store: Store):
     assert len(await store.guild(B).taught()) == 1
     await store.guild(B).mark_present()  # re-joined: kept however long ago it left
     assert await store.operator.purge_departed(dt.timedelta(0)) == {}
+
+
+async def test_a_server_the_bot_sees_is_known_even_with_nothing_stored(store: Store):
+    assert A not in await store.operator.scope_ids()
+    await store.guild(A).mark_present()  # the bot joined, or saw it at start
+    assert A in await store.operator.scope_ids()
+    assert await store.guild(A).left_at() is None
+    assert await store.guild(A).settings() == GuildSettings()  # the defaults
+    await store.guild(A).mark_left()
+    await store.guild(A).mark_present()
+    assert await store.guild(A).left_at() is None
 
 
 async def test_a_database_newer_than_the_code_is_refused(store: Store):
