@@ -422,3 +422,16 @@ async def test_sqlite_runs_in_wal_with_normal_sync_and_no_pings(tmp_path: Path) 
     server = make_engine("postgresql+asyncpg://user@127.0.0.1:1/none")
     assert server.pool._pre_ping is True
     await server.dispose()
+
+
+async def test_first_writes_of_a_server_racing_each_other_all_succeed(store: Store):
+    """The bot seeing a server while a command stores its first settings: one row, no
+    error (both create the row if it is missing)."""
+    scope = store.guild(A)
+    await asyncio.gather(
+        *(scope.mark_present() for _ in range(5)),
+        *(scope.set_include_default(False) for _ in range(5)),
+        *(scope.set_trainer_role(7) for _ in range(5)),
+    )
+    assert await store.operator.scope_ids() == [A]
+    assert await scope.settings() == GuildSettings(False, 7)
