@@ -85,7 +85,9 @@ class Servers:
 _counter = iter(range(1000))
 
 
-async def two_servers(world: World, data: Path) -> AsyncIterator[Servers]:
+async def two_servers(
+    world: World, data: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Servers]:
     sim = world.sim
     n = next(_counter)
     owner = sim.create_user(f"fb-owner{n}")
@@ -109,6 +111,7 @@ async def two_servers(world: World, data: Path) -> AsyncIterator[Servers]:
         "COOLDOWN_USES": "1000",
         "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "MAX_IMAGES_PER_MESSAGE": "4",
+        **(extra_env or {}),
     }
     backend = CheckingBackend()
     running = await launch(world, app, env, backend=backend)

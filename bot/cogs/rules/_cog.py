@@ -30,6 +30,7 @@ from bot.cogs.rules._rules import (
     parse_threshold,
 )
 from bot.cogs.rules._rules import rule_label as parse_rule_label
+from bot.core.channel_option import TextChannelOption
 from bot.core.client import ClassifierBot
 from bot.core.discord_limits import clip
 from bot.core.embeds import BLUE
@@ -43,26 +44,6 @@ from golem_backend import UNKNOWN
 log = logging.getLogger(__name__)
 
 Action = Literal["reply", "react", "log", "delete", "nothing"]
-
-
-class TextChannelOption(app_commands.Transformer):
-    """A text channel option, passed on as Discord resolved it: whether it is a channel of
-    this server is checked by the command (with a message), not by discord.py."""
-
-    @property
-    def type(self) -> discord.AppCommandOptionType:
-        return discord.AppCommandOptionType.channel
-
-    @property
-    def channel_types(self) -> list[discord.ChannelType]:
-        return [discord.ChannelType.text]
-
-    async def transform(
-        self, interaction: discord.Interaction, value: object, /
-    ) -> app_commands.AppCommandChannel:
-        if not isinstance(value, app_commands.AppCommandChannel):
-            raise InvalidRule("The log channel must be a text channel of this server.")
-        return value
 
 
 class RulesCog(commands.Cog):

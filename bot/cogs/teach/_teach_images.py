@@ -24,7 +24,7 @@ from bot.core.embeds import percent
 from bot.core.errors import DownloadError, UserError, explain
 from bot.core.tenancy import labels_of, model_of
 from bot.db import QuotaExceeded, ScopedData
-from golem_backend import BackendError, ImageError, Prediction
+from golem_backend import BackendError, ImageError, ImageTooLarge, Prediction
 
 if TYPE_CHECKING:
     from bot.core.client import ClassifierBot
@@ -43,6 +43,13 @@ class TeachResult:
     guess: Prediction | None = None  # what the current model said (when it was checked)
     count: int = 0  # taught images of the label afterwards
     duplicate: bool = False
+    not_image: bool = False  # refused as not an image (or a damaged one)
+    over_quota: bool = False  # refused by one of the server's quotas
+
+
+def not_an_image(error: BaseException) -> bool:
+    """Refused for what the bytes are (not an image, empty, damaged), not for their size."""
+    return isinstance(error, ImageError) and not isinstance(error, ImageTooLarge)
 
 
 async def download_all(
@@ -75,7 +82,9 @@ async def teach_images(
     good = []
     for i, (name, data) in enumerate(images):
         if isinstance(data, Exception):
-            results[i] = TeachResult(name, False, explain(data) or "could not be read")
+            results[i] = TeachResult(
+                name, False, explain(data) or "could not be read", not_image=not_an_image(data)
+            )
         else:
             good.append(i)
     outcomes: list[object] = []
@@ -101,10 +110,10 @@ async def teach_images(
         name, data = images[i]
         assert isinstance(data, bytes)
         if isinstance(outcome, ImageError | UserError):
-            results[i] = TeachResult(name, False, outcome.message)
+            results[i] = TeachResult(name, False, outcome.message, not_image=not_an_image(outcome))
             continue
         if quota_hit is not None:
-            results[i] = TeachResult(name, False, quota_hit)
+            results[i] = TeachResult(name, False, quota_hit, over_quota=True)
             continue
         guess = outcome if isinstance(outcome, Prediction) else None
         try:
@@ -115,7 +124,7 @@ async def teach_images(
             )
         except QuotaExceeded as exc:
             quota_hit = exc.message
-            results[i] = TeachResult(name, False, exc.message, guess)
+            results[i] = TeachResult(name, False, exc.message, guess, over_quota=True)
             continue
         except UserError as exc:
             results[i] = TeachResult(name, False, exc.message, guess)
