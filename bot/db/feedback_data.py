@@ -319,6 +319,18 @@ class ScopeFeedback(ScopeBase):
             count = await s.scalar(select(func.count()).select_from(ReviewItemRow).where(mine))
             return (self._item(row) if row else None), int(count or 0)
 
+    async def review_items(self, limit: int, offset: int = 0) -> list[ReviewItem]:
+        """Waiting corrections, oldest first (a page of them)."""
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(ReviewItemRow)
+                .where(ReviewItemRow.guild_id == self.scope_id)
+                .order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [self._item(r) for r in rows]
+
     async def review_item(self, item_id: int) -> ReviewItem | None:
         async with self._session() as s:
             row = await s.scalar(

@@ -154,6 +154,26 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
             rows = await s.scalars(self._taught().order_by(TaughtImageRow.id))
             return [self._record(r) for r in rows]
 
+    async def taught_of_label(self, label: str, limit: int, offset: int = 0) -> list[TaughtRecord]:
+        """A page of the label's taught images, newest first."""
+        async with self._session() as s:
+            rows = await s.scalars(
+                self._taught()
+                .where(TaughtImageRow.label == label)
+                .order_by(TaughtImageRow.added_at.desc(), TaughtImageRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [self._record(r) for r in rows]
+
+    async def taught_image(self, sha256: str) -> TaughtRecord | None:
+        """One of this scope's taught files by its content hash (any of its labels)."""
+        async with self._session() as s:
+            row = await s.scalar(
+                self._taught().where(TaughtImageRow.sha256 == sha256).order_by(TaughtImageRow.id)
+            )
+            return self._record(row) if row else None
+
     async def label_counts(self) -> dict[str, int]:
         async with self._session() as s:
             rows = await s.execute(
@@ -278,6 +298,14 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         out = await self._forget(TaughtImageRow.label == label)
         reviews = await self.forget_feedback_of_label(label)
         return Forgotten(out.images, out.models, out.files, reviews)
+
+    async def forget_image(self, label: str, sha256: str, *, user_id: int | None = None) -> int:
+        """One taught image of ``label`` (only if ``user_id`` taught it, when given); its
+        file goes when no other label uses it. The number of images removed (0 or 1)."""
+        condition = (TaughtImageRow.label == label) & (TaughtImageRow.sha256 == sha256)
+        if user_id is not None:
+            condition &= TaughtImageRow.user_id == user_id
+        return (await self._forget(condition)).images
 
     async def forget_user(self, user_id: int) -> Forgotten:
         """What the member taught, asked, voted and sent for review."""

@@ -6,18 +6,36 @@ relabel picks its label with the teach feature's label picker (targets ``a<answe
 and ``r<item id>``, registered in :func:`setup`) and is taught through ``teach_images``.
 
 Other features may use :func:`open_answers`: it records a server's answered images and
-returns their feedback buttons (``None`` outside servers).
+returns their feedback buttons (``None`` outside servers). The dashboard decides waiting
+corrections with :func:`approve_review` and :func:`reject_review` (a
+:class:`ReviewDecision`), the functions /review's buttons use.
 """
 
 from __future__ import annotations
 
 from bot.cogs.feedback._cog import FeedbackCog
-from bot.cogs.feedback._review import ReviewButton, decide_picked
+from bot.cogs.feedback._review import (
+    ReviewButton,
+    ReviewDecision,
+    approve_review,
+    decide_picked,
+    reject_review,
+)
 from bot.cogs.feedback._votes import GONE, REPLACED, VoteButton, correct_picked, open_answers
 from bot.cogs.teach import LabelTarget, add_label_target, remove_label_target
 from bot.core.client import ClassifierBot
 
-__all__ = ["GONE", "REPLACED", "FeedbackCog", "open_answers", "setup", "teardown"]
+__all__ = [
+    "GONE",
+    "REPLACED",
+    "FeedbackCog",
+    "ReviewDecision",
+    "approve_review",
+    "open_answers",
+    "reject_review",
+    "setup",
+    "teardown",
+]
 
 DYNAMIC_ITEMS = (VoteButton, ReviewButton)
 

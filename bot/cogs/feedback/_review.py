@@ -5,11 +5,14 @@ label (the label picker, ``bot.cogs.teach``, on the target ``r<item id>``). Each
 shows the next item in the same message.
 
 The buttons are persistent dynamic items: ``rv:a|x|l:<item>`` (Approve, Reject, Relabel).
+The decisions themselves (:func:`approve_review`, :func:`reject_review`) need no Discord
+interaction: the dashboard's review grid calls them too.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -116,6 +119,49 @@ async def show_review(interaction: discord.Interaction, scope: ScopedData, note:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewDecision:
+    """What became of a waiting correction: ``done`` when it left the queue."""
+
+    done: bool
+    note: str  # for the reviewer
+
+
+ALREADY_HANDLED = ReviewDecision(True, "That correction was already handled.")
+
+
+async def approve_review(
+    bot: ClassifierBot, scope: ScopedData, item_id: int, label: str | None = None
+) -> ReviewDecision:
+    """Approve a waiting correction as ``label`` (its proposed label by default): taught
+    through the teaching path, as taught by the member who proposed it. One code path for
+    /review's buttons and the dashboard; the caller has checked the reviewer's role."""
+    item = await scope.review_item(item_id)
+    if item is None:
+        return ALREADY_HANDLED
+    data = await read_kept(item.image)
+    if data is None:
+        await scope.drop_review_item(item_id)
+        return ReviewDecision(True, "That correction's image is gone; dropped it.")
+    label = label or item.proposed_label
+    [result] = await teach_images(
+        bot, scope, label, [("image", data)], user_id=item.user_id, user_name=item.user_name
+    )
+    if result.learned or result.duplicate:
+        await scope.drop_review_item(item_id)
+        return ReviewDecision(True, f"Approved: the image is {result.line}.")
+    return ReviewDecision(False, f"Not taught (it stays in the queue): {result.line}")
+
+
+async def reject_review(scope: ScopedData, item_id: int) -> ReviewDecision:
+    """Drop a waiting correction (its kept image goes with it)."""
+    item = await scope.review_item(item_id)
+    if item is None:
+        return ALREADY_HANDLED
+    await scope.drop_review_item(item_id)
+    return ReviewDecision(True, f"Rejected **{item.proposed_label}**.")
+
+
 async def review(
     bot: ClassifierBot, interaction: discord.Interaction, verb: str, item_id: int
 ) -> None:
@@ -124,7 +170,7 @@ async def review(
     item = await scope.review_item(item_id)
     if item is None:
         await interaction.response.defer()
-        await show_review(interaction, scope, "That correction was already handled.")
+        await show_review(interaction, scope, ALREADY_HANDLED.note)
         return
     if verb == "l":
         labels = await server_labels(bot, scope)
@@ -139,8 +185,7 @@ async def review(
         return
     if verb == "x":
         await interaction.response.defer()
-        await scope.drop_review_item(item_id)
-        await show_review(interaction, scope, f"Rejected **{item.proposed_label}**.")
+        await show_review(interaction, scope, (await reject_review(scope, item_id)).note)
         return
     await decide(bot, interaction, item_id, item.proposed_label)
 
@@ -148,29 +193,12 @@ async def review(
 async def decide(
     bot: ClassifierBot, interaction: discord.Interaction, item_id: int, label: str
 ) -> None:
-    """Approve a review item as ``label``: taught through the teaching path, as taught
-    by the member who proposed it."""
+    """Approve a review item as ``label`` from /review (a button or the label picker)."""
     await require_trainer(bot, interaction)
     scope = server_scope(bot, interaction)
     await interaction.response.defer()
-    item = await scope.review_item(item_id)
-    if item is None:
-        await show_review(interaction, scope, "That correction was already handled.")
-        return
-    data = await read_kept(item.image)
-    if data is None:
-        await scope.drop_review_item(item_id)
-        await show_review(interaction, scope, "That correction's image is gone; dropped it.")
-        return
-    [result] = await teach_images(
-        bot, scope, label, [("image", data)], user_id=item.user_id, user_name=item.user_name
-    )
-    if result.learned or result.duplicate:
-        await scope.drop_review_item(item_id)
-        note = f"Approved: the image is {result.line}."
-    else:
-        note = f"Not taught (it stays in the queue): {result.line}"
-    await show_review(interaction, scope, note)
+    decision = await approve_review(bot, scope, item_id, label)
+    await show_review(interaction, scope, decision.note)
 
 
 async def decide_picked(

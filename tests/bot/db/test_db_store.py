@@ -435,3 +435,26 @@ async def test_first_writes_of_a_server_racing_each_other_all_succeed(store: Sto
     )
     assert await store.operator.scope_ids() == [A]
     assert await scope.settings() == GuildSettings(False, 7)
+
+
+async def test_single_images_are_found_listed_and_forgotten_within_their_server(store: Store):
+    daisy0, daisy1 = flower_bytes("daisy", 0), flower_bytes("daisy", 1)
+    await teach(store, A, "daisy", daisy0, user=7)
+    await teach(store, A, "daisy", daisy1, user=8)
+    await teach(store, A, "tulip", daisy0, user=7)  # the same file under a second label
+    await teach(store, B, "daisy", flower_bytes("daisy", 2), user=7)
+    a, b = store.guild(A), store.guild(B)
+    sha0, sha1 = (hashlib.sha256(d).hexdigest() for d in (daisy0, daisy1))
+    page = await a.taught_of_label("daisy", limit=1)
+    assert [r.sha256 for r in page] == [sha1]  # newest first
+    assert [r.sha256 for r in await a.taught_of_label("daisy", 5, offset=1)] == [sha0]
+    found = await a.taught_image(sha0)
+    assert found is not None and found.path.read_bytes() == daisy0
+    assert await b.taught_image(sha0) is None  # another server's file is not found
+    assert await b.forget_image("daisy", sha0) == 0  # nor removed
+    assert await a.forget_image("daisy", sha1, user_id=7) == 0  # 8 taught it, not 7
+    assert await a.forget_image("daisy", sha0, user_id=7) == 1
+    assert found.path.exists()  # still used by "tulip"
+    assert await a.label_counts() == {"daisy": 1, "tulip": 1}
+    assert await a.forget_image("tulip", sha0) == 1
+    assert not found.path.exists()
