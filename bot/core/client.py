@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.core.command_sync import CommandSync
 from bot.core.errors import ClassifierTree
-from bot.core.health import HealthServer
+from bot.core.health import HealthServer, ListenerFailed
 from bot.core.limits import Cooldowns, WorkGate
 from bot.core.metrics import BotMetrics
 from bot.core.request_deadline import bound_http_client, bound_webhook_calls
@@ -35,6 +35,7 @@ EXTENSIONS = (
     "bot.cogs.feedback",
     "bot.cogs.labels",
     "bot.cogs.rules",
+    "bot.dashboard",  # serves only when DASHBOARD_PUBLIC_URL is set
 )
 
 
@@ -149,6 +150,11 @@ class ClassifierBot(commands.Bot):
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)
+            except commands.ExtensionFailed as exc:
+                if isinstance(exc.original, ListenerFailed):  # the dashboard's port
+                    raise exc.original from None
+                self.extension_failures[name] = repr(exc)
+                log.exception("failed to load extension %s", name)
             except Exception as exc:
                 self.extension_failures[name] = repr(exc)
                 log.exception("failed to load extension %s", name)

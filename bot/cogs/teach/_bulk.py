@@ -198,15 +198,17 @@ async def teach_archive(
     user_id: int,
     user_name: str,
     progress: Progress | None = None,
+    report: BulkReport | None = None,
 ) -> BulkReport:
     """A zip laid out as ``<label>/<image>``: read with the archive's limits (in a thread;
     :class:`ArchiveRefused` for the whole archive), then taught; entries the archive
-    reader refused are in the report with their reason."""
+    reader refused are in the report (``report``, or a new one) with their reason."""
     limits = ArchiveLimits.from_settings(bot.settings)
     contents: ArchiveContents = await asyncio.to_thread(read_label_archive, data, limits)
-    report = BulkReport(
-        [EntryOutcome(r.name, r.label, r.kind, r.reason or "") for r in contents.refused]
-    )
+    report = report if report is not None else BulkReport()
+    report.entries += [
+        EntryOutcome(r.name, r.label, r.kind, r.reason or "") for r in contents.refused
+    ]
     items = [BulkItem(image.label, image.name, image.data) for image in contents.images]
     del contents  # the images' bytes are held by the items only
     return await teach_many(
