@@ -441,3 +441,25 @@ def test_the_config_comes_from_the_settings_and_names_discords_oauth2_urls():
         Settings(discord_token="t", dashboard_public_url="https://x.example", discord_client_id=1)
     with pytest.raises(ValidationError, match="without query"):
         Settings(discord_token="t", dashboard_public_url="https://x.example/?a=1")
+
+
+# --- in the bot's process ----------------------------------------------------------------------
+async def test_a_dashboard_port_in_use_stops_the_bot_with_exit_code_2(tmp_path):
+    from bot.__main__ import exit_code_for
+    from bot.core.health import ListenerFailed
+    from tests.bot.dashboard_world import free_socket, start_world
+    from tests.discord_sim import DiscordSimulator
+
+    blocker = free_socket()
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    sim = DiscordSimulator()
+    await sim.start()
+    try:
+        with pytest.raises(ListenerFailed, match=f"DASHBOARD_PORT={port} cannot be bound") as info:
+            await start_world(tmp_path, env={"DASHBOARD_PORT": str(port)}, sim=sim)
+        assert exit_code_for(info.value) == 2
+        assert "unset DASHBOARD_PUBLIC_URL" in str(info.value)
+    finally:
+        blocker.close()
+        await sim.stop()
