@@ -27,6 +27,7 @@ from bot.db import ModelRecord
 log = logging.getLogger(__name__)
 
 STARTED_WITHIN_S = 10.0  # how long the action waits to say "started" or why not
+STATUS_TIMEOUT_S = 5.0
 
 
 class RetrainTasks:
@@ -106,7 +107,6 @@ def model_view(record: ModelRecord) -> dict[str, Any]:
 
 async def models(request: web.Request) -> web.StreamResponse:
     access, scope = await open_server(request)
-    bot = bot_of(request)
     records = await scope.models()
     current = next((m for m in records if m.is_current), None)
     return render(
@@ -117,9 +117,19 @@ async def models(request: web.Request) -> web.StreamResponse:
             "current": model_view(current) if current else None,
             "earlier": [m for m in records if not m.is_current],
             "status": await retrain_state(request, access.guild_id),
-            "default_model_id": (await bot.backend.status()).model_id,
+            "default_model_id": await default_model_id(request),
         },
     )
+
+
+async def default_model_id(request: web.Request) -> str | None:
+    """The default model's id, if the backend can say (the page is shown either way)."""
+    try:
+        async with asyncio.timeout(STATUS_TIMEOUT_S):
+            return (await bot_of(request).backend.status()).model_id
+    except Exception as exc:
+        log.warning("the backend's status failed for the models page: %s", exc)
+        return None
 
 
 async def retrain_state(request: web.Request, guild_id: int) -> dict[str, Any]:

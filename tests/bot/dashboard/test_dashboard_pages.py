@@ -1,14 +1,13 @@
-"""The dashboard's per-server pages over real HTTP, served by the real bot's process: labels,
-images, uploads, the review grid, models, retrain, rollback, settings and rules; each one
-checked against the server in the URL and the member's role, and hostile requests (no
-CSRF token, another server's ids, a member without the role, oversized uploads, zip
-bombs, path traversal, a non-image renamed .jpg)."""
+"""The dashboard's per-server pages over real HTTP, served by the real bot's process:
+labels, images, deleting, the review grid, models, retrain, rollback, settings and rules;
+each checked against the server in the URL and the member's role (a member without the
+role, a trainer on administrators' actions, another server's ids in URLs), and never
+showing another server's data. Uploads: ``test_dashboard_uploads.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,17 +17,17 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.bot.dashboard_world import (
-    DashboardWorld,
-    csrf_token_of,
-    http_client,
-    log_in,
-    running_world,
+from tests.bot.dashboard_client import (
+    flash_of,
+    get,
+    post,
+    queue_correction,
+    taught,
+    upload,
 )
+from tests.bot.dashboard_world import DashboardWorld, http_client, log_in, running_world
 from tests.bot.harness import flower_bytes, png_bytes
-from tests.bot.images import TEXT_AS_PNG
 from tests.bot.tenancy_world import poll
-from tests.bot.zips import mixed_zip, noisy_image, overlapping_zip
 
 
 @pytest_asyncio.fixture
@@ -41,217 +40,6 @@ async def dash(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with http_client() as client:
         yield client
-
-
-async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
-    async with http.get(url, allow_redirects=False) as resp:
-        return resp.status, await resp.text(errors="replace")
-
-
-async def token(dash: DashboardWorld, http: aiohttp.ClientSession) -> str:
-    return csrf_token_of((await get(http, dash.url + "/servers"))[1])
-
-
-async def post(
-    dash: DashboardWorld,
-    http: aiohttp.ClientSession,
-    url: str,
-    data: dict[str, str] | None = None,
-    *,
-    csrf: str | None = "",
-) -> tuple[int, str, str]:
-    """A form POST as the browser sends it; (status, Location, the page it leads to)."""
-    form = dict(data or {})
-    if csrf is not None:
-        form["csrf_token"] = csrf or await token(dash, http)
-    async with http.post(
-        url, data=form, headers={"Origin": dash.url}, allow_redirects=False
-    ) as resp:
-        status, location, body = resp.status, resp.headers.get("Location", ""), await resp.text()
-    if status == 302 and location:
-        _, body = await get(http, dash.config.origin + location)
-    return status, location, body
-
-
-def flash_of(page: str) -> str:
-    found = re.search(r'<p class="flash [a-z]+" role="\w+">([^<]*)</p>', page)
-    return html.unescape(found.group(1)) if found else ""
-
-
-async def upload(
-    dash: DashboardWorld,
-    http: aiohttp.ClientSession,
-    server: str,
-    files: list[tuple[str, bytes]],
-    label: str = "",
-    *,
-    as_json: bool = True,
-    csrf: str | None = "",
-) -> tuple[int, Any]:
-    """The upload as the page's script sends it (CSRF header, JSON answer), or as the form
-    does (``as_json=False``: the field first, the report page back)."""
-    form = aiohttp.FormData()
-    headers = {"Origin": dash.url}
-    secret = csrf if csrf is None else (csrf or await token(dash, http))
-    if as_json:
-        headers["Accept"] = "application/json"
-        if secret is not None:
-            headers["X-CSRF-Token"] = secret
-    elif secret is not None:
-        form.add_field("csrf_token", secret)
-    form.add_field("label", label)
-    for name, data in files:
-        form.add_field("files", data, filename=name, content_type="image/jpeg")
-    async with http.post(
-        dash.guild_url(server, "/upload"), data=form, headers=headers, allow_redirects=False
-    ) as resp:
-        if as_json and resp.content_type == "application/json":
-            return resp.status, await resp.json()
-        return resp.status, await resp.text()
-
-
-async def taught(dash: DashboardWorld, server: str) -> dict[str, int]:
-    return await dash.store.guild(dash.guilds[server].id).label_counts()
-
-
-# --- uploads ------------------------------------------------------------------------------
-async def test_images_uploaded_into_a_label_are_verified_and_taught(dash, http):
-    await log_in(dash, http, dash.alice)
-    files = [
-        ("a.jpg", flower_bytes("daisy", 0)),
-        ("b.jpg", flower_bytes("daisy", 1)),
-        ("again.jpg", flower_bytes("daisy", 0)),
-        ("diary.jpg", TEXT_AS_PNG),  # not an image, whatever its name
-        ("broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 200),  # a JPEG's start, then nothing
-    ]
-    status, body = await upload(dash, http, "Alpha", files, "Daisy")
-    assert status == 200, body
-    kinds = {e["name"]: e["kind"] for e in body["entries"]}
-    assert kinds == {
-        "a.jpg": "learned",
-        "b.jpg": "learned",
-        "again.jpg": "duplicate",
-        "diary.jpg": "not_image",
-        "broken.jpg": "not_image",
-    }
-    assert body["learned"] == 2 and "Learned 2 of 5 image(s) (daisy 2)" in body["summary"]
-    assert await taught(dash, "Alpha") == {"daisy": 2}
-    assert dash.backend.requests and all(
-        t == f"guild:{dash.guilds['Alpha'].id}" for _, t in dash.backend.requests
-    )
-    records = await dash.store.guild(dash.guilds["Alpha"].id).taught()
-    assert {r.user_id for r in records} == {dash.alice.id}  # taught as the member
-
-
-async def test_a_zip_teaches_its_folders_with_a_report_per_entry(dash, http):
-    await log_in(dash, http, dash.alice)
-    status, body = await upload(dash, http, "Alpha", [("photos.zip", mixed_zip())])
-    assert status == 200
-    by_name = {e["name"]: e for e in body["entries"]}
-    assert by_name["daisy/1.jpg"]["kind"] == "learned"
-    assert by_name["tulip/again.jpg"]["kind"] == "duplicate"
-    assert by_name["tulip/diary.jpg"]["kind"] == "not_image"
-    assert "archive inside the archive" in by_name["tulip/inner.jpg"]["text"]
-    assert "zip bomb" in by_name["tulip/bomb.jpg"]["text"]
-    assert "unsafe name" in by_name["../escape/1.jpg"]["text"]
-    assert await taught(dash, "Alpha") == {"daisy": 2, "tulip": 1}
-    assert not [p for p in dash.settings.data_dir.rglob("*") if "escape" in p.name]
-
-
-async def test_the_form_without_the_script_answers_with_the_report_page(dash, http):
-    await log_in(dash, http, dash.alice)
-    files = [("a.jpg", flower_bytes("tulip", 0)), ("b.png", png_bytes())]
-    status, page = await upload(dash, http, "Alpha", files, "tulip", as_json=False)
-    assert status == 200
-    assert "Learned 2 of 2 image(s) (tulip 2)" in page and "<strong>b.png</strong>" in page
-
-
-async def test_a_zip_bomb_of_overlapping_entries_is_refused_whole(dash, http):
-    await log_in(dash, http, dash.alice)
-    status, body = await upload(dash, http, "Alpha", [("bomb.zip", overlapping_zip())])
-    assert status == 200
-    [entry] = body["entries"]
-    assert entry["kind"] == "refused" and "overlap" in entry["text"]
-    assert await taught(dash, "Alpha") == {}
-
-
-async def test_images_without_a_label_are_refused_with_the_label_rules(dash, http):
-    await log_in(dash, http, dash.alice)
-    for label in ("", "../etc", "a" * 40, "unknown"):
-        _, body = await upload(dash, http, "Alpha", [("a.jpg", flower_bytes("daisy"))], label)
-        [entry] = body["entries"]
-        assert entry["kind"] == "refused" and "Choose a label" in entry["text"], label
-    assert await taught(dash, "Alpha") == {}
-
-
-@pytest.mark.parametrize(
-    "dash", [{"ARCHIVE_MAX_BYTES": "300000", "ARCHIVE_MAX_ENTRIES": "5"}], indirect=True
-)
-async def test_oversized_uploads_are_refused_before_anything_is_taught(dash, http):
-    await log_in(dash, http, dash.alice)
-    big = noisy_image(1, "BMP", side=400)  # ~480 KB: over the whole request's limit
-    status, body = await upload(dash, http, "Alpha", [("big.bmp", big)], "daisy")
-    assert status == 413 and "the most one upload may hold" in body["error"]
-    many = [(f"{i}.jpg", noisy_image(i)) for i in range(6)]
-    status, body = await upload(dash, http, "Alpha", many, "daisy")
-    assert status == 413 and "At most 5 files" in body["error"]
-
-    async def endless() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
-        yield b'--b\r\nContent-Disposition: form-data; name="label"\r\n\r\ndaisy\r\n'
-        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.jpg"\r\n\r\n'
-        for _ in range(100):
-            yield b"\xff" * 10_000
-
-    headers = {
-        "Origin": dash.url,
-        "X-CSRF-Token": await token(dash, http),
-        "Content-Type": "multipart/form-data; boundary=b",
-        "Accept": "application/json",
-    }
-    async with http.post(dash.guild_url("Alpha", "/upload"), data=endless(), headers=headers) as r:
-        assert r.status == 413
-    assert await taught(dash, "Alpha") == {}
-
-
-async def test_a_declared_length_over_the_limit_is_refused_unread(dash, http):
-    await log_in(dash, http, dash.alice)
-    limit = dash.settings.archive_max_bytes + 64 * 1024
-    headers = {
-        "Origin": dash.url,
-        "X-CSRF-Token": await token(dash, http),
-        "Content-Type": "multipart/form-data; boundary=b",
-        "Content-Length": str(limit + 1),
-    }
-    reader, writer = await asyncio.open_connection("127.0.0.1", dash.cog.port)
-    path = f"/servers/{dash.guilds['Alpha'].id}/upload"
-    cookies = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookies}\r\n{head}\r\n".encode())
-    await writer.drain()  # no body sent at all: the answer comes from the header alone
-    status_line = await asyncio.wait_for(reader.readline(), 10)
-    writer.close()
-    assert b" 413 " in status_line
-
-
-# --- who may do what ----------------------------------------------------------------------
-async def test_an_upload_without_the_csrf_token_is_refused(dash, http):
-    await log_in(dash, http, dash.alice)
-    for as_json in (True, False):
-        status, _ = await upload(
-            dash,
-            http,
-            "Alpha",
-            [("a.jpg", flower_bytes("daisy"))],
-            "daisy",
-            as_json=as_json,
-            csrf=None,
-        )
-        assert status == 403
-    status, _ = await upload(
-        dash, http, "Alpha", [("a.jpg", flower_bytes("daisy"))], "daisy", csrf="forged"
-    )
-    assert status == 403
-    assert await taught(dash, "Alpha") == {}
 
 
 async def test_a_member_without_the_role_can_neither_see_nor_teach(dash, http):
@@ -374,24 +162,6 @@ async def test_trainers_delete_their_own_images_and_administrators_any(dash, htt
 
 
 # --- the review grid ----------------------------------------------------------------------
-async def queue_correction(
-    dash: DashboardWorld, server: str, label: str, colour: str = "red"
-) -> int:
-    """A member's correction waiting in ``server``'s queue (as "Wrong..." leaves one)."""
-    scope = dash.store.guild(dash.guilds[server].id)
-    answer_id = await scope.record_answer(
-        channel_id=1,
-        user_id=dash.carol.id,
-        model_id="scripted-1",
-        label="daisy",
-        confidence=0.9,
-        data=png_bytes((48, 48), colour),
-        extension="png",
-    )
-    record = await scope.answer(answer_id)
-    assert record is not None
-    await scope.enqueue_review(record, label, user_id=dash.carol.id, user_name="carol")
-    return (await scope.review_items(100))[-1].item_id
 
 
 async def test_the_review_grid_approves_rejects_and_relabels(dash, http):
@@ -485,24 +255,6 @@ async def test_the_retrain_quota_is_the_commands_quota(dash, http):
     status, _, page = await post(dash, http, dash.guild_url("Alpha", "/retrain"))
     assert status == 302 and "retrain" in flash_of(page).lower() and "hour" in flash_of(page)
     assert "started" not in flash_of(page)
-
-
-@pytest.mark.parametrize("dash", [{"GUILD_MAX_TAUGHT_IMAGES": "3"}], indirect=True)
-async def test_discord_and_the_dashboard_share_the_teaching_quota(dash, http):
-    alpha, chan = dash.guilds["Alpha"], dash.channels["alpha"]
-    for i in range(2):
-        att = dash.sim.upload(flower_bytes("daisy", i), f"{i}.jpg")
-        ix = await dash.sim.slash(
-            dash.app, chan, dash.alice, "teach images", {"label": "daisy", "image": att}
-        )
-        await dash.sim.wait_response(ix)
-    assert await taught(dash, "Alpha") == {"daisy": 2}
-    await log_in(dash, http, dash.alice)
-    files = [(f"{i}.jpg", flower_bytes("daisy", i)) for i in range(2, 5)]
-    _, body = await upload(dash, http, "Alpha", files, "daisy")
-    assert [e["kind"] for e in body["entries"]] == ["learned", "over_quota", "over_quota"]
-    assert "3" in body["entries"][1]["text"]  # the quota's message names its limit
-    assert await dash.store.guild(alpha.id).label_counts() == {"daisy": 3}
 
 
 # --- settings and rules ---------------------------------------------------------------------
