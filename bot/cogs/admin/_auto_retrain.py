@@ -140,6 +140,9 @@ class AutoRetrainCog(commands.Cog):
         scope = self.bot.store.guild(scope_id)
 
         async def started() -> None:
+            # the images taught so far are in this retrain: only one taught from now on
+            # makes the check run again (a failure is tried again at the next image)
+            self.again.discard(scope_id)
             log.info("server %s: auto-retrain %s", scope_id, why)
 
         try:
