@@ -1,5 +1,8 @@
-# The bot's image. Build (the yagna release archive's sha256 is required, see docs/golem.md):
-#   docker build --build-arg YAGNA_REQUESTOR_SHA256=<sha256> -t classifier-bot .
+# The bot's image. Two targets:
+#   docker build -t classifier-bot .                  the bot with the local backend (default)
+#   docker build --target golem --build-arg YAGNA_REQUESTOR_SHA256=<sha256> -t classifier-bot .
+#                                                      the same plus gftp, for BACKEND=golem
+#                                                      (the archive's sha256: docs/golem.md)
 # Run:   docker compose up -d   (compose.yaml: the bot, plus optional postgres and yagna)
 # Unbuilt on the project's machines (no Docker engine there); tests/bot/test_container.py
 # checks this file statically and hadolint lints it.
@@ -42,8 +45,8 @@ RUN if ! printf '%s' "$YAGNA_REQUESTOR_SHA256" | grep -Eqx '[0-9a-f]{64}'; then 
     && install -m 0755 gftp /usr/local/bin/gftp \
     && gftp --version
 
-# --- runtime: the venv and gftp only, a non-root user, the data in a volume ---------------
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+# --- runtime: the venv only, a non-root user, the data in a volume -----------------------
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS runtime
 # User 10001 in the group it shares with the yagna container (10000): /run/yagna holds
 # yagna's bus socket and the app key file (compose `golem` profile).
 RUN groupadd --gid 10000 golem-bus \
@@ -51,7 +54,6 @@ RUN groupadd --gid 10000 golem-bus \
     && install -d -o 10001 -g 10000 -m 0750 /data \
     && install -d -o 10002 -g 10000 -m 2770 /run/yagna
 COPY --from=build /opt/venv /opt/venv
-COPY --from=gftp /usr/local/bin/gftp /usr/local/bin/gftp
 # HTTP_HOST: every interface of the container's own network; compose publishes the port on
 # the host's loopback only.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -66,3 +68,10 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:8080/readyz', timeout=4).status != 200)"]
 CMD ["classifier-bot"]
+
+# --- golem: the runtime plus gftp (BACKEND=golem; the compose `golem` profile builds it) --
+FROM runtime AS golem
+COPY --from=gftp /usr/local/bin/gftp /usr/local/bin/gftp
+
+# --- local (the default target, last): the runtime alone; BuildKit skips the gftp stage ---
+FROM runtime AS local

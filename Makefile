@@ -1,5 +1,6 @@
 # Quick start:   make run    (set up and start the bot; needs DISCORD_TOKEN in .env)
 #                make test   (set up and run the linters and the whole test-suite)
+#                make demo   (try the bot without Discord: a conversation with the simulator)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 # setup, the bot image and the provider VM image all install with it. `make lock` remakes it.
 LOCK   := provider/constraints.txt
 
-.PHONY: setup run test lint lock bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak image clean
+.PHONY: setup run demo test lint lock bench bench-heads bench-classifier bench-engines bench-network bench-local bench-golem bench-golem-elastic bench-bot bench-soak bench-fewshot image clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ setup: $(STAMP)
 run: setup
 	@test -f .env || { cp .env.example .env; echo "created .env from .env.example: put your DISCORD_TOKEN in it"; }
 	$(BIN)/python -m bot
+
+# Try the bot without Discord: the real bot against the project's Discord simulator, a short
+# conversation printed as a transcript (demo/run.py; the first run trains the default model).
+demo: setup
+	$(BIN)/python -m demo.run
 
 # Compile provider/constraints.in (pyproject.toml's specifiers) into the lock for the images'
 # platform (CPython 3.11, x86-64 Linux). Existing pins are kept; `make lock LOCK_FLAGS=--upgrade`
@@ -67,6 +73,11 @@ bench-golem-elastic: setup
 
 bench-bot: setup
 	$(BIN)/python -m bench.bench_bot
+
+# few-shot open-set benchmark (not part of `make bench`: it needs the photo sets that
+# tools/fetch_fewshot_sets.py rebuilds outside the repository, see docs/classifier.md)
+bench-fewshot: setup
+	$(BIN)/python -m bench.bench_fewshot
 
 # 30 minutes of mixed traffic against the real bot (not part of `make bench`)
 bench-soak: setup

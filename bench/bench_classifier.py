@@ -28,7 +28,7 @@ from provider.dataset import scan_dataset
 from provider.evaluation import CV_SEED, cross_validate
 from provider.features import cnn, get_extractor
 from provider.model import Classifier
-from provider.ood import KnnOodScorer
+from provider.ood import OpenSetScorer
 from provider.train import load_features, train_model
 
 
@@ -76,7 +76,7 @@ def bench_accuracy(dataset: Path, skip_global: bool) -> list[tuple[str, ...]]:
     rows.append(("baseline: Lite0 pooled 1280-d + LR", f"{s.mean():.2%} ± {s.std():.2%}"))
     for name in ("cnn", "cnn+color"):
         data, _, _, y = load_features(dataset, name, cache, None)
-        res = cross_validate(data.features, y, "lr", 5)
+        res = cross_validate(get_extractor(name).classifier_features(data.features), y, "lr", 5)
         assert res is not None
         rows.append(
             (f"ours: {name} + LR (default: cnn)", f"{res.accuracy:.2%} ± {res.accuracy_std:.2%}")
@@ -240,11 +240,12 @@ def bench_unknown(dataset: Path) -> list[tuple[str, ...]]:
 
     flower_rej, other_rej = [], []
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=CV_SEED).split(data.features, y):
-        ood = KnnOodScorer().fit(data.features[tr])
-        flower_rej.append(float(np.mean(ood.is_unknown(ood.score(data.features[te])))))
-        other_rej.append(float(np.mean(ood.is_unknown(ood.score(Z)))))
-    full = KnnOodScorer().fit(data.features)
-    missed = [n for (n, _), u in zip(others, full.is_unknown(full.score(Z)), strict=True) if not u]
+        ood = OpenSetScorer(ext.classifier_dim).fit(data.features[tr], y[tr], int(y.max()) + 1)
+        flower_rej.append(float(np.mean(ood.is_unknown(ood.score(data.features[te])[0]))))
+        other_rej.append(float(np.mean(ood.is_unknown(ood.score(Z)[0]))))
+    full = OpenSetScorer(ext.classifier_dim).fit(data.features, y)
+    rejected = full.is_unknown(full.score(Z)[0])
+    missed = [n for (n, _), u in zip(others, rejected, strict=True) if not u]
     return [
         (
             f"other subjects answered unknown ({len(others)} photos)",

@@ -32,7 +32,7 @@ from provider.evaluation import CV_SEED, cross_validate
 from provider.extraction import decode_many, extract_items
 from provider.features import cnn, get_extractor
 from provider.model import Classifier
-from provider.ood import KnnOodScorer
+from provider.ood import OpenSetScorer
 from provider.train import train_model
 
 ENGINES = ("cv2.dnn fp32 (before)", "onnxruntime fp32", "onnxruntime int8")
@@ -64,9 +64,9 @@ def bench_accuracy(dataset: Path) -> list[tuple[str, ...]]:
     rows = []
     for engine in ENGINES:
         X = _features(engine, items, OUT / "features.h5")
-        res = cross_validate(X, y, "lr", 5)
-        assert res is not None
         ext = get_extractor(EXTRACTOR_OF[engine])
+        res = cross_validate(ext.classifier_features(X), y, "lr", 5)
+        assert res is not None
         srcs = [b for _, b in others]
         if engine == ENGINES[0]:
             with opencv_engine():
@@ -81,9 +81,9 @@ def bench_accuracy(dataset: Path) -> list[tuple[str, ...]]:
 
         flower_rej, other_rej = [], []
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=CV_SEED).split(X, y):
-            ood = KnnOodScorer().fit(X[tr])
-            flower_rej.append(float(np.mean(ood.is_unknown(ood.score(X[te])))))
-            other_rej.append(float(np.mean(ood.is_unknown(ood.score(Z)))))
+            ood = OpenSetScorer(ext.classifier_dim).fit(X[tr], y[tr], int(y.max()) + 1)
+            flower_rej.append(float(np.mean(ood.is_unknown(ood.score(X[te])[0]))))
+            other_rej.append(float(np.mean(ood.is_unknown(ood.score(Z)[0]))))
         rows.append(
             (
                 engine,

@@ -1,10 +1,24 @@
 """``python -m bot`` / ``classifier-bot``: load settings, run the bot, exit with a clear code.
 
 ``python -m bot [run]`` starts the bot (``run`` is the default); ``python -m bot db
-upgrade|current|repair`` works on the database only (``bot/db/cli.py``); ``--help`` and
-``--version`` print and exit 0 without reading settings or starting anything.
+upgrade|current|repair|backup|restore|copy`` works on the database and the data folder only
+(``bot/db/cli.py``); ``--help`` and ``--version`` print and exit 0 without reading settings
+or starting anything.
 
-The exit codes are listed in :data:`EXIT_CODES` (and by ``--help``).
+Exit codes (:data:`EXIT_CODES`, also printed by ``--help``):
+
+- 0: stopped cleanly (SIGINT/SIGTERM: in-flight work drained, the backend stopped)
+- 1: an unexpected error (logged with its traceback)
+- 2: invalid configuration (the message names the setting), or ``HTTP_PORT`` cannot be bound
+- 3: ``DISCORD_TOKEN`` missing, or rejected by Discord
+- 4: ``MESSAGE_CONTENT_INTENT=true`` but the intent is not enabled for the application
+- 5: the classifier backend or the database could not start
+- 6: (``db``) the database could not be opened or migrated
+- 7: the database and the data folder do not belong together (the start was refused and
+  nothing changed; the message names both and the command that fixes it)
+- 8: Discord could not be reached or did not answer at start: the login got no answer
+  within ``DISCORD_REQUEST_TIMEOUT_S`` (or a server error, or no connection), or the
+  gateway refused the first connection for ``GATEWAY_CONNECT_TIMEOUT_S`` of retries
 """
 
 from __future__ import annotations
@@ -25,12 +39,16 @@ from pydantic import ValidationError
 from bot.core.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
 from bot.core.health import HealthEndpointFailed, ListenerFailed
 from bot.core.logconfig import setup_logging
+from bot.core.reaching_discord import DiscordUnreachable
 from bot.core.settings import Settings
 from bot.core.sharding import create_bot
+from bot.db.engine import DataMismatch
 
 log = logging.getLogger("bot")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKEN, EXIT_INTENT, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+EXIT_DATA_MISMATCH = 7
+EXIT_DISCORD = 8  # 6 is the db command's, 7 a data mismatch
 
 
 def load_settings() -> Settings | int:
@@ -98,6 +116,9 @@ def exit_code_for(exc: BaseException | None) -> int:
             "Gateway Intents, or set MESSAGE_CONTENT_INTENT=false."
         )
         return EXIT_INTENT
+    if isinstance(exc, DatabaseStartFailed) and isinstance(exc.__cause__, DataMismatch):
+        log.error("%s", exc)
+        return EXIT_DATA_MISMATCH
     if isinstance(exc, DatabaseStartFailed):
         log.error("The database could not be opened: %s", exc)
         return EXIT_BACKEND
@@ -110,6 +131,9 @@ def exit_code_for(exc: BaseException | None) -> int:
     if isinstance(exc, BackendStartFailed):
         log.error("The classifier backend could not start: %s", exc)
         return EXIT_BACKEND
+    if isinstance(exc, DiscordUnreachable):
+        log.error("%s", exc)
+        return EXIT_DISCORD
     if isinstance(exc, aiohttp.ClientConnectionError | discord.GatewayNotFound):
         log.error(
             "Could not reach Discord (%s: %s). Check the network and DISCORD_API_BASE / "
@@ -117,7 +141,7 @@ def exit_code_for(exc: BaseException | None) -> int:
             type(exc).__name__,
             exc,
         )
-        return EXIT_ERROR
+        return EXIT_DISCORD
     log.error("The bot stopped on an unexpected error", exc_info=exc)
     return EXIT_ERROR
 
@@ -125,13 +149,18 @@ def exit_code_for(exc: BaseException | None) -> int:
 DISTRIBUTION = "golem-image-classifier-bot"
 EXIT_CODES = """exit codes of run:
   0  stopped cleanly (SIGINT/SIGTERM)
-  1  unexpected error (logged with its traceback), or Discord could not be reached
+  1  unexpected error (logged with its traceback)
   2  invalid configuration (the message names the setting; HTTP_PORT or DASHBOARD_PORT
      that cannot be bound)
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start
   6  (db) the database could not be opened or migrated
+  7  the database and the data folder do not belong together (the start was refused and
+     nothing changed; the message names both and the command that fixes it)
+  8  Discord could not be reached or did not answer: the login (no answer within
+     DISCORD_REQUEST_TIMEOUT_S), or the gateway's first connection (refused for
+     GATEWAY_CONNECT_TIMEOUT_S of retries)
 
 Settings come from the environment and a .env file in the working folder (.env.example
 lists them)."""
@@ -163,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "db",
-        help="the database without the bot: upgrade, current or repair",
+        help="the database without the bot: upgrade, current, repair, backup, restore, copy",
         add_help=False,  # its own parser (bot/db/cli.py) answers db --help
     )
     return parser
@@ -172,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "db":  # python -m bot db upgrade|current|repair
+    if args.command == "db":  # python -m bot db upgrade|current|repair|backup|restore|copy
         from bot.db.cli import main as db_main
 
         return db_main(rest)
@@ -182,15 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(loaded, int):
         return loaded
     settings = loaded
-    secrets = [settings.discord_token.get_secret_value()]
-    for secret in (
-        settings.yagna_appkey,
-        settings.discord_client_secret,
-        settings.dashboard_session_secret,
-    ):
-        if secret is not None:
-            secrets.append(secret.get_secret_value())
-    setup_logging(settings.log_level, secrets, settings.log_format)
+    setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
     try:
         return asyncio.run(run(settings))
     except KeyboardInterrupt:

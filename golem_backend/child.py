@@ -197,6 +197,32 @@ def hang_on_next_load_for_tests() -> None:
 # --- training process ----------------------------------------------------------------------
 
 
+def quality_summary(metrics: dict[str, Any], model: Any) -> dict[str, Any]:
+    """What a retrain reports of its model's quality (JSON-safe; see ``TrainReport.extra``):
+    the cross-validated figures over the server's own labels when the default labels were
+    trained beside them, else over all labels; per-label figures and photo hints; the
+    confidence calibration and the head's size."""
+    own = metrics.get("own") or {}
+    per_label = dict(metrics.get("per_label") or {})
+    scope = list(own.get("labels") or per_label)
+    return {
+        "labels": scope,  # the labels the summary is over
+        "cv_accuracy": metrics.get("cv_accuracy"),  # closed set, all labels
+        "accuracy": own.get("accuracy", metrics.get("cv_open_accuracy")),
+        "unknown_rate": own.get("unknown_rate", metrics.get("cv_unknown_rate")),
+        "ece": metrics.get("cv_ece"),
+        "per_label": {label: per_label[label] for label in scope if label in per_label},
+        "hints": [
+            {"label": label, "add": int(q["add_photos"]), "reason": q["reason"]}
+            for label in scope
+            if (q := per_label.get(label)) and q.get("add_photos")
+        ],
+        "temperature": (model.metadata.get("calibration") or {}).get("temperature"),
+        "thresholds": dict((model.metadata.get("ood") or {}).get("thresholds") or {}),
+        "head_bytes": int(model.metadata.get("payload_size") or 0),
+    }
+
+
 def train_in_process(
     conn: Connection,
     dataset: str | None,
@@ -261,6 +287,7 @@ def _train(
         progress=progress,
     )
     model = Classifier.load(Path(result.model_path))  # never swap in an unloadable artifact
+    metrics = dict(model.metadata.get("metrics") or {})
     return {
         "model_path": str(result.model_path),
         "model_id": model.model_id,
@@ -280,6 +307,7 @@ def _train(
             else None
         ),
         "confusion_labels": tuple(str(label) for label in result.labels),
+        "quality": quality_summary(metrics, model),
         # Rendered here, in the training process, to keep it off the bot's event loop.
         "confusion_png": (
             confusion_png(result.confusion, result.labels) if result.confusion is not None else None

@@ -101,6 +101,7 @@ def report_from_summary(summary: dict[str, Any], **extra: object) -> TrainReport
             "label_counts": dict(summary.get("label_counts") or {}),
             "confusion": summary.get("confusion"),  # rows = true, columns = predicted
             "confusion_labels": tuple(summary.get("confusion_labels") or ()),
+            "quality": dict(summary.get("quality") or {}),
             **extra,
         },
     )

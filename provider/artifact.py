@@ -28,7 +28,7 @@ from provider.errors import ModelError
 from provider.features import EXTRACTORS
 
 MAGIC = b"IMGCLF\x00\x01"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-label open-set thresholds (provider.ood.OpenSetScorer)
 MAX_HEADER = 1 << 20
 
 
@@ -51,7 +51,7 @@ def library_versions() -> dict[str, str]:
 @dataclass(slots=True)
 class ModelArtifact:
     pipeline: Any  # fitted sklearn Pipeline with predict_proba
-    ood: Any  # fitted KnnOodScorer
+    ood: Any  # fitted provider.ood.OpenSetScorer
     metadata: dict[str, Any]
 
     @property

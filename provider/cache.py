@@ -10,12 +10,20 @@ An append writes the feature rows before their digests, so an interrupted append
 worst feature rows without a digest, which are ignored and overwritten by the next append.
 A file that is not a feature cache is never changed: opening it raises
 :class:`NotAFeatureCache`.
+
+:func:`evict` removes digests (a forgotten image's features) by writing a new file without
+them and replacing the old one, so no freed block of the file keeps them. It records each
+evicted digest with its time in the group ``evicted`` (kept :data:`TOMBSTONE_TTL_S`): a
+cache opened before the eviction (a training that was running) does not add those digests
+back; one opened after may (the image was taught again).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
@@ -29,6 +37,10 @@ FORMAT_ATTR = "format"
 FORMAT = "imageclassifier-feature-cache"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _DATASETS = frozenset({"digests", "features"})
+#: the group of evicted digests (``digests`` (N,) S64, ``at`` (N,) float64 Unix times)
+TOMBSTONES = "evicted"
+#: how long an eviction is remembered: longer than any training runs
+TOMBSTONE_TTL_S = 7 * 24 * 3600.0
 
 
 class NotAFeatureCache(DatasetError):
@@ -55,6 +67,7 @@ class FeatureCache:
         self.dim = dim
         self._index: dict[str, np.ndarray] = {}
         self._busy = False
+        self._loaded_at = time.time()  # digests evicted after this are not added back
         self._load()
 
     def _load(self) -> None:
@@ -102,10 +115,75 @@ class FeatureCache:
         with h5py.File(self.path, mode) as f:
             if not _writable(f):
                 raise NotAFeatureCache(self.path, "an HDF5 file of another program")
+            evicted = _tombstones(f)
+            fresh = [i for i, (d, _) in enumerate(new) if evicted.get(d, -1.0) < self._loaded_at]
+            if len(fresh) < len(new):
+                log.info("not caching %d image(s) forgotten meanwhile", len(new) - len(fresh))
+            if not fresh:
+                return
             if FORMAT_ATTR not in f.attrs:  # a new file, or one of the first release
                 f.attrs[FORMAT_ATTR] = FORMAT
-            _append(f.require_group(self.key), names, rows, self.dim)
-        self._index.update(new)
+            _append(f.require_group(self.key), names[fresh], rows[fresh], self.dim)
+        self._index.update(new[i] for i in fresh)
+
+
+def evict(path: Path | str, digests: Iterable[str], *, now: float | None = None) -> int:
+    """Remove ``digests`` from every extractor's group of the cache at ``path`` (a new file
+    replaces the old one) and remember them as evicted; the number of rows removed. A
+    missing cache is created holding only the tombstones (a training may create it later).
+    Raises :class:`NotAFeatureCache`, and ``OSError`` (``BlockingIOError``: another process
+    is writing it; try again)."""
+    path = Path(path)
+    gone = {d.encode("ascii") for d in digests}
+    now = time.time() if now is None else now
+    tmp = path.with_name(f".{path.name}.evicting-{os.getpid()}")
+    removed = 0
+    try:
+        with h5py.File(tmp, "w") as out:
+            out.attrs[FORMAT_ATTR] = FORMAT
+            evicted: dict[str, float] = {}
+            if path.exists() and not _is_empty_file(path):
+                _require_hdf5(path)
+                with h5py.File(path, "r") as f:
+                    if not _writable(f):
+                        raise NotAFeatureCache(path, "an HDF5 file of another program")
+                    evicted = _tombstones(f)
+                    for name in f:
+                        if name != TOMBSTONES:
+                            removed += _copy_without(f[name], out, name, gone)
+            evicted.update((d.decode("ascii"), now) for d in gone)
+            kept = sorted(d for d, at in evicted.items() if now - at <= TOMBSTONE_TTL_S)
+            group = out.create_group(TOMBSTONES)
+            group.create_dataset("digests", data=np.array([d.encode() for d in kept], "S64"))
+            group.create_dataset("at", data=np.array([evicted[d] for d in kept], np.float64))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return removed
+
+
+def _copy_without(group: h5py.Group, out: h5py.File, name: str, gone: set[bytes]) -> int:
+    """Copy one extractor's rows except ``gone``; how many were left out."""
+    if "digests" not in group or "features" not in group:  # nothing committed yet
+        return 0
+    dim = int(group["features"].shape[1])
+    digests, features = _read_rows(group, dim)
+    keep = np.array([d not in gone for d in digests], dtype=bool)
+    target = out.create_group(name)
+    target.create_dataset("features", data=features[keep], maxshape=(None, dim), chunks=(256, dim))
+    target.create_dataset("digests", data=digests[keep], maxshape=(None,), chunks=(1024,))
+    return int((~keep).sum())
+
+
+def _tombstones(f: h5py.File) -> dict[str, float]:
+    group = f.get(TOMBSTONES)
+    if not isinstance(group, h5py.Group) or "digests" not in group or "at" not in group:
+        return {}
+    digests, at = group["digests"][...], group["at"][...]
+    return {d.decode("ascii"): float(t) for d, t in zip(digests, at, strict=False)}
 
 
 def _is_empty_file(path: Path) -> bool:

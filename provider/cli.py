@@ -92,6 +92,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "skipped": result.skipped,
         "warnings": result.warnings,
     }
+    quality = result.quality
+    if quality is not None and quality.folds:
+        summary["unknown_rate"] = quality.unknown_rate
+        summary["open_accuracy"] = quality.accuracy
+        summary["ece"] = quality.ece
+    hints = photo_hints(result)
+    summary["hints"] = hints
     if args.json:
         _emit(summary)
     else:
@@ -105,8 +112,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{result.n_images} images, {len(result.labels)} labels, accuracy {acc}, "
             f"{result.duration_s:.1f} s ({result.n_cached} images from cache)"
         )
+        if quality is not None and quality.folds:
+            print(
+                f"own photos answered unknown {quality.unknown_rate:.1%}, right (unknown "
+                f"counted as wrong) {quality.accuracy:.1%}, calibration error {quality.ece:.1%} "
+                "(CV)"
+            )
+        for hint in hints:
+            print(
+                f"hint: add about {hint['add']} more photos of {hint['label']} ({hint['reason']})"
+            )
         _report_dataset_issues(result.skipped, result.warnings)
     return EXIT_OK
+
+
+def photo_hints(result: Any) -> list[dict[str, Any]]:
+    """``[{label, add, reason}]`` for the labels that would gain from more photos."""
+    quality = result.quality
+    if quality is None:
+        return []
+    return [
+        {"label": label, "add": q.add_photos, "reason": q.reason}
+        for label, q in quality.per_label.items()
+        if q.add_photos
+    ]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -143,7 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         data, labels, warnings, y = load_features(args.dataset, args.extractor, args.cache, bar)
         cv = cross_validate(
-            data.features,
+            get_extractor(args.extractor).classifier_features(data.features),
             y,
             args.classifier,
             args.folds,
@@ -219,6 +248,7 @@ def feature_ms_per_image(
 def cmd_compare(args: argparse.Namespace) -> int:
     from provider.estimators import CLASSIFIERS
     from provider.evaluation import compare_classifiers, usable_folds
+    from provider.features import get_extractor
     from provider.train import load_features
 
     names = args.classifiers.split(",") if args.classifiers else list(CLASSIFIERS)
@@ -228,7 +258,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     bar = _progress(args)
     try:
         data, labels, warnings, y = load_features(args.dataset, args.extractor, args.cache, bar)
-        results = compare_classifiers(data.features, y, names, args.folds, progress=bar)
+        X = get_extractor(args.extractor).classifier_features(data.features)
+        results = compare_classifiers(X, y, names, args.folds, progress=bar)
     finally:
         bar.close()
     folds = usable_folds(y, args.folds)

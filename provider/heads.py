@@ -29,12 +29,11 @@ from provider.results import Prediction
 
 
 def head_footprint(model: Classifier) -> int:
-    """Bytes a loaded head holds: its pickled payload (the arrays dominate it) plus the
-    float32 working copy of the unknown-detection bank that scoring creates."""
-    meta = model.metadata
-    bank = getattr(model.artifact.ood, "bank_", None)
-    working = int(bank.size) * 4 if bank is not None else 0
-    return int(meta.get("payload_size") or 0) + working
+    """Bytes a loaded head holds in use: its pickled payload (the arrays dominate it), with
+    the open-set vectors as the float32 working copy that replaces their float16 form."""
+    ood = model.artifact.ood
+    payload = int(model.metadata.get("payload_size") or 0)
+    return payload - ood.stored_bytes() + ood.working_bytes()
 
 
 @dataclass(frozen=True, slots=True)

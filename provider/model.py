@@ -16,6 +16,7 @@ from provider.extraction import featurise
 from provider.features import FeatureExtractor, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
 from provider.linear import fast_proba
+from provider.quality import calibrate
 from provider.results import UNKNOWN, LabelScore, Prediction
 
 Source = bytes | bytearray | memoryview | os.PathLike[str] | str
@@ -36,6 +37,8 @@ class Classifier:
         use_one_blas_thread()  # see provider.blas: 26 -> 17 ms per image on 2 cores
         # the default pipeline in numpy (checked against scikit-learn), else scikit-learn
         self._proba = fast_proba(artifact.pipeline) or artifact.pipeline.predict_proba
+        self._classifier_dim = self.extractor.classifier_dim
+        self.temperature = float((artifact.metadata.get("calibration") or {}).get("temperature", 1))
 
     @classmethod
     def load(cls, path: Path | str) -> Classifier:
@@ -52,10 +55,12 @@ class Classifier:
         if len(features) == 0:
             return []
         k = max(1, min(int(top_k), len(self.labels)))
-        proba = self._proba(features)
+        features = np.asarray(features, np.float32)
+        # calibrated (provider.quality): the displayed confidence is how often it is right
+        proba = calibrate(self._proba(features[:, : self._classifier_dim]), self.temperature)
         classes = [str(c) for c in self._artifact.pipeline.classes_]
         ood = self._artifact.ood
-        scores = ood.score(features)
+        scores, _ = ood.score(features)  # distance / threshold of the nearest photo's label
         unknown = ood.is_unknown(scores)
         out = []
         for row, score, is_unknown in zip(proba, scores, unknown, strict=True):

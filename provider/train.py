@@ -22,11 +22,12 @@ from provider.dataset import (
 )
 from provider.errors import DatasetError
 from provider.estimators import CLASSIFIERS, DEFAULT_CLASSIFIER
-from provider.evaluation import NO_CV_WARNING, cross_validate, fit_pipeline
+from provider.evaluation import NO_CV_WARNING, fit_pipeline
 from provider.extraction import ExtractedDataset, extract_items
 from provider.features import DEFAULT_EXTRACTOR, get_extractor
 from provider.imageio import DEFAULT_MAX_PIXELS
-from provider.ood import KnnOodScorer
+from provider.ood import QUANTILE, SEMANTIC_WEIGHT, SIZE_FACTOR, OpenSetScorer
+from provider.quality import Quality, cross_validated_quality
 from provider.results import UNKNOWN
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TrainResult:
     metadata: dict[str, object] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)  # images per label
     per_label_recall: dict[str, float] = field(default_factory=dict)  # cross-validated
+    quality: Quality | None = None  # cross-validated figures (provider.quality)
 
 
 def check_examples(examples: Sequence[DatasetItem]) -> list[DatasetItem]:
@@ -133,18 +135,6 @@ def _few_readable(scanned: list[DatasetItem], readable: list[DatasetItem]) -> li
     ]
 
 
-def recall_per_label(confusion: np.ndarray | None, labels: Sequence[str]) -> dict[str, float]:
-    """Cross-validated recall of each label (correct / images of that label) from the
-    (L, L) confusion counts; empty when no cross-validation ran."""
-    if confusion is None:
-        return {}
-    totals = confusion.sum(axis=1)
-    return {
-        label: float(confusion[i, i] / totals[i]) if totals[i] else 0.0
-        for i, label in enumerate(labels)
-    }
-
-
 def train_model(
     dataset: Path | str | None,
     out: Path | str,
@@ -161,9 +151,12 @@ def train_model(
     write the model artifact to ``out``. ``dataset`` None: the examples only.
 
     Deterministic: the same images, labels and options give the same model id. With
-    ``folds >= 2`` the accuracy is measured by stratified k-fold CV first (set 0 to skip).
-    Raises :class:`DatasetError` for an unusable dataset; unreadable images are skipped
-    and listed in ``TrainResult.skipped``.
+    ``folds >= 2`` the model's quality is measured by stratified k-fold CV first (set 0 to
+    skip): accuracy, own photos answered ``unknown``, recall and a hint per label, and the
+    calibration of its confidence (:mod:`provider.quality`). With both a dataset and
+    examples, the figures are also summed up over the examples' labels (``metrics.own``:
+    a server's own labels beside the default ones). Raises :class:`DatasetError` for an
+    unusable dataset; unreadable images are skipped and listed in ``TrainResult.skipped``.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(
@@ -175,50 +168,82 @@ def train_model(
     data, labels, warnings, y = load_features(
         dataset, extractor, Path(cache) if cache else None, progress, max_pixels, examples
     )
-    X = data.features
-    cv = None
+    ext = get_extractor(extractor)
+    # Rows in a canonical order (label, content): the same photos make the same model
+    # whether they come from a folder, from taught examples, or both (one code path).
+    order = sorted(range(len(y)), key=lambda i: (int(y[i]), data.digests[i]))
+    X, y = data.features[order], y[order]
+    quality = None
     if folds >= 2:
-        cv = cross_validate(
+        quality = cross_validated_quality(
             X,
             y,
+            labels,
             classifier,
-            folds,
+            ext.classifier_dim,
+            folds=folds,
             progress=(lambda d, t: progress("cross-validating", d, t)) if progress else None,
         )
-        if cv is None:
+        if quality.folds == 0:
             warnings.append(NO_CV_WARNING)
     if progress:
         progress("fitting", 0, 1)
-    pipeline = fit_pipeline(classifier, X, np.array(labels, dtype=object)[y])
-    ood = KnnOodScorer().fit(X)
+    pipeline = fit_pipeline(
+        classifier, ext.classifier_features(X), np.array(labels, dtype=object)[y]
+    )
+    ood = OpenSetScorer(ext.classifier_dim).fit(X, y, len(labels))
     per_label = {lb: int(n) for lb, n in zip(labels, np.bincount(y), strict=True)}
-    recall = recall_per_label(cv.confusion if cv else None, labels)
-    ext = get_extractor(extractor)
+    measured = quality is not None and quality.folds > 0
+    recall = (
+        {lb: float(q.recall or 0.0) for lb, q in quality.per_label.items()}
+        if quality is not None and measured
+        else {}
+    )
     if not ext.detects_unknown:
         warnings.append(
             f"with the {ext.name!r} extractor the model rarely answers 'unknown' for images "
             "of other subjects; use 'cnn' for that"
         )
+    own = sorted({item.label for item in examples}) if dataset is not None and examples else None
+    metrics: dict[str, object] = {
+        "cv_accuracy": quality.closed_accuracy if quality else None,
+        "cv_accuracy_std": quality.closed_accuracy_std if quality else None,
+        "cv_folds": quality.folds if quality else 0,
+        "per_label_recall": recall,
+        "cv_open_accuracy": quality.accuracy if quality else None,
+        "cv_unknown_rate": quality.unknown_rate if quality else None,
+        "cv_ece": quality.ece if quality else None,
+        "per_label": {lb: q.to_json() for lb, q in quality.per_label.items()} if quality else {},
+    }
+    if own and quality is not None:
+        metrics["own"] = {"labels": own, **quality.summary(own)}
     metadata: dict[str, object] = {
         "labels": list(labels),
-        "extractor": {"name": ext.name, "version": ext.version, "dim": ext.dim},
+        "extractor": {
+            "name": ext.name,
+            "version": ext.version,
+            "dim": ext.dim,
+            "classifier_dim": ext.classifier_dim,
+        },
         "classifier": classifier,
         "dataset": {
             "fingerprint": dataset_fingerprint(data.digests, [i.label for i in data.items]),
             "n_images": len(y),
             "per_label": per_label,
         },
-        "metrics": {
-            "cv_accuracy": cv.accuracy if cv else None,
-            "cv_accuracy_std": cv.accuracy_std if cv else None,
-            "cv_folds": cv.folds if cv else 0,
-            "per_label_recall": recall,
+        "metrics": metrics,
+        "calibration": {
+            "method": "temperature",
+            "temperature": quality.temperature if quality else 1.0,
         },
         "ood": {
-            "method": "knn-cosine",
-            "k": ood.k,
-            "quantile": ood.quantile,
-            "threshold": ood.threshold_,
+            "method": "nearest-neighbour, per-label thresholds by label size",
+            "semantic_weight": SEMANTIC_WEIGHT,
+            "quantile": QUANTILE,
+            "size_factor": SIZE_FACTOR,
+            "thresholds": {
+                lb: round(float(t), 6) for lb, t in zip(labels, ood.thresholds_, strict=True)
+            },
         },
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -232,14 +257,15 @@ def train_model(
         model_id=artifact.model_id,
         labels=labels,
         n_images=len(y),
-        accuracy=cv.accuracy if cv else None,
-        accuracy_std=cv.accuracy_std if cv else None,
+        accuracy=quality.closed_accuracy if measured and quality else None,
+        accuracy_std=quality.closed_accuracy_std if measured and quality else None,
         duration_s=duration,
         skipped=data.skipped,
         warnings=warnings,
-        confusion=cv.confusion if cv else None,
+        confusion=quality.confusion if quality else None,
         n_cached=data.n_cached,
         metadata=artifact.metadata,
         label_counts=per_label,
         per_label_recall=recall,
+        quality=quality,
     )

@@ -9,19 +9,29 @@ the answer as a follow-up. Either way the user sees one message.
 
 Errors keep their path (:func:`bot.core.errors.reply_error`): raised before any response, they
 are sent privately as the response; after a "thinking" defer, that message is replaced.
+
+When the "thinking" defer itself fails (Discord refused it, did not answer it in time, or
+answered in a way that cannot be read), an answer that is ready a moment later is still
+delivered: as a follow-up (Discord may have taken the defer after all), or failing that as
+a reply in the channel naming the member; only when neither works does the defer's error
+reach the error handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import TracebackType
 from typing import Any, Final
 
 import discord
+from discord import app_commands
 
 from bot.core.installs import replies_must_be_private
 
 __all__ = ["DEFER_AFTER_S", "Answering", "defer_public"]
+
+log = logging.getLogger(__name__)
 
 DEFER_AFTER_S: Final = 1.0
 """Seconds an answer may take before the user is shown "thinking..." (Discord's limit for
@@ -52,6 +62,7 @@ class Answering:
         self._lock = asyncio.Lock()
         self._settled = False
         self._timer: asyncio.Task[None] | None = None
+        self._delivered = False  # the answer was sent (after a failed defer, too)
 
     async def __aenter__(self) -> Answering:
         self._timer = asyncio.create_task(self._defer_later(), name="defer-if-slow")
@@ -65,7 +76,7 @@ class Answering:
     ) -> None:
         await self._settle()
         error = self._defer_error()  # retrieved either way: never "never retrieved"
-        if exc is None and error is not None:
+        if exc is None and error is not None and not self._delivered:
             raise error
 
     async def _defer_later(self) -> None:
@@ -88,14 +99,53 @@ class Answering:
         return None
 
     async def send(self, **kwargs: Any) -> None:
-        """The answer: the response itself, or a follow-up after "thinking"."""
+        """The answer: the response itself, or a follow-up after "thinking" (or after a
+        "thinking" that failed: see :meth:`_deliver_after_failed_defer`)."""
         await self._settle()
         error = self._defer_error()
         if error is not None:
-            raise error
+            await self._deliver_after_failed_defer(error, kwargs)
+            self._delivered = True
+            return
         interaction = self._interaction
         if interaction.response.is_done():
             await interaction.followup.send(**kwargs)
         else:
             private = replies_must_be_private(interaction)
             await interaction.response.send_message(ephemeral=private, **kwargs)
+        self._delivered = True
+
+    async def _deliver_after_failed_defer(
+        self, defer_error: BaseException, kwargs: dict[str, Any]
+    ) -> None:
+        """A follow-up, else a reply in the channel (not where replies must be private);
+        ``defer_error`` is raised when neither could be sent."""
+        interaction = self._interaction
+        private = replies_must_be_private(interaction)
+        log.warning(
+            'the "thinking" response failed (%s); sending the answer as a follow-up',
+            defer_error,
+        )
+        try:
+            await interaction.followup.send(ephemeral=private, **kwargs)
+            return
+        except Exception as exc:
+            followup_error = exc
+        channel = interaction.channel
+        if private or not isinstance(channel, discord.abc.Messageable):
+            raise defer_error
+        log.warning(
+            "the follow-up failed too (%s); answering in channel %s",
+            followup_error,
+            interaction.channel_id,
+        )
+        command = interaction.command
+        used = f"/{command.name}" if isinstance(command, app_commands.Command) else "me"
+        asked = f"{interaction.user.mention} asked {used}:"
+        note = kwargs.pop("content", None)
+        content = f"{asked}\n{note}" if note else asked
+        try:
+            await channel.send(content=content, **kwargs)
+        except Exception as exc:
+            log.warning("the channel reply failed too (%s)", exc)
+            raise defer_error from None

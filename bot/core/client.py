@@ -13,9 +13,11 @@ from discord.ext import commands
 
 from bot.core.command_sync import CommandSync
 from bot.core.errors import ClassifierTree
+from bot.core.gateway_events import skip_malformed_events
 from bot.core.health import HealthServer, ListenerFailed
 from bot.core.limits import Cooldowns, WorkGate
 from bot.core.metrics import BotMetrics
+from bot.core.reaching_discord import login_or_explain, retry_first_connect
 from bot.core.request_deadline import bound_http_client, bound_webhook_calls
 from bot.core.retraining import Retrainer
 from bot.core.settings import Settings
@@ -99,6 +101,10 @@ class ClassifierBot(commands.Bot):
         self.metrics.instrument_backend(self.backend)
         self.gate.on_refused = self.metrics.busy_refusals.labels("gate").inc
         bound_http_client(self.http, settings.discord_request_timeout_s, self._request_timed_out)
+        retry_first_connect(self.http, settings.gateway_connect_timeout_s)
+        skip_malformed_events(
+            self._connection, lambda event: self.metrics.gateway_events_skipped.labels(event).inc()
+        )
         self.command_sync = CommandSync(
             self.sync_commands,
             initial_s=settings.command_sync_retry_s,
@@ -130,6 +136,16 @@ class ClassifierBot(commands.Bot):
         """The database (opened in ``setup_hook``); ``store.guild(id)`` scopes it."""
         assert self._store is not None, "setup_hook has not run"
         return self._store
+
+    async def login(self, token: str) -> None:
+        """discord.py's login; Discord not answering it -> ``DiscordUnreachable`` (exit 7)."""
+        base = discord.http.Route.BASE
+        log.info(
+            "logging in to Discord at %s (waiting up to %g s for each answer)",
+            base,
+            self.settings.discord_request_timeout_s,
+        )
+        await login_or_explain(super().login(token), base, lambda: self._application is None)
 
     async def setup_hook(self) -> None:
         bound_webhook_calls(self.settings.discord_request_timeout_s, self._request_timed_out)
@@ -218,8 +234,8 @@ class ClassifierBot(commands.Bot):
             return
         self._closing = True
         log.info("shutting down")
-        await self.command_sync.stop()
         try:
+            await self.command_sync.stop()  # never raises: whatever a sync did, we drain
             await self.gate.drain(self.settings.shutdown_grace_s)
         finally:
             # discord.py dispatches "ready" from a task that fails if the client closed

@@ -16,7 +16,7 @@ from discord import app_commands
 
 from bot.core.discord_limits import CONTENT_MAX, clip
 from bot.core.logconfig import set_request_context
-from bot.core.request_deadline import DiscordRequestTimeout
+from bot.core.request_deadline import DiscordRequestFailed, DiscordRequestTimeout
 from golem_backend import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, ImageError
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def explain(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, DiscordRequestTimeout):
         return "Discord did not answer in time. Please try again."
+    if isinstance(error, DiscordRequestFailed):
+        return "Discord's answer could not be read. Please try again."
     if isinstance(error, BackendBusy):
         return error.message or "The classifier is busy right now. Please try again soon."
     if isinstance(error, BackendTimeout):
@@ -108,7 +110,8 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
 
     After a public "thinking" defer, a follow-up would replace the thinking message and
     stay public; so that message is deleted first and the error sent as an ephemeral
-    follow-up. A message longer than Discord allows is shortened.
+    follow-up. A message longer than Discord allows is shortened. Never raises: a reply
+    Discord refuses, or answers in a way that cannot be read, is logged.
     """
     message = clip(message, CONTENT_MAX)
     try:
@@ -122,6 +125,9 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
         await interaction.followup.send(message, ephemeral=True)
     except discord.HTTPException as exc:
         log.warning("could not send an error message to the user: %s", exc)
+    except Exception as exc:  # e.g. an answer of the wrong shape: discord.py's KeyError
+        log.warning("could not send an error message to the user (%s: %s)", type(exc).__name__, exc)
+        log.debug("the error message's failure", exc_info=exc)
 
 
 class ClassifierTree(app_commands.CommandTree):

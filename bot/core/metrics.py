@@ -83,6 +83,12 @@ class BotMetrics:
             "Discord REST calls that got no answer within DISCORD_REQUEST_TIMEOUT_S",
             registry=r,
         )
+        self.gateway_events_skipped = Counter(
+            f"{PREFIX}_gateway_events_skipped",
+            "Gateway events skipped because they could not be read, by event",
+            ["event"],
+            registry=r,
+        )
         # read at scrape time
         self.queue_depth = Gauge(
             f"{PREFIX}_backend_queue_depth", "Images waiting in the backend's queue", registry=r

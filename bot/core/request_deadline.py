@@ -6,33 +6,76 @@ hanging) would hold the caller, and the concurrency slot it holds, until aiohttp
 ``HTTPClient.request`` and interaction callbacks, follow-ups and webhook edits through
 ``AsyncWebhookAdapter.request``; both are bounded here (rate-limit waits included).
 Expiry raises :class:`DiscordRequestTimeout`, an ``HTTPException``, so every handler that
-copes with a refused call copes with a silent one too.
+copes with a refused call copes with a silent one too. An answer that cannot be read (a
+body that claims to be JSON and is not, e.g. a proxy's HTML error page) or a connection
+lost mid-answer raises :class:`DiscordAnswerUnreadable`, an ``HTTPException`` too.
+
+Neither has an HTTP status (``status`` is 0): :func:`discord_said` words any refusal for a
+message, never as "Discord said: 0".
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 import discord
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 T = TypeVar("T")
 
 
-class DiscordRequestTimeout(discord.HTTPException):
-    """Discord did not answer a REST call within ``DISCORD_REQUEST_TIMEOUT_S``."""
+class DiscordRequestFailed(discord.HTTPException):
+    """A REST call that got no usable answer from Discord: no HTTP status (0)."""
 
-    def __init__(self, method: str, path: str, timeout_s: float) -> None:
-        # HTTPException.__init__ reads a response; there is none.
+    def __init__(self, method: str, path: str, text: str) -> None:
+        # HTTPException.__init__ reads a response; there is none to read.
         self.response = None  # type: ignore[assignment]
         self.status = 0
         self.code = 0
-        self.text = f"Discord did not answer {method} {path} within {timeout_s:g} s"
-        Exception.__init__(self, self.text)
-        self.method, self.path, self.timeout_s = method, path, timeout_s
+        self.text = text
+        Exception.__init__(self, text)
+        self.method, self.path = method, path
+
+
+class DiscordRequestTimeout(DiscordRequestFailed):
+    """Discord did not answer a REST call within ``DISCORD_REQUEST_TIMEOUT_S``."""
+
+    def __init__(self, method: str, path: str, timeout_s: float) -> None:
+        super().__init__(
+            method, path, f"Discord did not answer {method} {path} within {timeout_s:g} s"
+        )
+        self.timeout_s = timeout_s
+
+
+class DiscordAnswerUnreadable(DiscordRequestFailed):
+    """Discord's answer could not be read: not the JSON it claimed to be, or the connection
+    was lost while it came."""
+
+    def __init__(self, method: str, path: str, cause: BaseException) -> None:
+        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        super().__init__(
+            method, path, f"Discord's answer to {method} {path} could not be read ({reason})"
+        )
+
+
+#: what the HTTP layer raises for an answer it cannot read: a body that is not the JSON its
+#: Content-Type claims, a connection lost or a payload cut short (aiohttp's own errors)
+UNREADABLE = (json.JSONDecodeError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)
+
+
+def discord_said(error: discord.HTTPException) -> str:
+    """Discord's refusal in a few words for a message: "Discord said: 403", or, without a
+    status, what happened instead."""
+    if isinstance(error, DiscordRequestTimeout):
+        return "Discord did not answer in time"
+    if isinstance(error, DiscordAnswerUnreadable) or not error.status:
+        return "Discord's answer could not be read"
+    return f"Discord said: {error.status}"
 
 
 OnTimeout = Callable[[DiscordRequestTimeout], None]
@@ -45,13 +88,16 @@ async def bounded(
     timeout_s: float,
     on_timeout: OnTimeout | None = None,
 ) -> T:
-    """``await call()`` within ``timeout_s``, else :class:`DiscordRequestTimeout`."""
+    """``await call()`` within ``timeout_s``, else :class:`DiscordRequestTimeout`; an answer
+    that cannot be read raises :class:`DiscordAnswerUnreadable`."""
     try:
         async with asyncio.timeout(timeout_s) as deadline:
             return await call()
     except TimeoutError:
         if not deadline.expired():
             raise  # a timeout of aiohttp's own
+    except UNREADABLE as exc:
+        raise DiscordAnswerUnreadable(method, path, exc) from exc
     error = DiscordRequestTimeout(method, path, timeout_s)
     if on_timeout is not None:
         on_timeout(error)

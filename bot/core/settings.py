@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -36,8 +37,10 @@ class Settings(BackendSettings):
     message_content_intent: bool = False
     dev_guild_id: int | None = None
     sync_commands: bool = True
-    # faults: every REST call bounded; a failed command sync retried with back-off
+    # faults: every REST call bounded; the first gateway connection and a failed command
+    # sync retried with back-off
     discord_request_timeout_s: float = Field(30.0, ge=1, le=600)
+    gateway_connect_timeout_s: float = Field(120.0, ge=1, le=3600)
     command_sync_retry_s: float = Field(60.0, gt=0, le=3600)
     command_sync_retry_max_s: float = Field(3600.0, gt=0, le=86400)
 
@@ -69,6 +72,7 @@ class Settings(BackendSettings):
     feedback_images_kept: int = Field(200, ge=0, le=100_000)
     feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
     review_queue_max: int = Field(100, ge=1, le=100_000)
+    review_max_per_member: int = Field(3, ge=1, le=1000)  # waiting corrections per member
     # a zip of labelled images (bot/cogs/teach/_archive.py); one image's limit is MAX_IMAGE_BYTES
     archive_max_bytes: int = Field(100_000_000, ge=1024, le=10**10)
     archive_max_entries: int = Field(2000, ge=1, le=100_000)
@@ -166,6 +170,30 @@ class Settings(BackendSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
         return self.database_url.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process may hold, for the logs to redact: the bot token, the
+        yagna app key (set, or the first line of ``YAGNA_APPKEY_FILE`` when it can be read),
+        the database password, the OAuth2 client secret and the session key."""
+        values = [self.discord_token.get_secret_value()]
+        for secret in (
+            self.yagna_appkey,
+            self.discord_client_secret,
+            self.dashboard_session_secret,
+        ):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        if self.yagna_appkey_file is not None:
+            try:
+                with self.yagna_appkey_file.open("rb") as fh:
+                    first = fh.read(4096).decode("utf-8", "replace").splitlines()[:1]
+            except OSError:
+                first = []
+            values.extend(line.strip() for line in first)
+        password = urlsplit(self.database_url_value).password
+        if password:
+            values.extend({password, unquote(password)})
+        return [v for v in values if v]
 
     @field_validator("log_format", mode="before")
     @classmethod

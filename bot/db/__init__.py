@@ -1,12 +1,14 @@
 """The bot's database (SQLAlchemy 2 async + Alembic) and the files its rows name.
 
-``open_store(settings)`` connects, migrates, imports the old JSON state once and repairs
-database/file consistency; then ``store.guild(id)`` is the only way to a server's data.
+``open_store(settings)`` connects, migrates, imports the old JSON state once and checks
+that the database and the data folder belong together (``bot.db.repair``: it refuses with
+:class:`DataMismatch`, and never deletes); then ``store.guild(id)`` is the only way to a
+server's data.
 """
 
 from __future__ import annotations
 
-from bot.db.engine import DatabaseError, DatabaseTooNew
+from bot.db.engine import DatabaseError, DatabaseTooNew, DataMismatch
 from bot.db.guild_data import ScopedData, StoreWriteError
 from bot.db.opening import open_store, quotas_from
 from bot.db.quotas import QuotaExceeded, Quotas, Usage
@@ -31,6 +33,7 @@ __all__ = [
     "ANY_LABEL",
     "DEFAULT_SCOPE",
     "AnswerRecord",
+    "DataMismatch",
     "DatabaseError",
     "DatabaseTooNew",
     "Forgotten",

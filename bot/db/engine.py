@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
@@ -29,6 +29,19 @@ class DatabaseError(Exception):
 
 class DatabaseTooNew(DatabaseError):
     pass
+
+
+class DataMismatch(DatabaseError):
+    """The database and the data folder do not belong together (``bot.db.repair``): the
+    start is refused, nothing was changed; the message names both and the fix."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked: the only form of a database URL ever shown."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show none of it
+        return "(an unparseable DATABASE_URL)"
 
 
 def alembic_config() -> Config:

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -23,18 +24,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import files
 from bot.db.answer_book import AnswerBook
-from bot.db.quotas import QuotaExceeded, size_text
+from bot.db.quotas import QuotaExceeded, ReviewLimit, size_text
 from bot.db.records import AnswerRecord, ReviewItem, Tally
-from bot.db.schema import AnswerRow, ReviewItemRow, VoteRow, utcnow
+from bot.db.schema import AnswerRow, PendingRemovalRow, ReviewItemRow, VoteRow, utcnow
 from bot.db.scope_base import ScopeBase, StoreWriteError
 
 log = logging.getLogger(__name__)
 
 
+#: Row ids are 32-bit on PostgreSQL (``Integer``): an id from a custom id outside
+#: 1..ID_MAX names no row (and would make the driver raise instead of finding none).
+ID_MAX = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    return 0 < value <= ID_MAX
+
+
 class ScopeFeedback(ScopeBase):
     # --- answers ------------------------------------------------------------------------
     def _answer(self, row: AnswerRow) -> AnswerRecord:
-        image = self.feedback_dir / row.file_name if row.file_name else None
+        kept = row.file_name and row.missing_since is None  # missing: as if not kept
+        image = self.feedback_dir / row.file_name if kept else None
         return AnswerRecord(
             row.id,
             row.channel_id,
@@ -45,6 +56,7 @@ class ScopeFeedback(ScopeBase):
             row.sha256,
             image,
             row.created_at,
+            row.author_id,
         )
 
     async def record_answer(
@@ -57,9 +69,11 @@ class ScopeFeedback(ScopeBase):
         confidence: float,
         data: bytes,
         extension: str | None,
+        author_id: int | None = None,
     ) -> int:
         """Record an answered image (kept in ``feedback/`` when ``extension`` is given);
-        its id for the feedback buttons. Prunes what is past the limits."""
+        its id for the feedback buttons. Prunes what is past the limits. ``author_id``:
+        who posted the image (``forget_user`` of the author removes the answer too)."""
         digest = hashlib.sha256(data).hexdigest()
         quotas = self._store.quotas
         keep = extension is not None and quotas.feedback_images > 0
@@ -91,16 +105,17 @@ class ScopeFeedback(ScopeBase):
                         file_name=file_name,
                         size_bytes=len(data),
                         created_at=utcnow(),
+                        author_id=author_id,
                     )
                     s.add(row)
                     await s.flush()
                     answer_id = row.id
+                    pending = []
                     if counted and book is not None:  # nothing to prune: no query
-                        dropped, still = set(), set()
                         book.images += file_name is not None
                     else:
                         dropped, images, oldest = await self._prune_rows(s, cutoff)
-                        still = await self._named_files(s) if dropped else set()
+                        pending = await self._queue_unnamed(s, dropped)
                         book = AnswerBook(generation, images, oldest, time.monotonic())
             except BaseException as exc:
                 if created and file_name is not None:
@@ -110,12 +125,14 @@ class ScopeFeedback(ScopeBase):
                     raise StoreWriteError() from exc
                 raise
             books[self.scope_id] = book
-            self._unlink_unnamed(dropped, still)
+            await self._store.removals.carry_out(pending)
         return answer_id
 
     async def answer(self, answer_id: int) -> AnswerRecord | None:
         """This server's answer ``answer_id`` (``None`` if it is another server's, expired
-        or forgotten)."""
+        or forgotten, or not a row id at all: a forged custom id)."""
+        if not is_row_id(answer_id):
+            return None
         async with self._session() as s:
             row = await s.scalar(
                 select(AnswerRow).where(
@@ -134,8 +151,8 @@ class ScopeFeedback(ScopeBase):
         cutoff = utcnow() - dt.timedelta(hours=self._store.quotas.feedback_hours)
         async with self._write() as s:
             dropped, _, _ = await self._prune_rows(s, cutoff)
-            still = await self._named_files(s) if dropped else set()
-        self._unlink_unnamed(dropped, still)
+            pending = await self._queue_unnamed(s, dropped)
+        await self._store.removals.carry_out(pending)
 
     async def _prune_rows(
         self, s: AsyncSession, cutoff: dt.datetime
@@ -188,9 +205,16 @@ class ScopeFeedback(ScopeBase):
             count = limit
         return dropped, int(count or 0), oldest
 
-    def _unlink_unnamed(self, dropped: set[str | None], still: set[str | None]) -> None:
-        for name in dropped - still - {None}:
-            files.unlink(self.feedback_dir / str(name))
+    async def _queue_unnamed(
+        self, s: AsyncSession, dropped: set[str | None]
+    ) -> list[PendingRemovalRow]:
+        """Record the removal of the dropped files that no row names any more (in the
+        transaction that dropped them: ``bot.db.removals``)."""
+        if not dropped - {None}:
+            return []
+        gone = dropped - await self._named_files(s) - {None}
+        paths = [self.feedback_dir / str(name) for name in sorted(gone, key=str)]
+        return await self._store.removals.queue(s, paths=paths)
 
     async def _named_files(self, s: AsyncSession) -> set[str | None]:
         answers = await s.scalars(
@@ -207,6 +231,8 @@ class ScopeFeedback(ScopeBase):
     ) -> Tally | None:
         """Count ``user_id``'s vote on an answer; a second vote replaces the first.
         ``None`` if the answer is not this server's (any more)."""
+        if not is_row_id(answer_id):
+            return None
         async with self._write() as s:
             answer = await s.scalar(
                 select(AnswerRow.id).where(
@@ -243,14 +269,18 @@ class ScopeFeedback(ScopeBase):
             row.user_id,
             row.user_name,
             row.created_at,
+            row.author_id,
+            row.channel_id,
         )
 
     async def enqueue_review(
         self, answer: AnswerRecord, label: str, *, user_id: int, user_name: str
     ) -> tuple[bool, int]:
         """Queue a member's correction of ``answer`` (whose image must still be kept):
-        (whether it is new, items waiting). :class:`QuotaExceeded` past the queue's size
-        or the server's taught-bytes quota."""
+        (whether it is new, items waiting). The item remembers the answer's channel and
+        the image's author. :class:`ReviewLimit` if the member already has a correction
+        of this answer waiting, or ``Quotas.review_per_member`` of them;
+        :class:`QuotaExceeded` past the queue's size or the server's taught-bytes quota."""
         assert answer.image is not None
         quotas = self._store.quotas
         async with self._store.lock(self.scope_id), self._write() as s:
@@ -267,6 +297,7 @@ class ScopeFeedback(ScopeBase):
             )
             if same is not None:
                 return False, waiting
+            await self._check_member_limits(s, answer.answer_id, user_id)
             if waiting >= quotas.review_items:
                 raise QuotaExceeded(
                     f"This server's review queue is full ({waiting} corrections wait). An "
@@ -293,9 +324,31 @@ class ScopeFeedback(ScopeBase):
                     user_id=user_id,
                     user_name=user_name[:100],
                     created_at=utcnow(),
+                    author_id=answer.author_id,
+                    channel_id=answer.channel_id,
                 )
             )
             return True, waiting + 1
+
+    async def _check_member_limits(self, s: AsyncSession, answer_id: int, user_id: int) -> None:
+        """One waiting correction per answer and member, ``review_per_member`` in all."""
+        theirs = (ReviewItemRow.guild_id == self.scope_id) & (ReviewItemRow.user_id == user_id)
+        earlier = await s.scalar(
+            select(ReviewItemRow.proposed_label).where(theirs, ReviewItemRow.answer_id == answer_id)
+        )
+        if earlier is not None:
+            raise ReviewLimit(
+                f"Your correction of this image (to {earlier!r}) is already waiting for "
+                "review: one correction per image and member."
+            )
+        limit = self._store.quotas.review_per_member
+        waiting = select(func.count()).select_from(ReviewItemRow).where(theirs)
+        mine = int(await s.scalar(waiting) or 0)
+        if mine >= limit:
+            raise ReviewLimit(
+                f"You have {mine} corrections waiting for review, the limit is {limit} per "
+                "member. Please wait until an admin or trainer has looked at them."
+            )
 
     async def _bytes_used(self, s: AsyncSession) -> int:
         taught = (await self._usage(s)).bytes  # type: ignore[attr-defined]
@@ -306,10 +359,17 @@ class ScopeFeedback(ScopeBase):
         )
         return int(taught) + int(queued or 0)
 
-    async def review_queue(self) -> tuple[ReviewItem | None, int]:
-        """The oldest waiting correction and how many wait."""
+    async def review_queue(
+        self, channels: Collection[int] | None = None
+    ) -> tuple[ReviewItem | None, int]:
+        """The oldest waiting correction and how many wait. With ``channels``, only the
+        items answered in those channels (the ones a reviewer can view; items from before
+        revision 0004 have no channel and are then left out). Items whose image the
+        start-up check found missing are never shown."""
         async with self._session() as s:
-            mine = ReviewItemRow.guild_id == self.scope_id
+            mine = (ReviewItemRow.guild_id == self.scope_id) & ReviewItemRow.missing_since.is_(None)
+            if channels is not None:
+                mine = mine & ReviewItemRow.channel_id.in_(list(channels))
             row = await s.scalar(
                 select(ReviewItemRow)
                 .where(mine)
@@ -332,42 +392,56 @@ class ScopeFeedback(ScopeBase):
             return [self._item(r) for r in rows]
 
     async def review_item(self, item_id: int) -> ReviewItem | None:
+        """This server's waiting item ``item_id``; ``None`` if it is not (or its image is
+        missing: it waits until the file is back)."""
+        if not is_row_id(item_id):
+            return None
         async with self._session() as s:
             row = await s.scalar(
                 select(ReviewItemRow).where(
-                    ReviewItemRow.guild_id == self.scope_id, ReviewItemRow.id == item_id
+                    ReviewItemRow.guild_id == self.scope_id,
+                    ReviewItemRow.id == item_id,
+                    ReviewItemRow.missing_since.is_(None),
                 )
             )
             return self._item(row) if row else None
 
+    async def reject_reviews_of(self, user_id: int) -> int:
+        """Reject every waiting correction ``user_id`` sent (an admin's clean-up of a
+        flood); how many."""
+        return await self._forget_feedback(ReviewItemRow.user_id == user_id, None, None)
+
     async def drop_review_item(self, item_id: int) -> bool:
         """Remove a decided item (and its image unless another row names it)."""
+        if not is_row_id(item_id):
+            return False
         return bool(await self._forget_feedback(ReviewItemRow.id == item_id, None, None))
 
     async def _forget_feedback(self, items: Any, answers: Any, votes: Any) -> int:
         """Delete matching review items, answers (with their votes) and votes; then the
         files no row names. The number of review items deleted."""
-        async with self._write() as s:
-            names: set[str | None] = set()
-            n_items = 0
-            if items is not None:
-                cond = (ReviewItemRow.guild_id == self.scope_id) & items
-                rows = list(await s.scalars(select(ReviewItemRow).where(cond)))
-                names |= {r.file_name for r in rows}
-                n_items = len(rows)
-                await s.execute(delete(ReviewItemRow).where(cond))
-            if answers is not None:
-                cond = (AnswerRow.guild_id == self.scope_id) & answers
-                rows_a = list(await s.scalars(select(AnswerRow).where(cond)))
-                names |= {r.file_name for r in rows_a}
-                ids = [r.id for r in rows_a]
-                await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(ids)))
-                await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(ids)))
-            if votes is not None:
-                await s.execute(delete(VoteRow).where((VoteRow.guild_id == self.scope_id) & votes))
-            still = await self._named_files(s)
-        for name in names - still - {None}:
-            files.unlink(self.feedback_dir / str(name))
+        async with self._store.lock(self.scope_id):
+            async with self._write() as s:
+                names: set[str | None] = set()
+                n_items = 0
+                if items is not None:
+                    cond = (ReviewItemRow.guild_id == self.scope_id) & items
+                    rows = list(await s.scalars(select(ReviewItemRow).where(cond)))
+                    names |= {r.file_name for r in rows}
+                    n_items = len(rows)
+                    await s.execute(delete(ReviewItemRow).where(cond))
+                if answers is not None:
+                    cond = (AnswerRow.guild_id == self.scope_id) & answers
+                    rows_a = list(await s.scalars(select(AnswerRow).where(cond)))
+                    names |= {r.file_name for r in rows_a}
+                    ids = [r.id for r in rows_a]
+                    await s.execute(delete(VoteRow).where(VoteRow.answer_id.in_(ids)))
+                    await s.execute(delete(AnswerRow).where(AnswerRow.id.in_(ids)))
+                if votes is not None:
+                    cond = (VoteRow.guild_id == self.scope_id) & votes
+                    await s.execute(delete(VoteRow).where(cond))
+                pending = await self._queue_unnamed(s, names)
+            await self._store.removals.carry_out(pending)
         return n_items
 
     async def forget_feedback_of_label(self, label: str) -> int:
@@ -376,8 +450,10 @@ class ScopeFeedback(ScopeBase):
         )
 
     async def forget_feedback_of_user(self, user_id: int) -> int:
+        """What the member asked, voted and sent for review, and the answers and review
+        items of images the member posted (whoever asked or corrected)."""
         return await self._forget_feedback(
-            ReviewItemRow.user_id == user_id,
-            AnswerRow.user_id == user_id,
+            (ReviewItemRow.user_id == user_id) | (ReviewItemRow.author_id == user_id),
+            (AnswerRow.user_id == user_id) | (AnswerRow.author_id == user_id),
             VoteRow.user_id == user_id,
         )

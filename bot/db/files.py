@@ -2,7 +2,7 @@
 
 Image bytes are content-addressed (``<sha256>.<ext>``); model files are named by the
 backend (``<model_id>.model``). Files are written atomically; a file only counts once a
-database row names it (``bot.db.store``), and ``bot.db.repair`` removes any that is not.
+database row names it (``bot.db.store``); ``bot.db.repair`` sets aside any that is not.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from bot.db.schema import (
     TaughtImageRow,
     VoteRow,
     WatchedChannelRow,
+    new_generation,
     utcnow,
 )
 from bot.db.scope_base import StoreWriteError
@@ -147,19 +148,26 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
             row.added_at,
             self.images_dir / row.file_name,
             row.size_bytes,
+            row.author_id,
+            row.missing_since,
         )
 
-    async def taught(self) -> list[TaughtRecord]:
+    async def taught(self, *, include_missing: bool = False) -> list[TaughtRecord]:
+        """The scope's taught images, oldest first. Those whose file the start-up check
+        found missing are left out (of training, too) unless ``include_missing``."""
+        query = self._taught()
+        if not include_missing:
+            query = query.where(TaughtImageRow.missing_since.is_(None))
         async with self._session() as s:
-            rows = await s.scalars(self._taught().order_by(TaughtImageRow.id))
+            rows = await s.scalars(query.order_by(TaughtImageRow.id))
             return [self._record(r) for r in rows]
 
     async def taught_of_label(self, label: str, limit: int, offset: int = 0) -> list[TaughtRecord]:
-        """A page of the label's taught images, newest first."""
+        """A page of the label's taught images whose file is there, newest first."""
         async with self._session() as s:
             rows = await s.scalars(
                 self._taught()
-                .where(TaughtImageRow.label == label)
+                .where(TaughtImageRow.label == label, TaughtImageRow.missing_since.is_(None))
                 .order_by(TaughtImageRow.added_at.desc(), TaughtImageRow.id.desc())
                 .limit(limit)
                 .offset(offset)
@@ -167,12 +175,48 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
             return [self._record(r) for r in rows]
 
     async def taught_image(self, sha256: str) -> TaughtRecord | None:
-        """One of this scope's taught files by its content hash (any of its labels)."""
+        """One of this scope's taught files by its content hash (any of its labels), unless
+        the start-up check found it missing."""
         async with self._session() as s:
             row = await s.scalar(
-                self._taught().where(TaughtImageRow.sha256 == sha256).order_by(TaughtImageRow.id)
+                self._taught()
+                .where(TaughtImageRow.sha256 == sha256, TaughtImageRow.missing_since.is_(None))
+                .order_by(TaughtImageRow.id)
             )
             return self._record(row) if row else None
+
+    async def missing_files(self) -> dict[str, int]:
+        """How many of this scope's rows name a file the start-up check found missing, by
+        kind (``taught images``, ``models``, ``answers``, ``review items``); only kinds
+        with some."""
+        counts = {}
+        for name, table in (
+            ("taught images", TaughtImageRow),
+            ("models", ModelRow),
+            ("answers", AnswerRow),
+            ("review items", ReviewItemRow),
+        ):
+            async with self._session() as s:
+                n = await s.scalar(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.guild_id == self.scope_id, table.missing_since.is_not(None))
+                )
+            if n:
+                counts[name] = int(n)
+        return counts
+
+    async def generation(self) -> int:
+        """This server's data generation: read it before reading what a retrain trains on
+        and hand it to :meth:`register_model`, which then registers nothing if the server
+        forgot anything (``/forget``, the retention purge) while the retrain ran."""
+        async with self._write(changes_serving=False) as s:
+            return (await self._ensure_row(s)).generation
+
+    async def _new_generation(self, s: AsyncSession) -> None:
+        await s.execute(
+            update(GuildRow).where(GuildRow.id == self.scope_id).values(generation=new_generation())
+        )
 
     async def label_counts(self) -> dict[str, int]:
         async with self._session() as s:
@@ -217,8 +261,11 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         user_name: str,
         added_at: dt.datetime | None = None,
         check_quotas: bool = True,
+        author_id: int | None = None,
     ) -> tuple[bool, int]:
         """Store one image under ``label``: (whether it was new, images of that label).
+        ``author_id``: who posted the image, when the member teaching it (``user_id``)
+        took it from someone else's message (``forget_user`` of either removes it).
 
         The file is written first, then its row committed; if the commit fails the file
         is removed again (unless an earlier row already used it). Quotas are checked under
@@ -235,6 +282,8 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                     )
                 )
                 if same is not None:
+                    if same.missing_since is not None:  # its file was lost: back now
+                        await self._file_back(same, data)
                     return False, await self._count_label(s, label)
                 known = await s.scalar(
                     select(func.count())
@@ -270,6 +319,7 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                             added_at=added_at or utcnow(),
                             file_name=file_name,
                             size_bytes=len(data),
+                            author_id=author_id,
                         )
                     )
                     await self._count_taught(s)  # towards the auto-retrain (guild_options)
@@ -284,6 +334,22 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                 count = await self._count_label(s, label)
         self._store.taught_recorded(self.scope_id)
         return True, count
+
+    async def _file_back(self, row: TaughtImageRow, data: bytes) -> None:
+        """The same image taught again while its row is marked missing: write the file
+        and clear the mark (the caller holds the scope's lock)."""
+        path = self.images_dir / row.file_name
+        try:
+            await asyncio.to_thread(files.write_atomic, path, data)
+            async with self._write() as s:
+                await s.execute(
+                    update(TaughtImageRow)
+                    .where(TaughtImageRow.id == row.id)
+                    .values(missing_since=None)
+                )
+        except OSError as exc:
+            log.error("could not write taught image %s: %s", path, exc)
+            raise StoreWriteError() from exc
 
     async def _count_label(self, s: AsyncSession, label: str) -> int:
         n = await s.scalar(
@@ -308,30 +374,45 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         return (await self._forget(condition)).images
 
     async def forget_user(self, user_id: int) -> Forgotten:
-        """What the member taught, asked, voted and sent for review."""
-        out = await self._forget(TaughtImageRow.user_id == user_id)
+        """What the member taught, asked, voted and sent for review, and every taught
+        image, answer and review item whose image the member posted (whoever taught,
+        asked about or corrected it)."""
+        mine = (TaughtImageRow.user_id == user_id) | (TaughtImageRow.author_id == user_id)
+        out = await self._forget(mine)
         reviews = await self.forget_feedback_of_user(user_id)
         return Forgotten(out.images, out.models, out.files, reviews)
 
     async def _forget(self, condition: Any) -> Forgotten:
-        """Delete matching rows, commit, then remove files no row uses any more."""
+        """Delete matching rows and start a new generation (a retrain running now will
+        not register its model), commit, then remove the files and cached features no
+        row uses any more."""
+        removals = self._store.removals
         async with self._store.lock(self.scope_id):
             async with self._write() as s:
                 rows = list(await s.scalars(self._taught().where(condition)))
                 for row in rows:
                     await s.delete(row)
                 await s.flush()
-                still = set(
-                    await s.scalars(
-                        select(TaughtImageRow.file_name).where(
-                            TaughtImageRow.guild_id == self.scope_id
-                        )
+                still = await s.execute(
+                    select(TaughtImageRow.file_name, TaughtImageRow.sha256).where(
+                        TaughtImageRow.guild_id == self.scope_id
                     )
                 )
-            gone = {r.file_name for r in rows} - still
-            for name in gone:
-                files.unlink(self.images_dir / name)
-            return Forgotten(images=len(rows), files=len(gone))
+                still_files, still_digests = set(), set()
+                for name, digest in still:
+                    still_files.add(name)
+                    still_digests.add(digest)
+                gone = {r.file_name for r in rows} - still_files
+                if rows:
+                    await self._new_generation(s)
+                pending = await removals.queue(
+                    s,
+                    paths=[self.images_dir / name for name in sorted(gone)],
+                    features={r.sha256 for r in rows} - still_digests,
+                )
+            await removals.carry_out(pending)
+        removals.evict_soon()
+        return Forgotten(images=len(rows), files=len(gone))
 
     async def forget_all(self) -> Forgotten:
         """Every row of this scope (images, models, settings, options, rules, channels,
@@ -348,13 +429,25 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
                     .select_from(ModelRow)
                     .where(ModelRow.guild_id == self.scope_id)
                 )
+                digests = set(
+                    await s.scalars(
+                        select(TaughtImageRow.sha256).where(
+                            TaughtImageRow.guild_id == self.scope_id
+                        )
+                    )
+                )
                 tables = (VoteRow, AnswerRow, ReviewItemRow, TaughtImageRow, ModelRow)
                 extra = (WatchedChannelRow, RetrainRow, LabelRuleRow, GuildOptionsRow)
                 for table in (*tables, *extra):
                     await s.execute(delete(table).where(table.guild_id == self.scope_id))
+                # the generation goes with the row: a retrain running now registers nothing
                 await s.execute(delete(GuildRow).where(GuildRow.id == self.scope_id))
-            await asyncio.to_thread(files.remove_tree, self.folder)
-            return Forgotten(images=int(n_images or 0), models=int(n_models or 0))
+                pending = await self._store.removals.queue(
+                    s, folders=[self.folder], features=digests
+                )
+            await self._store.removals.carry_out(pending)
+        self._store.removals.evict_soon()
+        return Forgotten(images=int(n_images or 0), models=int(n_models or 0))
 
     # --- retrains ---------------------------------------------------------------------
     async def start_retrain(self, user_id: int) -> int:

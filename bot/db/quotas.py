@@ -19,6 +19,8 @@ class Quotas:
     feedback_hours: float = 24.0
     #: corrections waiting in a server's review queue
     review_items: int = 100
+    #: corrections one member may have waiting in a server's review queue
+    review_per_member: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,10 @@ class Usage:
 
 class QuotaExceeded(UserError):
     """A server reached one of its limits; the message says which and how to free space."""
+
+
+class ReviewLimit(QuotaExceeded):
+    """A member reached their share of the review queue (or already corrected this)."""
 
 
 def size_text(n: int) -> str:

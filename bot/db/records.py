@@ -18,6 +18,8 @@ class TaughtRecord:
     added_at: dt.datetime
     path: Path
     size_bytes: int
+    author_id: int | None = None  # who posted the image, if not ``user_id`` (or unknown)
+    missing_since: dt.datetime | None = None  # its file was missing at a start
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class AnswerRecord:
     sha256: str
     image: Path | None
     created_at: dt.datetime
+    author_id: int | None = None  # the answered message's author (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,8 @@ class ReviewItem:
     user_id: int
     user_name: str
     created_at: dt.datetime
+    author_id: int | None = None  # who posted the image (None: unknown)
+    channel_id: int | None = None  # where it was answered (None: an item from before 0004)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ snowflakes are never 0. Changing this file needs a new Alembic revision in
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import (
@@ -53,6 +54,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def new_generation() -> int:
+    """A server's data generation: a new random token at every forget (not a counter, so
+    that a server forgotten and re-created never comes back to an old value)."""
+    return secrets.randbelow(2**62) + 1
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -67,6 +74,9 @@ class GuildRow(Base):
     left_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: members with this role may teach and review like admins (``/settings trainer_role``)
     trainer_role_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: changes at every forget (revision 0004): a retrain registers its model only if the
+    #: generation it started with is still the server's (``ScopeModels.register_model``)
+    generation: Mapped[int] = mapped_column(BigInteger, default=new_generation, server_default="0")
 
 
 class WatchedChannelRow(Base):
@@ -92,6 +102,7 @@ class TaughtImageRow(Base):
         UniqueConstraint("guild_id", "sha256", "label", name="uq_taught_image"),
         Index("ix_taught_guild_label", "guild_id", "label"),
         Index("ix_taught_guild_user", "guild_id", "user_id"),
+        Index("ix_taught_guild_author", "guild_id", "author_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guild_id: Mapped[int] = mapped_column(
@@ -104,6 +115,11 @@ class TaughtImageRow(Base):
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     file_name: Mapped[str] = mapped_column(String(80))  # in the scope's images/ folder
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    #: who posted the image (the source message's author) when that is not ``user_id``'s
+    #: own message; ``None`` for rows taught before revision 0004
+    author_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: set by the start-up check while the file is missing (``bot.db.repair``)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ModelRow(Base):
@@ -121,6 +137,8 @@ class ModelRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: set by the start-up check while the file is missing: such a model is not served
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RetrainRow(Base):
@@ -163,6 +181,10 @@ class AnswerRow(Base):
     file_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the author of the message whose image was answered (revision 0004; ``None`` before)
+    author_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: set by the start-up check while the kept image is missing
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class VoteRow(Base):
@@ -186,6 +208,7 @@ class ReviewItemRow(Base):
     __table_args__ = (
         UniqueConstraint("guild_id", "sha256", "proposed_label", name="uq_review_item"),
         Index("ix_review_guild_created", "guild_id", "created_at"),
+        Index("ix_review_guild_user", "guild_id", "user_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guild_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"))
@@ -199,6 +222,12 @@ class ReviewItemRow(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
     user_name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the author of the answered image's message, and the channel it was answered in
+    #: (revision 0004; ``None`` for older items)
+    author_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: set by the start-up check while the image is missing: such an item is not shown
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class GuildOptionsRow(Base):
@@ -232,3 +261,17 @@ class LabelRuleRow(Base):
     log_channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_by: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingRemovalRow(Base):
+    """Something a committed change made unused and that is removed after the commit
+    (revision 0004): a file or a server's folder (``target`` relative to ``DATA_DIR``), or
+    a taught image's features in the feature cache (``target`` its sha256). Written in the
+    change's own transaction, so a crash between the commit and the removal leaves a row
+    that the next start (or the next change) finishes (``bot.db.removals``)."""
+
+    __tablename__ = "pending_removals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # file | folder | features
+    target: Mapped[str] = mapped_column(String(400))
+    queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

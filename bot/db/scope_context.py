@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.answer_book import AnswerBook
 from bot.db.quotas import Quotas
+from bot.db.removals import Removals
 from bot.db.serving import ServingCache
 
 
@@ -23,6 +24,7 @@ class ScopeContext(Protocol):
     serving: ServingCache  # each scope's cached serving state, dropped by its writes
     answer_books: dict[int, AnswerBook]  # see bot.db.answer_book
     taught_reset: dict[int, int]  # retrain id -> the taught-since-retrain count it reset
+    removals: Removals  # files and cached features a commit made unused (bot.db.removals)
 
     def sessions(self) -> AsyncSession:
         """A new session."""

@@ -23,6 +23,7 @@ from bot.db.answer_book import AnswerBook
 from bot.db.guild_data import ScopedData
 from bot.db.quotas import Quotas
 from bot.db.records import Forgotten
+from bot.db.removals import Evictor, Removals
 from bot.db.schema import DEFAULT_SCOPE, GuildRow, ModelRow, TaughtImageRow, WatchedChannelRow
 from bot.db.serving import SERVING_TTL_S, ServingCache
 
@@ -55,6 +56,10 @@ class Store:
         self.taught_reset: dict[int, int] = {}
         self.serving = ServingCache(serving_ttl_s)
         self.answer_books: dict[int, AnswerBook] = {}  # see bot.db.answer_book
+        #: removes the features of forgotten taught images from the shared feature cache
+        #: (``golem_backend.evict_cached_features``); None: no cache to clean
+        self.evict_features: Evictor | None = None
+        self.removals = Removals(self)  # what commits made unused (bot.db.removals)
 
     async def open(self) -> None:
         """Connect and migrate to this code's schema (:class:`DatabaseError` if not)."""
@@ -69,6 +74,7 @@ class Store:
         self._sessions = db_engine.make_sessions(engine)
 
     async def close(self) -> None:
+        await self.removals.stop()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

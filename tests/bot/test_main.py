@@ -39,7 +39,11 @@ def run_bot(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         (["--help"], "usage: python -m bot [-h] [--version] {run,db} ...", "exit codes of run"),
         (["-h"], "usage: python -m bot [-h] [--version] {run,db} ...", "DISCORD_TOKEN missing"),
         (["run", "--help"], "usage: python -m bot run [-h]", "Start the bot"),
-        (["db", "--help"], "usage: python -m bot db [-h] {upgrade,current,repair}", "repair"),
+        (
+            ["db", "--help"],
+            "usage: python -m bot db [-h] {upgrade,current,repair,backup,restore,copy}",
+            "repair",
+        ),
     ],
 )
 def test_help_prints_usage_and_starts_nothing(tmp_path: Path, args: list[str], usage, says):

@@ -141,6 +141,8 @@ class GatewaySession:
 async def gateway_handler(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
     if sim.gateway_down:  # an outage: the upgrade is refused until it ends
+        sim.gateway_refusals += 1
+        sim.notify()
         return web.Response(status=503, text="gateway unavailable")
     ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
     await ws.prepare(request)

@@ -88,6 +88,10 @@ class RestApi:
                     return web.Response(status=504)  # only once the simulator stops
                 if fault is not None:
                     raise DiscordError(fault[1], fault[2], "Simulated failure")
+                raw = sim.take_raw_answer(request.method, request.path)
+                if raw is not None:
+                    return raw
+                return sim.mangle(request.method, request.path, await handler(request))
             return await handler(request)
         except DiscordError as exc:
             body: dict[str, Any] = {"code": exc.code, "message": exc.message}

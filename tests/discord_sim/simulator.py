@@ -121,9 +121,12 @@ class DiscordSimulator(FaultInjection, UserActions):
         self._failures: list[list[Any]] = []
         #: [method, path_contains, times]: never answered (until the simulator stops)
         self._hangs: list[list[Any]] = []
+        self._raw_answers: list[list[Any]] = []  # answer_next: sent instead of handling
+        self._manglings: list[list[Any]] = []  # mangle_next: the answer rewritten
         self.hung: list[tuple[str, str]] = []
         self._release_hung = asyncio.Event()
         self.gateway_down = False  # True: new gateway connections are refused (503)
+        self.gateway_refusals = 0  # connections refused while the gateway was down
         self.recommended_shards = 1  # what GET /gateway/bot advises
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None

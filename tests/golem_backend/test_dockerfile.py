@@ -88,11 +88,13 @@ def test_base_image_and_no_ignored_instructions() -> None:
     keywords = instructions()
     assert keywords[0] == ("FROM", BASE_IMAGE)
     assert layout.SITE_PACKAGES.endswith("python3.11/site-packages")  # matches the FROM tag
-    bot_bases = {
-        line.split()[1]
+    froms = [
+        line.split()[1:]
         for line in (REPO_ROOT / "Dockerfile").read_text().splitlines()
         if line.startswith("FROM ")
-    }
+    ]
+    stages = {words[-1] for words in froms if len(words) == 3}  # FROM image AS name
+    bot_bases = {words[0] for words in froms if words[0] not in stages}
     assert bot_bases == {BASE_IMAGE}  # the bot trains with the libraries the VM runs
     used = {k for k, _ in keywords}
     # Golem ignores these: relying on them would break on providers.

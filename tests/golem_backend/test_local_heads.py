@@ -180,6 +180,19 @@ async def test_retrain_with_a_training_set_writes_a_head_and_keeps_the_default(
     recall = report.extra["per_label_recall"]
     assert isinstance(recall, dict) and set(recall) == {"tulip", "windflower"}
     assert all(0.0 <= v <= 1.0 for v in recall.values())
+    quality = report.extra["quality"]
+    assert isinstance(quality, dict)
+    assert quality["labels"] == ["tulip", "windflower"]  # no default labels: all of them
+    assert 0.0 <= quality["accuracy"] <= 1.0 and 0.0 <= quality["unknown_rate"] <= 1.0
+    assert 0.0 <= quality["ece"] <= 1.0 and quality["temperature"] == 1.0  # < 10 photos
+    assert set(quality["per_label"]) == {"tulip", "windflower"}
+    assert quality["per_label"]["tulip"]["images"] == 6
+    assert quality["hints"] == [
+        {"label": "tulip", "add": 4, "reason": "only 6 photos"},
+        {"label": "windflower", "add": 4, "reason": "only 6 photos"},
+    ]
+    assert set(quality["thresholds"]) == {"tulip", "windflower"}
+    assert quality["head_bytes"] > 0
     after = await backend.status()
     assert (after.model_id, after.labels) == (before.model_id, before.labels)
     [outcome] = await backend.classify(held_out("tulip", 1), model=ModelRef(report.model_id, path))
@@ -196,6 +209,12 @@ async def test_retrain_with_the_default_dataset_adds_its_labels(backend, world, 
     counts = report.extra["label_counts"]
     assert counts == {**dict.fromkeys(DEFAULT_LABELS, PER_LABEL), "tulip": 6}
     assert set(report.extra["per_label_recall"]) == set(report.labels)  # type: ignore[arg-type]
+    # what the server can expect of its own label, not of the default ones beside it
+    quality = report.extra["quality"]
+    assert isinstance(quality, dict) and quality["labels"] == ["tulip"]
+    assert set(quality["per_label"]) == {"tulip"}
+    assert quality["hints"] == [{"label": "tulip", "add": 4, "reason": "only 6 photos"}]
+    assert set(quality["thresholds"]) == set(report.labels)  # one per label, defaults too
 
 
 async def test_the_default_retrain_reports_per_label_recall(backend):

@@ -7,11 +7,14 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
+
 from golem_backend import model_incompatibility
 from provider.artifact import MAGIC, save_model
 from provider.features import get_extractor
 
 PREVIOUS_CNN = {"name": "cnn", "version": "lite0-ort-ms1-draft256", "dim": 1984}
+PREVIOUS_RELEASE_CNN = {"name": "cnn", "version": "lite0-ort-ms1-draft240-bicubic", "dim": 1984}
 
 
 def artifact(path: Path, extractor: dict[str, object]) -> Path:
@@ -53,6 +56,23 @@ def test_another_scikit_learn_or_format_must_be_retrained(tmp_path: Path):
     assert why is not None and "scikit-learn 0.24.2" in why
     rewrite_header(path, format=0)
     assert model_incompatibility(path) == "sk.model uses model format 0; retrain the model."
+
+
+def test_a_model_of_the_previous_release_must_be_retrained(tmp_path: Path):
+    """The previous release wrote format 1 (one `unknown` threshold for all labels) on
+    features without the ImageNet part: the bot retrains such a server model once at
+    start (issue 18), and loading it is refused cleanly, never unpickled."""
+    from provider.artifact import load_model
+    from provider.errors import ModelError
+
+    path = artifact(tmp_path / "v1.model", PREVIOUS_RELEASE_CNN)
+    rewrite_header(path, format=1)
+    why = model_incompatibility(path)
+    assert why == "v1.model uses model format 1; retrain the model."
+    with pytest.raises(ModelError, match="model format 1; retrain the model"):
+        load_model(path)
+    rewrite_header(path, format=2)  # the format alone is not enough: the features differ
+    assert "cnn@lite0-ort-ms1-draft240-bicubic," in str(model_incompatibility(path))
 
 
 def test_files_that_are_not_models_are_left_to_classification(tmp_path: Path):

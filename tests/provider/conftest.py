@@ -100,7 +100,7 @@ def held_out() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def held_out_features(held_out: list[Path]) -> np.ndarray:
-    """cnn features of ``held_out`` (N, 1984), extracted once."""
+    """cnn feature rows of ``held_out`` (N, 2984), extracted once."""
     from provider.features import get_extractor
     from provider.imageio import decode_image
 
@@ -136,3 +136,27 @@ def shared_flowers_model(tmp_path_factory: pytest.TempPathFactory) -> SharedFlow
         test_images += files[30:]
     train_model(root / "train", root / "flowers.clf", folds=0)
     return SharedFlowersModel(root / "flowers.clf", labels, test_images)
+
+
+@pytest.fixture(scope="session")
+def shared_features_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One HDF5 feature cache for the tests that train on packaged photos again and again."""
+    return tmp_path_factory.mktemp("features") / "features.h5"
+
+
+DEFAULT_SUBSET_PER_LABEL = 20
+
+
+@pytest.fixture(scope="session")
+def default_labels_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small stand-in for the default labels: 20 packaged photos (files 60-79) of each
+    flower but sunflower, tiger lily and pansy (which tests teach under names of their
+    own). Dense next to 3-10 taught photos, like the real 80 per label, and quick to fit."""
+    root = tmp_path_factory.mktemp("defaults") / "default-labels"
+    for flower in sorted(p.name for p in PACKAGED.iterdir() if p.is_dir()):
+        if flower in ("sunflower", "tigerlily", "pansy"):
+            continue
+        (root / flower).mkdir(parents=True)
+        for src in packaged_images(flower, 60, 60 + DEFAULT_SUBSET_PER_LABEL):
+            (root / flower / src.name).symlink_to(src)
+    return root

@@ -29,7 +29,7 @@ from provider.artifact import (
 from provider.errors import ModelError
 from provider.features import get_extractor
 from provider.model import Classifier
-from provider.ood import KnnOodScorer
+from provider.ood import OpenSetScorer
 from tests.provider.conftest import LABELS, PER_LABEL, packaged_images
 
 
@@ -70,15 +70,27 @@ def test_metadata_records_everything_the_contract_lists(small_model):
     assert meta["format"] == FORMAT_VERSION
     assert meta["labels"] == list(LABELS)
     cnn = get_extractor("cnn")
-    assert meta["extractor"] == {"name": "cnn", "version": cnn.version, "dim": 1984}
+    assert meta["extractor"] == {
+        "name": "cnn",
+        "version": cnn.version,
+        "dim": 2984,
+        "classifier_dim": 1984,
+    }
     assert meta["classifier"] == "lr"
     metrics = small_model.result
+    quality = metrics.quality
     assert meta["metrics"] == {
         "cv_accuracy": metrics.accuracy,
         "cv_accuracy_std": metrics.accuracy_std,
         "cv_folds": 3,
         "per_label_recall": metrics.per_label_recall,
+        "cv_open_accuracy": quality.accuracy,
+        "cv_unknown_rate": quality.unknown_rate,
+        "cv_ece": quality.ece,
+        "per_label": {label: q.to_json() for label, q in quality.per_label.items()},
     }
+    assert meta["calibration"]["method"] == "temperature"
+    assert meta["calibration"]["temperature"] > 0
     assert set(metrics.per_label_recall) == set(LABELS)
     assert all(0.0 <= r <= 1.0 for r in metrics.per_label_recall.values())
     assert re.fullmatch(r"[0-9a-f]{16}", meta["dataset"]["fingerprint"])
@@ -90,7 +102,9 @@ def test_metadata_records_everything_the_contract_lists(small_model):
         "numpy": np.__version__,
         "opencv": cv2.__version__,
     }
-    assert meta["ood"]["method"] == "knn-cosine" and 0 < meta["ood"]["threshold"] < 2
+    thresholds = meta["ood"]["thresholds"]
+    assert set(thresholds) == set(LABELS) and all(0 < t < 2 for t in thresholds.values())
+    assert meta["ood"]["quantile"] == 0.99 and meta["ood"]["semantic_weight"] == 0.5
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["created_at"])
     payload = small_model.path.read_bytes()[offset:]
     assert meta["payload_size"] == len(payload)
@@ -108,8 +122,10 @@ def test_loaded_artifact_holds_a_fitted_pipeline_with_its_scaler(small_model):
     scaler = artifact.pipeline.steps[0][1]
     assert isinstance(scaler, StandardScaler) and scaler.mean_.shape == (1984,)
     assert list(artifact.pipeline.classes_) == list(LABELS)
-    assert isinstance(artifact.ood, KnnOodScorer)
-    assert artifact.ood.bank_.shape == (len(LABELS) * PER_LABEL, 1984)
+    assert isinstance(artifact.ood, OpenSetScorer)
+    assert artifact.ood.bank_.shape == (len(LABELS) * PER_LABEL, 2984)
+    assert artifact.ood.bank_.dtype == np.float16
+    assert artifact.ood.thresholds_.shape == (len(LABELS),)
 
 
 def test_model_id_depends_on_payload_and_identity():
@@ -254,9 +270,11 @@ def test_header_with_another_scikit_learn_patch_release_is_accepted(tmp_path, sm
     assert load_model(path).labels == LABELS
 
 
-def test_header_of_another_format_is_refused(tmp_path, small_model):
-    path = rewrite_header(small_model.path, tmp_path / "m.clf", _set(["format"], 2))
-    with pytest.raises(ModelError, match="model format 2"):
+@pytest.mark.parametrize("other", [FORMAT_VERSION - 1, FORMAT_VERSION + 1])
+def test_header_of_another_format_is_refused(tmp_path, small_model, other):
+    """Format 1 is the previous release's (one `unknown` threshold for all labels)."""
+    path = rewrite_header(small_model.path, tmp_path / "m.clf", _set(["format"], other))
+    with pytest.raises(ModelError, match=f"model format {other}; retrain the model"):
         load_model(path)
 
 

@@ -325,7 +325,7 @@ def test_compare_scores_every_classifier_on_the_same_folds(small_model, cache, c
     data, _, _, y = load_features(small_model.dataset, "cnn", cache, None)
     by_name = {r["classifier"]: r for r in rows}
     for name in ("knn", "nb"):
-        cv = cross_validate(data.features, y, name, 2)
+        cv = cross_validate(data.features[:, :1984], y, name, 2)  # the classifier columns
         assert by_name[name]["accuracy"] == pytest.approx(cv.accuracy)
         assert by_name[name]["accuracy_std"] == pytest.approx(cv.accuracy_std)
 
@@ -518,3 +518,25 @@ def test_console_script_predicts_and_rejects_without_traceback(small_model, held
             "message": "That file is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF).",
         },
     }
+
+
+def test_train_reports_unknown_share_calibration_and_photo_hints(
+    small_model, cache, capsys, tmp_path
+):
+    """8 photos per label: each label gets the hint to add about 2 more."""
+    out_model = tmp_path / "m.clf"
+    args = ["train", small_model.dataset, "--model", out_model, "--cache", cache, "--folds", "3"]
+    code, out, _ = run(["--json", "-q", *args], capsys)
+    assert code == 0
+    [summary] = json_lines(out)
+    assert 0.0 <= summary["unknown_rate"] <= 1.0
+    assert 0.0 <= summary["open_accuracy"] <= 1.0  # right and not `unknown`
+    assert 0.0 <= summary["ece"] <= 1.0
+    assert summary["hints"] == [
+        {"label": label, "add": 10 - PER_LABEL, "reason": f"only {PER_LABEL} photos"}
+        for label in LABELS
+    ]
+    code, out, _ = run(["-q", *args], capsys)
+    assert code == 0
+    assert f"hint: add about 2 more photos of {LABELS[0]} (only {PER_LABEL} photos)" in out
+    assert "own photos answered unknown" in out

@@ -432,7 +432,7 @@ def test_extract_items_uses_the_cache_and_reports_bad_files(tmp_path):
     calls: list[tuple[str, int, int]] = []
     cache = FeatureCache(tmp_path / "c.h5", extractor.cache_key, extractor.dim)
     first = extract_items(items, extractor, cache=cache, progress=lambda *a: calls.append(a))
-    assert first.features.shape == (6, 1984) and first.n_cached == 0
+    assert first.features.shape == (6, extractor.dim) and first.n_cached == 0
     assert [i.path.name for i in first.items] == [
         i.path.name for i in items if not i.path.name.startswith("zz")
     ]
@@ -443,7 +443,9 @@ def test_extract_items_uses_the_cache_and_reports_bad_files(tmp_path):
     ]
     assert calls[0] == ("extracting features", 0, 8)
     assert calls[-1] == ("extracting features", 8, 8)
-    again = extract_items(items, extractor, cache=FeatureCache(cache.path, cache.key, 1984))
+    again = extract_items(
+        items, extractor, cache=FeatureCache(cache.path, cache.key, extractor.dim)
+    )
     assert again.n_cached == 6
     np.testing.assert_array_equal(again.features, first.features)
     assert again.skipped == first.skipped
@@ -452,7 +454,7 @@ def test_extract_items_uses_the_cache_and_reports_bad_files(tmp_path):
 def test_extract_items_with_no_readable_image_gives_an_empty_matrix(tmp_path):
     path = _write(tmp_path / "a" / "x.jpg", b"\xff\xd8\xff" + b"\x00" * 20)
     out = extract_items([DatasetItem(path, "a")], get_extractor("cnn"))
-    assert out.features.shape == (0, 1984)
+    assert out.features.shape == (0, get_extractor("cnn").dim)
     assert out.items == [] and len(out.skipped) == 1
     assert out.skipped[0].startswith("a/x.jpg: ")
 
@@ -468,8 +470,8 @@ def test_extract_items_reports_a_file_that_vanished(tmp_path):
 def test_cache_file_can_be_shared_by_copy(tmp_path, small_model):
     """The session cache really holds one row per image of the small dataset."""
     copy = shutil.copy(small_model.cache, tmp_path / "copy.h5")
-    key = get_extractor("cnn").cache_key
-    assert len(FeatureCache(copy, key, 1984)) == small_model.result.n_images
+    ext = get_extractor("cnn")
+    assert len(FeatureCache(copy, ext.cache_key, ext.dim)) == small_model.result.n_images
 
 
 def test_a_label_folder_named_unknown_is_refused_with_a_warning(tmp_path):

@@ -25,7 +25,6 @@ from provider.evaluation import (
     fit_pipeline,
     usable_folds,
 )
-from provider.ood import KnnOodScorer
 
 
 def blobs(per_class: int = 10, n_classes: int = 3, dim: int = 6, seed: int = 0):
@@ -189,52 +188,3 @@ def test_compare_classifiers_scores_each_on_the_same_folds():
         alone = cross_validate(X, y, name, folds=4)
         assert results[name].fold_accuracies == alone.fold_accuracies
         assert results[name].folds == 4
-
-
-# ---------------------------------------------------------------- OOD scorer
-
-
-def test_ood_scorer_accepts_its_training_data_and_rejects_far_points():
-    X, _ = blobs(per_class=30, dim=16)
-    scorer = KnnOodScorer().fit(X)
-    assert scorer.k == 5 and scorer.quantile == 0.99
-    train_scores = scorer.score(X)
-    assert train_scores.shape == (len(X),)
-    assert np.mean(scorer.is_unknown(train_scores)) <= 0.02
-    rng = np.random.default_rng(1)
-    far = rng.normal(0, 1, size=(20, 16)) * 100  # directions unlike the training rows
-    far_scores = scorer.score(far)
-    assert np.all(scorer.is_unknown(far_scores))
-    assert np.all((far_scores >= 0) & (far_scores <= 2))
-
-
-def test_ood_scores_are_never_negative():
-    """The bank is float16: a row's distance to itself used to round to about -3e-4."""
-    rng = np.random.default_rng(0)
-    X = (rng.random((200, 64)) ** 4 * np.logspace(0, 4, 64)).astype(np.float32)
-    scores = KnnOodScorer(k=1).fit(X).score(X)
-    assert scores.min() >= 0.0
-    assert scores.max() < 0.01  # every training row is its own nearest neighbour
-
-
-def test_ood_scorer_is_scale_invariant():
-    X, _ = blobs(per_class=10)
-    scorer = KnnOodScorer().fit(X)
-    np.testing.assert_allclose(scorer.score(X[:3] * 7.5), scorer.score(X[:3]), atol=1e-3)
-
-
-def test_ood_scorer_threshold_is_the_leave_one_out_quantile():
-    X, _ = blobs(per_class=10, dim=8, seed=2)
-    scorer = KnnOodScorer(k=3, quantile=0.5).fit(X)
-    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-    dist = 1 - unit @ unit.T
-    loo = np.sort(dist, axis=1)[:, 3]  # column 0 is the point itself
-    assert scorer.threshold_ == pytest.approx(float(np.median(loo)), abs=1e-5)
-
-
-def test_ood_scorer_limits():
-    with pytest.raises(ValueError, match="at least two training images"):
-        KnnOodScorer().fit(np.ones((1, 4)))
-    assert KnnOodScorer(k=5).fit(np.eye(3, 4) + 0.1).k == 2  # k <= N - 1
-    with pytest.raises(RuntimeError, match="not fitted"):
-        KnnOodScorer().score(np.ones((1, 4)))

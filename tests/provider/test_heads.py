@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from provider.dataset import DatasetItem
@@ -40,7 +41,11 @@ def test_footprint_counts_the_payload_and_the_working_bank(heads):
     size = head_footprint(model)
     payload = int(model.metadata["payload_size"])
     bank = model.artifact.ood.bank_
-    assert size == payload + bank.size * 4
+    assert bank.dtype == np.float16 and bank.shape == (2 * 6, 2984)
+    assert size == payload + bank.size * 2  # float16 in the file, float32 once in use
+    model.predict_features(np.zeros((1, 2984), np.float32))
+    assert model.artifact.ood.bank_ is None  # replaced by the working copy, not beside it
+    assert head_footprint(model) == size
     assert Path(heads[0].path).stat().st_size > payload  # the file adds only its header
 
 

@@ -108,7 +108,7 @@ def test_batch_of_only_bad_inputs_and_empty_batch(classifier):
     assert [type(r) for r in results] == [EmptyImage, NotAnImage]
     assert classifier.classify_sources([]) == []
     assert classifier.predict([]) == []
-    assert classifier.predict_features(np.zeros((0, 1984), np.float32)) == []
+    assert classifier.predict_features(np.zeros((0, classifier.extractor.dim), np.float32)) == []
 
 
 def test_pixel_limit_is_applied_per_call(classifier, held_out):
@@ -184,10 +184,9 @@ def test_synthetic_non_photos_are_unknown(classifier):
         (((x // 25 + y // 25) % 2) * 255).astype(np.uint8)[..., None].repeat(3, axis=2),
     ]
     preds = classifier.predict(images)
-    threshold = classifier.metadata["ood"]["threshold"]
     for pred in preds:
         assert pred.label == UNKNOWN and pred.is_unknown
-        assert pred.ood_score > threshold
+        assert pred.ood_score > 1.0  # distance / the nearest label's threshold
         assert pred.top[0].label in LABELS  # the closest known label is still reported
         assert pred.confidence == pred.top[0].confidence
 
@@ -195,12 +194,12 @@ def test_synthetic_non_photos_are_unknown(classifier):
 def test_training_images_are_not_unknown(classifier, small_model):
     """Their features come from the training cache (no extraction needed)."""
     paths = sorted(small_model.dataset.glob("*/*.jpg"))
-    cache = FeatureCache(small_model.cache, classifier.extractor.cache_key, 1984)
+    ext = classifier.extractor
+    cache = FeatureCache(small_model.cache, ext.cache_key, ext.dim)
     features = np.stack([cache.get(file_digest(p)) for p in paths])
     preds = classifier.predict_features(features)
     assert [p.label for p in preds] == _truth(paths)
-    threshold = classifier.metadata["ood"]["threshold"]
-    assert all(p.ood_score <= threshold for p in preds)
+    assert all(p.ood_score <= 1.0 for p in preds)
 
 
 def test_animal_photos_are_unknown_to_a_flowers_model(shared_flowers_model):

@@ -317,7 +317,12 @@ def test_each_extractor_gives_its_declared_dimension(name, photos):
         assert not logits.any()  # no network: zero logits
     else:
         variant = "int8" if name == "cnn-int8" else "fp32"
-        assert np.array_equal(feats[:, :1984], cnn.network(variant)([photos[0]])[0])
+        emb, net_logits = cnn.network(variant)([photos[0]])
+        assert np.array_equal(feats[:, :1984], emb)
+        # the rows end with the square roots of the ImageNet class probabilities
+        semantic = feats[:, -1000:]
+        np.testing.assert_allclose(np.linalg.norm(semantic, axis=1), 1.0, rtol=1e-5)
+        assert int(np.argmax(semantic)) == int(np.argmax(net_logits))
 
 
 def test_concurrent_single_and_batch_calls_agree_with_sequential_ones():

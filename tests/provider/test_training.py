@@ -305,6 +305,7 @@ def test_other_extractors_train_and_predict(extractor, per_label, min_correct, t
         "name": extractor,
         "version": spec.version,
         "dim": spec.dim,
+        "classifier_dim": spec.classifier_dim,
     }
     assert clf.extractor is spec
     held_out = [p for lb in ("daisy", "sunflower") for p in packaged_images(lb, 8, 12)]

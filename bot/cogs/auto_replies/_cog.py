@@ -152,7 +152,7 @@ class AutoClassifyCog(commands.Cog):
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         try:
             await send_reply(message, content=text)
-        except discord.HTTPException as exc:
+        except Exception as exc:  # refused, unanswered, or answered in a shape unread
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
 
 

@@ -23,6 +23,7 @@ from bot.core.discord_limits import CONTENT_MAX, clip
 from bot.core.download import image_extension
 from bot.core.embeds import RED, percent
 from bot.core.errors import UserError, explain
+from bot.core.request_deadline import discord_said
 from bot.db import LabelRule
 from golem_backend import ImageError
 
@@ -101,7 +102,7 @@ async def carry_out(
         try:
             extra = {"view": view} if view is not None else {}
             await send_reply(message, content=note, embeds=reply_embeds, **extra)
-        except discord.HTTPException as exc:
+        except Exception as exc:  # refused, unanswered, or answered in a shape unread
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
     for problem in problems:
         log.warning("rule problem in channel %s: %s", message.channel.id, problem)
@@ -124,7 +125,7 @@ async def delete(message: discord.Message, rule: LabelRule | None) -> str | None
         )
     except discord.HTTPException as exc:
         log.warning("could not delete message %s: %s", message.id, exc)
-        return f"I couldn't delete this message (Discord said: {exc.status})."
+        return f"I couldn't delete this message ({discord_said(exc)})."
     log.info("deleted message %s in channel %s by rule %s", message.id, message.channel.id, label)
     return None
 
@@ -143,7 +144,7 @@ async def react(message: discord.Message, emoji: str) -> str | None:
         if exc.code == 10014:
             return f"A rule's emoji {emoji} is no longer available: set the rule again."
         log.warning("could not react to message %s: %s", message.id, exc)
-        return f"I couldn't react with {emoji} (Discord said: {exc.status})."
+        return f"I couldn't react with {emoji} ({discord_said(exc)})."
     return None
 
 
@@ -187,7 +188,7 @@ async def post_log(
         )
     except discord.HTTPException as exc:
         log.warning("could not post to log channel %s: %s", channel.id, exc)
-        return f"I couldn't post to {channel.mention} (Discord said: {exc.status})."
+        return f"I couldn't post to {channel.mention} ({discord_said(exc)})."
     return None
 
 
@@ -202,5 +203,5 @@ async def report(message: discord.Message, problems: list[str]) -> None:
     text = clip("⚠️ " + "\n⚠️ ".join(problems), CONTENT_MAX)
     try:
         await send_reply(message, content=text)
-    except discord.HTTPException as exc:
+    except Exception as exc:  # refused, unanswered, or answered in a shape unread
         log.warning("could not report a rule problem in channel %s: %s", message.channel.id, exc)

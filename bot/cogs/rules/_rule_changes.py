@@ -32,6 +32,7 @@ from bot.cogs.rules._rules import (
     rule_label,
 )
 from bot.core.discord_limits import clip
+from bot.core.request_deadline import discord_said
 from bot.core.tenancy import labels_of
 from bot.db import ANY_LABEL, LabelRule, RuleAction, ScopedData
 from bot.db.scope_rules import MAX_RULES
@@ -153,7 +154,7 @@ async def _check_emoji(guild: discord.Guild, choice: EmojiChoice) -> EmojiChoice
         ) from None
     except discord.HTTPException as exc:
         raise InvalidRule(
-            f"I couldn't check that emoji with Discord ({exc.status}); try again."
+            f"I couldn't check that emoji with Discord ({discord_said(exc)}); try again."
         ) from None
     return choice
 

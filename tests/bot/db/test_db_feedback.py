@@ -1,5 +1,5 @@
 """Answers, votes and the review queue in the store, on SQLite and PostgreSQL: scoping,
-the bound on kept images, quotas, forgetting and the start-up repair."""
+the bound on kept images, quotas and forgetting (the start-up check: test_db_repair.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest_asyncio
 from sqlalchemy import event, func, select, update
 
 from bot.db import QuotaExceeded, Quotas, Store, answer_book
-from bot.db.repair import repair
 from bot.db.schema import AnswerRow
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import png_bytes
@@ -191,20 +190,6 @@ async def test_forgetting_removes_answers_votes_and_review_items(store: Store):
     assert (await scope.forget_label("tulip")).reviews == 1
     await scope.forget_all()
     assert await scope.answer(mine.answer_id) is None and not scope.folder.exists()
-
-
-async def test_repair_drops_rows_whose_kept_image_is_missing(store: Store):
-    scope = store.guild(A)
-    record = await scope.answer(await answer(store, A))
-    assert record is not None and record.image is not None
-    await scope.enqueue_review(record, "rose", user_id=7, user_name="m")
-    stray = scope.feedback_dir / ("0" * 64 + ".png")
-    stray.write_bytes(b"x")
-    record.image.unlink()
-    report = await repair(store, grace_s=0)
-    assert stray in report.files_removed
-    assert (await scope.answer(record.answer_id)).image is None  # type: ignore[union-attr]
-    assert (await scope.review_queue()) == (None, 0)
 
 
 async def test_forget_all_and_the_retention_purge_leave_other_servers_alone(store: Store):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.db import Store
-from bot.db.repair import repair
+from bot.db.repair import check_at_start
 from tests.bot.db import legacy_v1
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import ROOT, World, flower_bytes, launch, stored_taught
@@ -162,7 +162,7 @@ asyncio.run(main())
 """
 
 
-async def test_a_process_killed_between_file_and_row_is_repaired_at_start(tmp_path: Path):
+async def test_a_process_killed_between_file_and_row_is_set_aside_at_start(tmp_path: Path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     image = tmp_path / "in.jpg"
     image.write_bytes(flower_bytes("daisy"))
@@ -193,9 +193,11 @@ async def test_a_process_killed_between_file_and_row_is_repaired_at_start(tmp_pa
     store = Store(url, tmp_path / "data")
     await store.open()
     try:
-        report = await repair(store)
-        assert report.files_removed == [written]
+        report = await check_at_start(store)
+        assert report.set_aside == [written] and report.set_aside_to is not None
         assert not written.exists()  # noqa: ASYNC240
+        aside = report.set_aside_to / written.relative_to(tmp_path / "data")
+        assert aside.read_bytes() == image.read_bytes()  # moved, never deleted
         [kept] = await store.guild(5).taught()  # the earlier, committed image is intact
         assert kept.path.read_bytes() == flower_bytes("daisy", 1)
     finally:

@@ -22,7 +22,6 @@ from bot.db import (
     StoreWriteError,
     guild_data,
 )
-from bot.db.repair import repair
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import ROOT, flower_bytes, png_bytes
 
@@ -250,43 +249,6 @@ async def test_a_failed_file_write_leaves_no_row(store: Store):
         if g.images_dir.is_dir():
             g.images_dir.chmod(0o700)
     assert await g.taught() == []
-
-
-async def test_repair_removes_rows_without_files_and_files_without_rows(store: Store):
-    g = store.guild(A)
-    await teach(store, A, "daisy", flower_bytes("daisy", 0))
-    await teach(store, A, "daisy", flower_bytes("daisy", 1))
-    g.models_dir.mkdir(parents=True)
-    for n in (1, 2):
-        (g.models_dir / f"m{n}.model").write_bytes(b"x")
-        await g.register_model(f"m{n}", g.models_dir / f"m{n}.model", ["daisy"], {})
-    lost = (await g.taught())[0].path
-    lost.unlink()
-    (g.models_dir / "m2.model").unlink()  # the current model's file
-    stray = g.images_dir / ("0" * 64 + ".jpg")
-    stray.write_bytes(b"orphan")
-    tmp = g.images_dir / ".abc.jpg.123.tmp"
-    tmp.write_bytes(b"half")
-    unknown = store.data_dir / "guilds" / "999" / "images" / "x.jpg"
-    unknown.parent.mkdir(parents=True)
-    unknown.write_bytes(b"x")
-    report = await repair(store, grace_s=0)
-    assert len(report.rows_removed) == 2
-    assert set(report.files_removed) == {stray, tmp, unknown}
-    assert len(await g.taught()) == 1
-    current = await g.current_model()
-    assert current is not None and current.model_id == "m1"
-    assert not unknown.parent.parent.exists()
-    assert (await repair(store, grace_s=0)).rows_removed == []
-
-
-async def test_repair_leaves_young_files_alone_with_a_grace_period(store: Store):
-    g = store.guild(A)
-    g.images_dir.mkdir(parents=True)
-    young = g.images_dir / ("1" * 64 + ".jpg")
-    young.write_bytes(b"being committed by another process")
-    assert (await repair(store, grace_s=600)).files_removed == []
-    assert young.exists()
 
 
 async def test_retention_purge_forgets_servers_left_long_ago(store: Store):
