@@ -2,6 +2,11 @@
 traffic for a long time; every request must be answered and nothing may leak.
 
     python -m bench.bench_soak [--minutes 30] [--rate 1.0] [--workers 2] [--seed 9]
+                               [--burst-every 180 --burst-size 100] [--rss-window-minutes 60]
+
+The long soak of issue 20 (2 hours, a crowd's burst every 3 minutes; ``make bench-soak``):
+
+    python -m bench.bench_soak --minutes 130 --burst-every 180 --burst-size 100 --keep
 
 Two servers, 300 members each, an admin each. Requests arrive at random (Poisson) at
 ``--rate`` per second (default 1/s, at most 48 in flight), chosen as: 40% /classify of a
@@ -11,6 +16,8 @@ a lying size, non-images, truncated and corrupt JPEGs), 15% the "Classify image"
 a message of 1-4 files, 25% a message of 1-3 images in a watched channel (one watched by
 configuration, one by /autoclassify); a quarter of the files in messages are hostile. On
 top: every 60 s a burst of 8 /classify from one member (past the cooldown of 5 per 30 s),
+with ``--burst-size`` N every ``--burst-every`` seconds N members of one server sending a
+/classify each at once (a community event, through the door; off by default),
 every 20 s a /teach (1 in 6 a hostile file), every 4 minutes a /retrain (the servers in
 turn); another member votes on 30% of the /classify answers ("Right", or "Wrong..." and a
 label: a correction for the review queue), and every 30 s an admin opens /review and
@@ -18,14 +25,16 @@ approves or rejects the first correction. MAX_IMAGE_BYTES is 8 MB, so that files
 still fit under the simulated client's 10 MB upload limit. All on loopback.
 
 After the warm-up (``--warmup-minutes``, default a tenth of the run, at most 3) the traffic
-pauses until every request is answered and the bot is measured idle; the same at the end.
+pauses until every request is answered and the bot is measured idle; the same at the start
+of the last ``--rss-window-minutes`` (60) when the run is long enough, and at the end.
 Printed each minute and as a summary: requests and outcomes (result / clear error / busy
 / apology / unanswered), latency p50/p95, RSS of the bot and of the processes below it
 (workers, forkserver), their count, the bot's open fds, its TMPDIR and data dir. Exit 1
 when a criterion fails (each is printed with its figures):
 every request answered; no apology (unexpected error); the bot alive throughout and exit
 0 on SIGTERM; no more processes below the bot at the end than after the warm-up, no
-zombies; bot RSS and workers' RSS each grow < 10%; fds grow by at most max(8, 10%); TMPDIR
+zombies; bot RSS and workers' RSS each grow < 10%; the bot's RSS grows <= 5% over the
+last window (when measured); fds grow by at most max(8, 10%); TMPDIR
 grows by at most 1 MB and 10 files; the data dir without taught images and models grows
 < 10% + 2 MB; taught image files grow by exactly the images learned; at most 6 model files
 per scope; every REST call valid against Discord's OpenAPI spec.
@@ -175,6 +184,9 @@ class Soak:
             if now >= due["burst"]:
                 self.spawn(users.burst(BURST_SIZE))
                 due["burst"] += BURST_EVERY_S
+            if self.args.burst_size and now >= due["crowd"]:
+                self.spawn(users.crowd(self.args.burst_size))
+                due["crowd"] += self.args.burst_every
             if now >= due["teach"]:
                 self.spawn(users.teach())
                 due["teach"] += TEACH_EVERY_S
@@ -232,15 +244,31 @@ class Soak:
             if args.warmup_minutes is not None
             else min(180.0, total_s / 10)
         )
+        window_s = args.rss_window_minutes * 60
         await self.start()
         self.t0 = time.monotonic()
-        due = {"burst": 10.0, "teach": 5.0, "review": 15.0, "retrain": warmup_s / 2}
+        due = {
+            "burst": 10.0,
+            "crowd": 20.0,
+            "teach": 5.0,
+            "review": 15.0,
+            "retrain": warmup_s / 2,
+        }
         watcher = asyncio.create_task(self.watch())
+        self.mark: Sample | None = None
         try:
             await self.drive(warmup_s, due)
             base = await self.quiet_sample()
             learned_before = self.learned()
             print(f"-- after warm-up, idle at {base.t:.0f} s: measured", flush=True)
+            if total_s - window_s > base.t:  # long enough for the last window's own mark
+                await self.drive(total_s - window_s, due)
+                self.mark = await self.quiet_sample()
+                print(
+                    f"-- the last {args.rss_window_minutes:g} min start, idle at "
+                    f"{self.mark.t:.0f} s: measured",
+                    flush=True,
+                )
             await self.drive(total_s, due)
             end = await self.quiet_sample()
             learned = self.learned() - learned_before
@@ -292,6 +320,14 @@ class Soak:
             print(f"  {line[:160]}")
         print(f"interactions acknowledged late (after 3 s): {self.users.late}")
         verdicts = report.criteria(records, self.samples, base, end, learned, exit_code)
+        if self.mark is not None:
+            window = self.args.rss_window_minutes
+            verdicts.append(report.rss_window(self.samples, self.mark, end, window))
+        else:
+            print(
+                f"(the bot's RSS over the last {self.args.rss_window_minutes:g} min is not "
+                "judged: the run is not longer than the warm-up and that window)"
+            )
         verdicts += [
             report.Verdict("REST calls valid (Discord's OpenAPI spec)", spec_ok, ""),
             report.Verdict(
@@ -320,8 +356,22 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="LOCAL_WORKERS")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--answer-timeout", type=float, default=90.0, help="seconds")
+    parser.add_argument(
+        "--burst-every", type=float, default=180.0, help="seconds between crowd bursts"
+    )
+    parser.add_argument(
+        "--burst-size", type=int, default=0, help="members in a crowd burst (0: none)"
+    )
+    parser.add_argument(
+        "--rss-window-minutes",
+        type=float,
+        default=60.0,
+        help="the bot's RSS is judged over the run's last this many minutes (<= 5%%)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run dir and bot log")
     args = parser.parse_args()
+    if args.burst_size < 0 or args.burst_every <= 0 or args.rss_window_minutes <= 0:
+        parser.error("--burst-size >= 0, --burst-every > 0, --rss-window-minutes > 0")
     soak = Soak(args)
     try:
         return asyncio.run(soak.run())

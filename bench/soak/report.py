@@ -10,8 +10,9 @@ from bench.soak.traffic import APOLOGISED, BUSY, ERROR, OUTCOMES, RESULT, UNANSW
 from bot.core.settings import Settings
 
 MB = 1024 * 1024
-CLASSIFYING = ("classify", "hostile", "burst", "menu", "watched")
+CLASSIFYING = ("classify", "hostile", "burst", "crowd", "menu", "watched")
 RSS_GROWTH_MAX = 0.10  # end vs after warm-up, both measured idle
+RSS_LAST_WINDOW_GROWTH_MAX = 0.05  # end vs the start of the last window (an hour), both idle
 FDS_SLACK = 8  # or 10%, whichever is larger
 TMP_SLACK_BYTES, TMP_SLACK_FILES = MB, 10
 DATA_GROWTH_MAX, DATA_SLACK_BYTES = 0.10, 2 * MB  # data dir without quota-bounded files
@@ -185,3 +186,24 @@ def summary(records: list[Record], samples: list[Sample], base: Sample, end: Sam
     lines += ["", "messages (errors and busy), most frequent first:"]
     lines += [f"  {n:>5}  {text}" for text, n in errors.most_common(14)]
     return "\n".join(lines)
+
+
+def rss_window(samples: list[Sample], mark: Sample, end: Sample, window_min: float) -> Verdict:
+    """The bot's RSS over the last ``window_min`` minutes: idle at the window's start and
+    at the end (the criterion), with the busy samples between and their trend."""
+    inside = [s for s in samples if mark.t <= s.t <= end.t and s.alive]
+    rss = [s.bot_rss / MB for s in inside]
+    slope = 0.0
+    if len(inside) > 2:  # least squares, MB per hour
+        ts = [s.t / 3600 for s in inside]
+        mt, mr = sum(ts) / len(ts), sum(rss) / len(rss)
+        var = sum((t - mt) ** 2 for t in ts)
+        slope = sum((t - mt) * (r - mr) for t, r in zip(ts, rss, strict=True)) / var if var else 0
+    growth = end.bot_rss / mark.bot_rss - 1
+    return Verdict(
+        f"bot RSS over the last {window_min:g} min growth <= 5%",
+        growth <= RSS_LAST_WINDOW_GROWTH_MAX,
+        f"idle {mark.bot_rss / MB:.0f} -> {end.bot_rss / MB:.0f} MB ({growth * 100:+.1f}%); "
+        f"under traffic min {min(rss, default=0):.0f} / max {max(rss, default=0):.0f} MB, "
+        f"trend {slope:+.1f} MB/h over {len(inside)} samples",
+    )

@@ -45,7 +45,7 @@ FEEDBACK_DONE = (
 
 @dataclass(frozen=True)
 class Record:
-    kind: str  # classify, hostile, menu, watched, burst, teach, retrain
+    kind: str  # classify, hostile, menu, watched, burst, crowd, teach, retrain
     sent: float  # monotonic
     done: float
     outcome: str
@@ -202,13 +202,17 @@ class Users:
         return self.rng.choice(self.servers)
 
     async def classify(
-        self, hostile: bool = False, user: User | None = None, server: Server | None = None
+        self,
+        hostile: bool = False,
+        user: User | None = None,
+        server: Server | None = None,
+        kind: str | None = None,
     ) -> None:
         s = server or self.server()
         up = self.corpus.hostile_upload(self.rng) if hostile else self.corpus.good_upload(self.rng)
         att = self._attach(up)
         who = user or next(s.members)
-        kind = "hostile" if hostile else ("burst" if user else "classify")
+        kind = kind or ("hostile" if hostile else ("burst" if user else "classify"))
         ix = self.sim.slash(self.app, s.general, who, "classify", {"image": att})
         answer = await self._interaction(kind, ix, [att])
         wanted = kind == "classify" and self.rng.random() < FEEDBACK_SHARE
@@ -260,6 +264,13 @@ class Users:
         user = next(s.members)
         await asyncio.gather(*(self.classify(user=user, server=s) for _ in range(size)))
 
+    async def crowd(self, size: int) -> None:
+        """``size`` members of one server send a /classify each at once (a community
+        event: issue 20's burst)."""
+        s = self.server()
+        members = [next(s.members) for _ in range(size)]
+        await asyncio.gather(*(self.classify(user=u, server=s, kind="crowd") for u in members))
+
     async def teach(self) -> None:
         """An admin teaches the next image of the server's new label (1 in 6: a hostile
         file, which must be refused)."""
@@ -289,7 +300,16 @@ class Users:
         picker = await self._interaction("feedback", ix, [])
         if picker is None or not picker.components:
             return
-        label = self.rng.choice([s.teach_label, "daisy", "tulip", "sunflower"])
+        offered = [
+            o["value"]
+            for row in picker.components
+            for c in row["components"]
+            if c["type"] == 3
+            for o in c["options"]
+        ]
+        wanted = [s.teach_label, "daisy", "tulip", "sunflower"]
+        # the server's own label is offered once it has been taught (by /teach, at random)
+        label = self.rng.choice([lb for lb in wanted if lb in offered] or offered)
         await self._update("feedback", self.sim.choose(self.app, picker, who, [label]), picker)
 
     async def review(self, server: Server) -> None:

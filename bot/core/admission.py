@@ -6,7 +6,14 @@ only when its *expected wait* would pass ``max_wait_s`` (``MAX_QUEUE_WAIT_S``):
     expected wait = (images in flight + images ahead of it in the fair order + its own)
                     / the backend's measured images per second
 
-(``Backend.capacity()``). Otherwise it queues in a fair queue across servers
+(``Backend.capacity()``), or when the whole backlog (everything in flight and waiting,
+and its own images) would take more than :data:`BACKLOG_FACTOR` times the bound: servers
+that arrive later go ahead of earlier servers' tails, so without that cap a burst from
+many servers at once keeps the last requests of the first ones waiting up to several
+times the bound (three times with 100 servers of 20 requests each, arriving server after
+server); with it, about twice at most, the price being that a server arriving while the
+backlog is that full is refused even its first request (one server alone never fills it:
+its own wait stops at the bound). Otherwise it queues in a fair queue across servers
 (:mod:`bot.core.fair_queue`: an idle server's first request goes next, N busy servers
 get about 1/N each, in images), and is *released* when its turn comes: the queue keeps
 the backend just busy, with about ``Capacity.slots`` images handed over and not yet
@@ -22,11 +29,14 @@ ends (:meth:`Turn.done`, or leaving the ``async with``).
         turn.done()  # the backend has answered: the next request may go
     ...reply...
 
-Refusals are typed errors carrying the user's message: :class:`QueueFull` (says when to
-try again), :class:`NoCapacity` (nothing serves), and ``ShuttingDown``. A waiting request
+Refusals are typed errors carrying the user's message: :class:`QueueFull` and
+:class:`BacklogFull` (each says when to try again), :class:`NoCapacity` (nothing
+serves), and ``ShuttingDown``. A waiting request
 whose task is cancelled (its interaction expired) leaves the queue with nothing held.
 :meth:`Admission.drain` (shutdown) tells every waiting request at once, gives released
-ones ``grace_s`` to finish, then cancels them (each answers ``ShuttingDown``).
+ones ``grace_s`` to finish, then cancels them (each answers ``ShuttingDown``); work that
+classifies nothing but must finish before the bot stops (a retrain) is tracked the same
+way with :meth:`Admission.tracked`.
 """
 
 from __future__ import annotations
@@ -46,9 +56,11 @@ from bot.core.fair_queue import Entry, FairQueue
 from golem_backend import Capacity
 
 __all__ = [
+    "BACKLOG_FACTOR",
     "PATHS",
     "Admission",
     "AdmissionStats",
+    "BacklogFull",
     "NoCapacity",
     "QueueFull",
     "Turn",
@@ -60,15 +72,22 @@ PATHS: Final = (
     "classify",  # /classify
     "menu",  # the "Classify image" message menu
     "auto_reply",  # images posted in watched channels
-    "teach",  # /teach (checks the images with the backend's decoder)
+    "teach",  # /teach images (checks the images with the backend's decoder)
+    "teach_zip",  # /teach zip, a chunk of its images at a time
+    "teach_channel",  # /teach from-channel, a chunk of the channel's images at a time
+    "dashboard_upload",  # images and zips uploaded on the dashboard, a chunk at a time
     "teach_as",  # the "Teach as..." message menu
     "correction",  # a trainer's correction, taught at once
-    "review_approval",  # an approved /review item
+    "review_approval",  # an approved review item (/review or the dashboard's review grid)
 )
 """Paths through the door (a fixed vocabulary: metrics labels stay bounded)."""
 
-REASONS: Final = ("queue_full", "no_capacity", "shutting_down")
+REASONS: Final = ("queue_full", "backlog_full", "no_capacity", "shutting_down")
 """Why a request was refused (metrics labels)."""
+
+BACKLOG_FACTOR: Final = 2.0
+"""Nothing is admitted while the whole backlog would take more than this many times the
+bound (see the module docstring)."""
 
 
 class QueueFull(Busy):
@@ -83,6 +102,22 @@ class QueueFull(Busy):
             f"Please try again in about {retry_after_s:.0f} s.",
         )
         self.expected_wait_s = expected_wait_s
+        self.retry_after_s = retry_after_s
+
+
+class BacklogFull(Busy):
+    """Everything waiting and in flight would take more than :data:`BACKLOG_FACTOR` times
+    the bound, however little is ahead of this request; the message says when to retry."""
+
+    reason = "backlog_full"
+
+    def __init__(self, backlog_s: float, retry_after_s: float) -> None:
+        UserError.__init__(
+            self,
+            f"I'm busy: about {backlog_s:.0f} s of images are waiting. "
+            f"Please try again in about {retry_after_s:.0f} s.",
+        )
+        self.expected_wait_s = backlog_s
         self.retry_after_s = retry_after_s
 
 
@@ -123,6 +158,11 @@ class Turn:
     @property
     def released(self) -> bool:
         return self.waited_s is not None
+
+    @property
+    def holding(self) -> bool:
+        """Released and its images not given back: the backend may be called for it."""
+        return self._holding
 
     def done(self) -> None:
         """The backend has answered: give the images back so the next request may go
@@ -232,11 +272,7 @@ class Admission:
         if images < 1:
             raise ValueError(f"a request holds at least one image, not {images}")
         turn, entry = self._arrive(server_id, member_id, path, images)
-        task = asyncio.current_task()
-        assert task is not None
-        if task not in self._tasks:  # tracked until it ends, its reply included
-            self._tasks.add(task)
-            task.add_done_callback(self._forget)
+        task = self._track()
         try:
             if not turn.released:
                 if on_queued is not None:
@@ -246,15 +282,43 @@ class Admission:
                     raise ShuttingDown()
             yield turn
         except asyncio.CancelledError:
-            if task in self._cancelled:  # cut off by drain(): the user is told why
-                self._cancelled.discard(task)
-                task.uncancel()
-                raise ShuttingDown() from None
+            self._cut_off(task)
             raise
         finally:
             if self._queue.remove(entry):  # gave up waiting: nothing was held
                 self._release()
             turn.done()
+
+    @asynccontextmanager
+    async def tracked(self) -> AsyncIterator[None]:
+        """Work that goes through no door but must finish (or be told) before the bot
+        stops, e.g. a retrain: ``ShuttingDown`` once :meth:`drain` began; during it,
+        ``grace_s`` to finish, then cancelled (leaving the block as ``ShuttingDown``)."""
+        if self.closing:
+            raise ShuttingDown()
+        task = self._track()
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._cut_off(task)
+            raise
+
+    def _track(self) -> asyncio.Task[object]:
+        """Track the current task until it ends (its reply included) for :meth:`drain`."""
+        task = asyncio.current_task()
+        assert task is not None
+        if task not in self._tasks:
+            self._tasks.add(task)
+            task.add_done_callback(self._forget)
+        return task
+
+    def _cut_off(self, task: asyncio.Task[object]) -> None:
+        """A cancellation by :meth:`drain` becomes ``ShuttingDown`` (the user is told why);
+        any other cancellation goes on."""
+        if task in self._cancelled:
+            self._cancelled.discard(task)
+            task.uncancel()
+            raise ShuttingDown() from None
 
     def _arrive(
         self, server_id: int | None, member_id: int, path: str, images: int
@@ -269,6 +333,11 @@ class Admission:
             self._refuse(path, NoCapacity())
         if wait > self.max_wait_s:
             self._refuse(path, QueueFull(wait, max(1.0, math.ceil(wait - self.max_wait_s))))
+        in_flight = max(self._released_images, capacity.in_flight)
+        backlog = (in_flight + self._queue.images + images) / capacity.images_per_s
+        cap = BACKLOG_FACTOR * self.max_wait_s
+        if backlog > cap:
+            self._refuse(path, BacklogFull(backlog, max(1.0, math.ceil(backlog - cap))))
         turn = Turn(server_id, member_id, path, images, wait, self._clock(), _admission=self)
         turn._decided = asyncio.get_running_loop().create_future()
         entry = self._queue.push(flow, images, turn)

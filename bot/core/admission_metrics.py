@@ -8,8 +8,9 @@
   answered, servers waiting, the backend's images per second (and whether measured), the
   expected wait of a newcomer and the time to answer everything queued.
 
-:data:`LATENCY_BUCKETS` is for the classification latency histogram (one image answers
-in 11-13 ms at the median; the bot's current buckets start at 50 ms).
+:data:`LATENCY_BUCKETS` are the classification latency histogram's
+(``classifier_bot_classification_seconds``, :mod:`bot.core.metrics`): one image answers in
+11-13 ms at the median, and the buckets resolve milliseconds there.
 """
 
 from __future__ import annotations

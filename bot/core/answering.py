@@ -20,6 +20,7 @@ reach the error handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from types import TracebackType
 from typing import Any, Final
@@ -63,6 +64,7 @@ class Answering:
         self._settled = False
         self._timer: asyncio.Task[None] | None = None
         self._delivered = False  # the answer was sent (after a failed defer, too)
+        self._defer_at_once = asyncio.Event()  # set by expect(): no need to wait a second
 
     async def __aenter__(self) -> Answering:
         self._timer = asyncio.create_task(self._defer_later(), name="defer-if-slow")
@@ -79,10 +81,23 @@ class Answering:
         if exc is None and error is not None and not self._delivered:
             raise error
 
+    def expect(self, seconds: float) -> None:
+        """The answer is expected in ``seconds`` (e.g. a wait for its turn at the door):
+        past ``defer_after_s``, "thinking..." is shown now rather than when the timer ends
+        (a wait of more than 3 s would otherwise outlast Discord's limit). The timer's
+        task does it, so a defer that fails is handled as the timer's would be."""
+        if seconds > self._defer_after_s:
+            self._defer_at_once.set()
+
     async def _defer_later(self) -> None:
-        await asyncio.sleep(self._defer_after_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._defer_after_s):
+                await self._defer_at_once.wait()
+        await self._defer_now()
+
+    async def _defer_now(self) -> None:
         async with self._lock:
-            if not self._settled:
+            if not self._settled and not self._interaction.response.is_done():
                 await defer_public(self._interaction)
 
     async def _settle(self) -> None:

@@ -1,4 +1,5 @@
-"""The bot: owns the backend, the HTTP session for downloads, the state store and limits."""
+"""The bot: owns the backend, the HTTP session for downloads, the state store, the door
+(admission) and cooldowns."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.core.admission import Admission
+from bot.core.admission_metrics import AdmissionMetrics
 from bot.core.command_sync import CommandSync
 from bot.core.errors import ClassifierTree
 from bot.core.gateway_events import skip_malformed_events
 from bot.core.health import HealthServer, ListenerFailed
-from bot.core.limits import Cooldowns, WorkGate
+from bot.core.limits import Cooldowns
 from bot.core.metrics import BotMetrics
 from bot.core.reaching_discord import login_or_explain, retry_first_connect
 from bot.core.request_deadline import bound_http_client, bound_webhook_calls
@@ -92,14 +95,15 @@ class ClassifierBot(commands.Bot):
         self._store: Store | None = None
         self.retrainer = Retrainer(settings, self.backend)
         self.cooldowns = Cooldowns(settings.cooldown_uses, settings.cooldown_window_s)
-        self.gate = WorkGate(settings.max_concurrent_requests)
+        #: the one door of every path that classifies (bot.core.classifying.admitted)
+        self.admission = Admission(self.backend.capacity, settings.max_queue_wait_s)
         self.started_at = time.monotonic()
         self._http_session: aiohttp.ClientSession | None = None
         self._closing = False
         self.extension_failures: dict[str, str] = {}
         self.metrics = BotMetrics()
         self.metrics.instrument_backend(self.backend)
-        self.gate.on_refused = self.metrics.busy_refusals.labels("gate").inc
+        self.admission_metrics = AdmissionMetrics(self.metrics.registry, self.admission)
         bound_http_client(self.http, settings.discord_request_timeout_s, self._request_timed_out)
         retry_first_connect(self.http, settings.gateway_connect_timeout_s)
         skip_malformed_events(
@@ -227,8 +231,9 @@ class ClassifierBot(commands.Bot):
         The cogs' ``on_message`` listeners still receive every message."""
 
     async def close(self) -> None:
-        """Graceful stop: refuse new work, let in-flight work finish (or fail it with a
-        message), then stop the backend and close the sessions. Safe to call twice."""
+        """Graceful stop: refuse new work, tell every request waiting at the door, let
+        the admitted ones finish (or fail them with a message), then stop the backend and
+        close the sessions. Safe to call twice."""
         if self._closing:
             await super().close()
             return
@@ -236,7 +241,7 @@ class ClassifierBot(commands.Bot):
         log.info("shutting down")
         try:
             await self.command_sync.stop()  # never raises: whatever a sync did, we drain
-            await self.gate.drain(self.settings.shutdown_grace_s)
+            await self.admission.drain(self.settings.shutdown_grace_s)
         finally:
             # discord.py dispatches "ready" from a task that fails if the client closed
             # before it fired (within guild_ready_timeout of connecting): cancel it.

@@ -47,19 +47,11 @@ class OnCooldown(UserError):
 
 
 class Busy(UserError):
+    """Refused at the door: the bot has too much to do (``bot.core.admission``'s refusals
+    are its kinds, each with its own message)."""
+
     def __init__(self) -> None:
         super().__init__("I'm busy with other images right now. Please try again in a few seconds.")
-
-
-class ServerBusy(Busy):
-    """One server holds its share (half) of the bot's classification slots."""
-
-    def __init__(self) -> None:
-        UserError.__init__(
-            self,
-            "This server is sending me a lot of images at once; the rest of my capacity is "
-            "kept for other servers. Please try again in a few seconds.",
-        )
 
 
 class ShuttingDown(UserError):

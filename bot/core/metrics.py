@@ -6,8 +6,9 @@ states are short fixed vocabularies; there is no per-user or per-server label.
 
 Counting needs few hooks: the backend's ``classify``/``retrain`` are wrapped on the
 instance (latency, images, retrains), the command tree reports each interaction's
-outcome, the work gate its refusals, the download path its failures; the rest (queue
-depth, instances by state, GLM, gateway latency, guilds) is read at scrape time.
+outcome, the download path its failures; the door's waits and refusals are
+``bot.core.admission_metrics``; the rest (queue depth, instances by state, GLM, gateway
+latency, guilds) is read at scrape time.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.core.admission_metrics import LATENCY_BUCKETS
 from golem_backend import Backend, BackendBusy, BackendStatus, Prediction
 
 PREFIX = "classifier_bot"
 OUTCOMES = ("ok", "refused", "error")  # refused: a user error with a message (busy, too big...)
 OTHER = "other"
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 RETRAIN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 1800)
 
 
@@ -57,9 +58,12 @@ class BotMetrics:
         self.images_classified = Counter(
             f"{PREFIX}_images_classified", "Images the backend answered with a label", registry=r
         )
+        # The door (admission) refuses before the backend's queue fills: a refusal by the
+        # backend is an alarm (the only source left is "backend"; the door's refusals are
+        # classifier_bot_admission_refusals_total{path,reason}).
         self.busy_refusals = Counter(
             f"{PREFIX}_busy_refusals",
-            "Requests refused as busy: by the bot's concurrency limit or the backend's queue",
+            "Requests the backend refused as busy (its queue full) after the door let them in",
             ["source"],
             registry=r,
         )

@@ -5,11 +5,17 @@ One retrain per scope at a time in this process (:meth:`Retrainer.lock`); the ba
 queues retrains of different servers fairly and enforces its own per-tenant limit. While a
 scope trains, :meth:`Retrainer.progress` says how far it is (whoever started it: /retrain,
 the auto-retrain, the dashboard), for anyone who wants to show it.
+
+A server's retrain reads the server's data generation before its images and registers its
+model only if it is unchanged: a ``/forget`` (or the retention purge) while it trains
+makes it register nothing and raise :class:`ScopeForgotten`, whose message tells the
+member who ran it why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,6 +24,7 @@ from pathlib import Path
 from bot.core.settings import Settings
 from bot.core.training_sets import build_default_dataset, server_training_set
 from bot.db import ScopedData
+from bot.db.scope_models import ScopeForgotten
 from golem_backend import Backend, ProgressCallback, TrainReport
 
 #: A confusion matrix is kept for at most this many labels (its JSON grows as the square).
@@ -97,7 +104,8 @@ class Retrainer:
         self, target: ScopedData, progress: ProgressCallback | None
     ) -> tuple[TrainReport, int]:
         """Train from the scope's records; a server's model is registered as current.
-        (The report, the number of taught images it used.)"""
+        (The report, the number of taught images it used.) :class:`ScopeForgotten` if the
+        server forgot anything while it trained: nothing is registered."""
         scope_id, started = target.scope_id, time.time()
         self._progress[scope_id] = RetrainProgress("preparing the dataset", 0, 0, started)
 
@@ -116,6 +124,7 @@ class Retrainer:
     async def _train(
         self, target: ScopedData, progress: ProgressCallback
     ) -> tuple[TrainReport, int]:
+        generation = await target.generation() if target.scope_id != 0 else None
         records = await target.taught()
         if target.scope_id == 0:
             dataset = await asyncio.to_thread(build_default_dataset, self.settings, records)
@@ -126,11 +135,34 @@ class Retrainer:
         settings = await target.settings()
         training_set = server_training_set(target.models_dir, records, settings.include_default)
         await asyncio.to_thread(target.models_dir.mkdir, parents=True, exist_ok=True)
-        report = await self.backend.retrain(
-            progress=progress, training_set=training_set, tenant=target.tenant
-        )
-        path = Path(str(report.extra["model_path"]))
-        await asyncio.shield(
-            target.register_model(report.model_id, path, report.labels, model_metrics(report))
-        )
+        try:
+            report = await self.backend.retrain(
+                progress=progress, training_set=training_set, tenant=target.tenant
+            )
+            path = Path(str(report.extra["model_path"]))
+            await asyncio.shield(
+                target.register_model(
+                    report.model_id,
+                    path,
+                    report.labels,
+                    model_metrics(report),
+                    generation=generation,
+                )
+            )
+        except Exception as exc:
+            # a forget removes the images (and after /forget all the folder) under a
+            # running training: whatever failed, that is the reason to give
+            if generation is not None and not await target.is_generation(generation):
+                await asyncio.to_thread(_remove_if_empty, target.models_dir, target.folder)
+                if isinstance(exc, ScopeForgotten):
+                    raise
+                raise ScopeForgotten() from exc
+            raise
         return report, len(records)
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    """The folders a retrain made again after ``/forget all`` removed them (if empty)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -6,6 +6,8 @@ product. Every field is documented in ``.env.example`` and the README.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -14,6 +16,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from golem_backend.settings import BackendSettings
+
+log = logging.getLogger(__name__)
 
 #: Hosts Discord serves attachments from; ``DISCORD_CDN_HOSTS`` adds more.
 DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
@@ -26,6 +30,15 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
     return value
+
+
+#: Settings of earlier versions, and why they went (a warning when one is still set).
+REMOVED_SETTINGS = {
+    "MAX_CONCURRENT_REQUESTS": (
+        "requests now queue at the door and are refused only past MAX_QUEUE_WAIT_S of "
+        "expected wait (docs/operating.md, Admission); remove it from .env"
+    ),
+}
 
 
 class Settings(BackendSettings):
@@ -51,7 +64,6 @@ class Settings(BackendSettings):
     # --- limits -----------------------------------------------------------------------
     cooldown_uses: int = Field(5, ge=1, le=1000)
     cooldown_window_s: float = Field(30.0, gt=0, le=3600)
-    max_concurrent_requests: int = Field(16, ge=1, le=256)
     # admission by expected wait (bot/core/admission.py): refused past this many seconds
     max_queue_wait_s: float = Field(10.0, gt=0, le=300)
     max_images_per_message: int = Field(4, ge=1, le=10)
@@ -73,6 +85,9 @@ class Settings(BackendSettings):
     feedback_window_hours: float = Field(24.0, gt=0, le=24 * 90)
     review_queue_max: int = Field(100, ge=1, le=100_000)
     review_max_per_member: int = Field(3, ge=1, le=1000)  # waiting corrections per member
+    # votes and corrections per member per window (a "Right", a label picked after "Wrong...")
+    feedback_cooldown_uses: int = Field(10, ge=1, le=1000)
+    feedback_cooldown_window_s: float = Field(60.0, gt=0, le=3600)
     # a zip of labelled images (bot/cogs/teach/_archive.py); one image's limit is MAX_IMAGE_BYTES
     archive_max_bytes: int = Field(100_000_000, ge=1024, le=10**10)
     archive_max_entries: int = Field(2000, ge=1, le=100_000)
@@ -103,6 +118,22 @@ class Settings(BackendSettings):
     dashboard_session_secret: SecretStr | None = None
     dashboard_session_hours: float = Field(12.0, gt=0, le=24 * 30)
     dashboard_access_recheck_s: float = Field(30.0, ge=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: object) -> object:
+        """A setting this version no longer has, still in an old ``.env`` or environment:
+        a warning, never a failed start (``.env`` hands it over here; the environment
+        does not, so it is looked up there)."""
+        if not isinstance(data, dict):
+            return data
+        for name, why in REMOVED_SETTINGS.items():
+            given = [key for key in data if key.lower() == name.lower()]
+            for key in given:
+                data = {k: v for k, v in data.items() if k != key}
+            if given or any(key.upper() == name for key in os.environ):
+                log.warning("%s is no longer used and is ignored: %s", name, why)
+        return data
 
     @field_validator(
         "discord_cdn_hosts",

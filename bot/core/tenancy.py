@@ -42,6 +42,13 @@ def server_scope(bot: ClassifierBot, interaction: discord.Interaction) -> Scoped
     return bot.store.guild(interaction.guild_id)
 
 
+def server_of(interaction: discord.Interaction) -> int | None:
+    """The server an interaction's request counts for at the door (``bot.core.admission``):
+    its server where the bot is installed, else ``None`` (then each member is fair
+    on their own), as :func:`tenant_of`."""
+    return interaction.guild_id if in_server(interaction) else None
+
+
 def tenant_of(interaction: discord.Interaction) -> str:
     """The fairness key: the server, or the user outside servers."""
     if in_server(interaction):

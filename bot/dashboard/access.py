@@ -12,6 +12,9 @@ A server is listed when all three hold:
 Discord's answers are reused for ``DASHBOARD_ACCESS_RECHECK_S`` seconds per member (and
 per server for roles); the bot's presence and the trainer role (the database) are read on
 every check.
+
+The same roles decide which of the server's channels a trainer can view (what review items
+they see and decide, ``bot.core.channel_access``): ``views.channel_viewer``.
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ class AccessChecker:
             return cached
         return self._guilds.put(key, await self.api.my_guilds(session.access_token))
 
-    async def _role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
-        """The member's roles (none when they left or the bot is gone)."""
+    async def role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
+        """The member's roles as the bot reads them (none when they left or the bot is
+        gone); reused for ``DASHBOARD_ACCESS_RECHECK_S``."""
         key = (guild_id, user_id)
         cached = self._roles.get(key)
         if cached is not None:
@@ -128,7 +132,7 @@ class AccessChecker:
         trainer_role_id = (await self.store.guild(guild.id).settings()).trainer_role_id
         if trainer_role_id is None:
             return None
-        role_ids = await self._role_ids(guild.id, session.user_id)
+        role_ids = await self.role_ids(guild.id, session.user_id)
         return server_role(
             owner=guild.owner,
             permissions=guild.permissions,

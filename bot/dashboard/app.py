@@ -1,7 +1,7 @@
 """The dashboard's aiohttp application, served by the bot's own process.
 
 ``create_dashboard_app(config, bot)`` builds it on the running bot: its store, backend,
-retrainer, work gate and features are the ones the commands use, and its request metrics
+retrainer, door (admission) and features are the ones the commands use, and its request metrics
 go to the bot's registry (the bot's ``/metrics``). ``bot.dashboard.serving`` runs it on
 ``DASHBOARD_HOST:DASHBOARD_PORT``.
 
@@ -52,6 +52,7 @@ SERVER = r"/servers/{guild_id:\d{1,20}}"
 LABEL = r"{label:[A-Za-z0-9_ -]{1,40}}"
 SHA256 = r"{sha256:[0-9a-f]{64}}"
 ITEM = r"{item_id:\d{1,18}}"
+MEMBER = r"{member_id:[0-9]{1,20}}"
 
 
 def create_dashboard_app(config: DashboardConfig, bot: ClassifierBot) -> web.Application:
@@ -111,6 +112,11 @@ def create_dashboard_app(config: DashboardConfig, bot: ClassifierBot) -> web.App
                 SERVER + "/review/" + ITEM + "/{verb:approve|reject|relabel}",
                 review_views.decide,
                 name="review_decide",
+            ),
+            web.post(
+                SERVER + "/review/member/" + MEMBER + "/reject",
+                review_views.reject_member,
+                name="review_reject_member",
             ),
             web.get(SERVER + "/models", model_views.models, name="models"),
             web.post(SERVER + "/models/rollback", model_views.rollback, name="rollback"),

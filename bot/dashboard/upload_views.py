@@ -7,7 +7,11 @@ comes; a drop zone takes files dragged onto it.
 
 Everything goes through the teaching feature (:func:`teach_many`, :func:`teach_archive`):
 the backend verifies every image, the server's quotas apply, zips are read with their
-limits, and each entry gets a line in the report, exactly as ``/teach`` does.
+limits, and each entry gets a line in the report, exactly as ``/teach`` does. The images
+go through the door (``bot.core.admission``) in chunks of at most ten, on the path
+``dashboard_upload`` for the logged-in member, so an upload waits its turn with everyone
+else's images and a refusal for load is tried again a few times before that chunk's files
+are reported as refused.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from bot.dashboard.views import bot_of, open_server, render, require_session
 from golem_backend import EmptyImage, ImageTooLarge, NotAnImage
 
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+#: The uploads' path through the door (``bot.core.admission.PATHS``).
+UPLOAD_PATH = "dashboard_upload"
 
 
 def wants_json(request: web.Request) -> bool:
@@ -77,6 +83,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
                     bot,
                     scope,
                     data,
+                    path=UPLOAD_PATH,
+                    member_id=session.user_id,
                     user_id=session.user_id,
                     user_name=session.name,
                     report=report,
@@ -95,7 +103,14 @@ async def upload(request: web.Request) -> web.StreamResponse:
         images.append(BulkItem(label, name, _checked(data, bot.settings.max_image_bytes)))
     if images:
         await teach_many(
-            bot, scope, images, user_id=session.user_id, user_name=session.name, report=report
+            bot,
+            scope,
+            images,
+            path=UPLOAD_PATH,
+            member_id=session.user_id,
+            user_id=session.user_id,
+            user_name=session.name,
+            report=report,
         )
     if wants_json(request):
         return web.json_response(

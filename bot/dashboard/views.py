@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
+from bot.core.channel_access import ChannelViewer
 from bot.dashboard.access import AccessChecker, ServerAccess
 from bot.dashboard.config import SCOPES, DashboardConfig
 from bot.dashboard.discord_api import DiscordApi, DiscordUnavailable, LoginRejected
@@ -89,6 +90,21 @@ def render(
 
 def bot_of(request: web.Request) -> ClassifierBot:
     return request.app[BOT]
+
+
+async def channel_viewer(request: web.Request, access: ServerAccess) -> ChannelViewer:
+    """Which of the server's channels the logged-in member can view, decided as for a
+    command (``bot.core.channel_access``): administrators and the bot's operators see all;
+    a trainer's permissions in each channel are computed from the server as this process's
+    gateway connection holds it (its roles, channels and overwrites, kept current by
+    Discord's events) and the member's roles as the bot read them for the access check
+    (``GET /guilds/{id}/members/{user}``, reused for ``DASHBOARD_ACCESS_RECHECK_S``)."""
+    guild = bot_of(request).get_guild(access.guild_id)
+    if access.admin:
+        return ChannelViewer(guild, None, sees_all=True)
+    user_id = require_session(request).user_id
+    role_ids = await request.app[CHECKER].role_ids(access.guild_id, user_id)
+    return ChannelViewer.of_member_roles(guild, user_id, role_ids, sees_all=False)
 
 
 async def open_server(
@@ -198,7 +214,8 @@ async def server(request: web.Request) -> web.StreamResponse:
     access, scope = await open_server(request)
     labels = sorted((await scope.label_counts()).items())
     model = await scope.current_model()
-    waiting = (await scope.review_queue())[1]
+    visible = (await channel_viewer(request, access)).visible_channel_ids()
+    waiting = (await scope.review_queue(channels=visible))[1]
     return render(
         request,
         "server.html",

@@ -213,6 +213,16 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         async with self._write(changes_serving=False) as s:
             return (await self._ensure_row(s)).generation
 
+    async def is_generation(self, generation: int) -> bool:
+        """Whether the server's data is still at ``generation`` (nothing forgotten since
+        :meth:`generation` said it). Only reads: a forgotten server's row is not made
+        again."""
+        async with self._session() as s:
+            current = await s.scalar(
+                select(GuildRow.generation).where(GuildRow.id == self.scope_id)
+            )
+        return current == generation
+
     async def _new_generation(self, s: AsyncSession) -> None:
         await s.execute(
             update(GuildRow).where(GuildRow.id == self.scope_id).values(generation=new_generation())
@@ -468,15 +478,17 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
 
     async def finish_retrain(self, retrain_id: int, outcome: str, detail: str = "") -> None:
         """Record how retrain ``retrain_id`` ended; a failed one gives the server back the
-        count of new taught images its start reset (so an auto-retrain is due again)."""
+        count of new taught images its start reset (so an auto-retrain is due again),
+        unless the server forgot everything meanwhile (its retrains are gone with it)."""
         counted = self._store.taught_reset.pop(retrain_id, 0)
         async with self._store.lock(self.scope_id), self._write() as s:
-            await s.execute(
+            recorded = await s.execute(
                 update(RetrainRow)
                 .where(RetrainRow.guild_id == self.scope_id, RetrainRow.id == retrain_id)
                 .values(outcome=outcome, detail=detail[:200])
             )
-            if outcome == "failed" and counted:
+            still_there = bool(recorded.rowcount)  # type: ignore[attr-defined]
+            if outcome == "failed" and counted and still_there:
                 await self._give_back_taught_count(s, counted)
 
     async def last_retrain(self) -> RetrainRecord | None:

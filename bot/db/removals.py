@@ -209,6 +209,22 @@ class Removals:
             except Exception:
                 log.exception("a background removal failed; the next start finishes it")
 
+    async def finish_held_back(self) -> RemovalReport | None:
+        """If this process held removals back while a backup ran and nothing has done them
+        since (the backup was killed), do every pending removal now (unless a backup still
+        runs); else only the pending evictions of the feature cache. Files are only touched
+        in the first case: a removal another process has just carried out could otherwise
+        meet that process teaching the same image again (the start-up check has a grace
+        for that on PostgreSQL; this has none). For a periodic task."""
+        if not self._deferred:
+            await self.evict_pending()
+            return None
+        self._deferred = False
+        report = await self.run_pending()
+        if report.deferred:
+            self._deferred = True  # the backup still runs: next time
+        return report
+
     async def evict_pending(self) -> int:
         """Evict every pending digest from the feature cache (one call); how many. A
         failure is logged and the digests stay pending for the next call."""

@@ -16,6 +16,14 @@ from bot.db.scope_context import ScopeContext
 
 log = logging.getLogger(__name__)
 
+#: Row ids are 32-bit on PostgreSQL (``Integer``): an id from a custom id outside
+#: 1..ID_MAX names no row (and would make the driver raise instead of finding none).
+ID_MAX = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    return 0 < value <= ID_MAX
+
 
 class StoreWriteError(UserError):
     """The database or the disk refused a change; nothing of it was kept."""

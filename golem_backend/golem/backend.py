@@ -348,10 +348,19 @@ class GolemBackend(Backend):
         return [o for o in outcomes if o is not None]
 
     def capacity(self) -> Capacity:
-        """The running instances' measured rates (none while not serving)."""
-        if not self.serving or self._dispatcher is None:
+        """The running instances' measured rates; none while not serving, unless scaled
+        to zero by policy (``GOLEM_MIN_INSTANCES=0``): then a request is what starts an
+        instance, so one instance at its prior rate is reported (a door that saw no
+        capacity would let no request through, and none would ever start)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self._life.state != "ready":
             return Capacity(0.0, 0, 0, 0, measured=False)
-        return self._dispatcher.capacity()
+        if self.serving:
+            return dispatcher.capacity()
+        spent = self._autoscaler is not None and self._autoscaler.budget_spent
+        if self._settings.min_instances == 0 and not spent and not dispatcher.pool.halted:
+            return dispatcher.capacity(from_zero=True)
+        return Capacity(0.0, 0, 0, 0, measured=False)
 
     async def status(self) -> BackendStatus:
         dispatcher = self._dispatcher

@@ -211,14 +211,19 @@ class Dispatcher:
     def ready(self) -> bool:
         return bool(self.pool.serving())
 
-    def capacity(self) -> Capacity:
+    def capacity(self, *, from_zero: bool = False) -> Capacity:
         """The serving instances' measured rates; slots for ``max_batches_per_instance``
-        full batches on each, within one server's share of the queue."""
+        full batches on each, within one server's share of the queue. ``from_zero``: no
+        instance serves by policy (scaled to zero) and a request is what starts one, so
+        the first instance counts at its prior rate (its start-up does not)."""
         serving = self.pool.serving()
         self.meter.retain(w.service.id for w in self.pool.workers)
         rate, measured = self.meter.images_per_s(w.service.id for w in serving)
+        instances = len(serving)
+        if from_zero and not serving:
+            rate, instances = self.meter.rate_of("the first instance"), 1
         per_instance = self.config.batch_size * self.config.max_batches_per_instance
-        slots = min(per_instance * len(serving), max(1, self.config.queue_size // 2))
+        slots = min(per_instance * instances, max(1, self.config.queue_size // 2))
         queued = sum(len(r.images) for r in self._queue if not r.future.done())
         in_flight = queued + sum(w.busy_images for w in self.pool.workers)
         return Capacity(rate, in_flight, slots, len(serving), measured)

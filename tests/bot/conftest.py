@@ -100,7 +100,6 @@ def main_env(world: World, data_dir: Path, dataset: Path) -> dict[str, str]:
         "ADMIN_USER_IDS": f"{world.carol.id}",
         "AUTOCLASSIFY_CHANNEL_IDS": str(world.watched.id),
         "COOLDOWN_USES": "1000",
-        "MAX_CONCURRENT_REQUESTS": "32",
         "MAX_IMAGE_BYTES": str(1024 * 1024),
         "MAX_IMAGES_PER_MESSAGE": "4",
         "PROGRESS_INTERVAL_S": "0.2",

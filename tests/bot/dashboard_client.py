@@ -12,6 +12,7 @@ import aiohttp
 
 from tests.bot.dashboard_world import DashboardWorld, csrf_token_of
 from tests.bot.harness import png_bytes
+from tests.discord_sim.model import User
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -86,20 +87,31 @@ async def taught(dash: DashboardWorld, server: str) -> dict[str, int]:
 
 
 async def queue_correction(
-    dash: DashboardWorld, server: str, label: str, colour: str = "red"
+    dash: DashboardWorld,
+    server: str,
+    label: str,
+    colour: str = "red",
+    *,
+    channel_id: int = 1,
+    sender: User | None = None,
+    author: User | None = None,
 ) -> int:
-    """A member's correction waiting in ``server``'s queue (as "Wrong..." leaves one)."""
+    """A member's correction waiting in ``server``'s queue (as "Wrong..." leaves one): of
+    an answer given in ``channel_id`` (1 by default: a channel the bot does not know),
+    sent by ``sender`` (carol) about an image ``author`` posted (the sender)."""
+    sender = sender or dash.carol
     scope = dash.store.guild(dash.guilds[server].id)
     answer_id = await scope.record_answer(
-        channel_id=1,
-        user_id=dash.carol.id,
+        channel_id=channel_id,
+        user_id=sender.id,
         model_id="scripted-1",
         label="daisy",
         confidence=0.9,
         data=png_bytes((48, 48), colour),
         extension="png",
+        author_id=(author or sender).id,
     )
     record = await scope.answer(answer_id)
     assert record is not None
-    await scope.enqueue_review(record, label, user_id=dash.carol.id, user_name="carol")
+    await scope.enqueue_review(record, label, user_id=sender.id, user_name=sender.name)
     return (await scope.review_items(100))[-1].item_id

@@ -1,5 +1,5 @@
 """The dashboard as it runs: the real bot (``ClassifierBot`` with its real settings, store,
-features and work gate) connected to the Discord simulator, its dashboard served by the
+features and door) connected to the Discord simulator, its dashboard served by the
 bot's own process on ``DASHBOARD_PORT``, logging in through the simulator's OAuth2
 endpoints, on a real SQLite database. The backend is the feedback tests' checking backend:
 the real image decoder, scripted answers and retrains.

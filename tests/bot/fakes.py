@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 from golem_backend import (
@@ -10,6 +11,7 @@ from golem_backend import (
     BackendError,
     BackendStatus,
     BackendUnavailable,
+    Capacity,
     LabelScore,
     ModelRef,
     Outcome,
@@ -24,7 +26,10 @@ class ScriptedBackend(Backend):
     """Answers every image with a fixed prediction, or raises ``fail_with`` for the request.
 
     ``gate`` (when set) makes ``classify`` wait until it is set, to hold requests in flight.
-    ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart.
+    ``retrain`` reports ``retrain_steps`` progress steps, ``retrain_step_s`` apart, then
+    waits for ``retrain_gate`` (when set); ``retraining`` is set while a retrain waits.
+    ``capacity()`` reports ``images_per_s`` and ``slots`` as the test sets them, and the
+    images in ``classify`` now (the door, ``bot.core.admission``, reads it).
     """
 
     kind = "scripted"
@@ -38,6 +43,9 @@ class ScriptedBackend(Backend):
         self.gate: asyncio.Event | None = None
         self.started = self.stopped = False
         self.calls: list[int] = []
+        self.images_per_s = 1000.0  # what capacity() reports
+        self.slots = 8
+        self.in_flight = 0  # images in classify() now
         self.requests: list[tuple[ModelRef | None, str | None]] = []  # (model, tenant)
         self.trained: list[TrainingSet | None] = []
         self.heads: dict[str, tuple[str, ...]] = {}  # model id -> labels, from retrain()
@@ -45,6 +53,8 @@ class ScriptedBackend(Backend):
         self.cancelled = 0
         self.retrain_steps = 0
         self.retrain_step_s = 0.0
+        self.retrain_gate: asyncio.Event | None = None
+        self.retraining = asyncio.Event()
         self.prediction = Prediction(
             "daisy", 0.9, (LabelScore("daisy", 0.9), LabelScore("tulip", 0.1)), "scripted-1"
         )
@@ -67,12 +77,16 @@ class ScriptedBackend(Backend):
         self.calls.append(len(images))
         self.requests.append((model, tenant))
         self.entered.set()
-        if self.gate is not None:
-            try:
-                await self.gate.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+        self.in_flight += len(images)
+        try:
+            if self.gate is not None:
+                try:
+                    await self.gate.wait()
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+        finally:
+            self.in_flight -= len(images)
         if self.fail_with is not None:
             raise self.fail_with
         if model is not None:  # a server head answers with its own first label
@@ -100,6 +114,9 @@ class ScriptedBackend(Backend):
             if progress is not None:
                 progress("training", step, self.retrain_steps)
             await asyncio.sleep(self.retrain_step_s)
+        if self.retrain_gate is not None:
+            self.retraining.set()
+            await self.retrain_gate.wait()
         if (self.retrain_fails_with or self.fail_with) is not None:
             raise self.retrain_fails_with or self.fail_with  # type: ignore[misc]
         if training_set is None:
@@ -116,6 +133,7 @@ class ScriptedBackend(Backend):
             ).encode()
         ).hexdigest()[:16]
         path = training_set.out_dir / f"{digest}.model"
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the real backends do
         path.write_bytes(b"scripted head " + digest.encode())
         self.heads[digest] = labels or ("daisy",)
         counts = {lb: sum(e.label == lb for e in training_set.examples) for lb in labels}
@@ -147,6 +165,10 @@ class ScriptedBackend(Backend):
                 "confusion_labels": labels,
             },
         )
+
+    def capacity(self) -> Capacity:
+        units = 1 if self.images_per_s > 0 else 0
+        return Capacity(self.images_per_s, self.in_flight, self.slots, units, measured=True)
 
     async def status(self) -> BackendStatus:
         if self.status_error is not None:
@@ -204,3 +226,46 @@ class DecodingBackend(ScriptedBackend):
 
     async def status(self) -> BackendStatus:
         return BackendStatus("dev", True, "dev-1", ("daisy", "sunflower", "tulip"), 0.9, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Held:
+    tenant: str | None
+    images: int
+    answer: asyncio.Future[None]
+
+
+class HeldBackend(ScriptedBackend):
+    """Holds every classification until the test answers it (``answer``), in any order:
+    ``held`` lists the requests in the backend now, oldest first; ``arrivals`` every
+    request's tenant in the order it reached the backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Held] = []
+        self.arrivals: list[str | None] = []
+
+    async def classify(
+        self,
+        images: list[bytes],
+        top_k: int = 3,
+        *,
+        model: ModelRef | None = None,
+        tenant: str | None = None,
+    ) -> list[Outcome]:
+        held = Held(tenant, len(images), asyncio.get_running_loop().create_future())
+        self.held.append(held)
+        self.arrivals.append(tenant)
+        self.in_flight += len(images)
+        try:
+            await held.answer
+        finally:
+            self.in_flight -= len(images)
+            self.held.remove(held)
+        return await super().classify(images, top_k, model=model, tenant=tenant)
+
+    def answer(self, index: int = 0) -> Held:
+        """Let the ``index``-th held request (oldest first) be answered."""
+        held = self.held[index]
+        held.answer.set_result(None)
+        return held

@@ -15,7 +15,16 @@ from typing import Any
 from golem_backend import ModelRef, Outcome
 from tests.bot.fakes import ScriptedBackend
 from tests.bot.harness import RunningBot, World, flower_bytes, launch
-from tests.discord_sim import ADMINISTRATOR, Channel, Guild, Interaction, Message, User
+from tests.discord_sim import (
+    ADMINISTRATOR,
+    VIEW_CHANNEL,
+    Channel,
+    Guild,
+    Interaction,
+    Message,
+    User,
+)
+from tests.discord_sim.model import Role, snowflake
 
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 
@@ -57,6 +66,12 @@ class Servers:
     admin_b: User
     member: User  # a plain member of both
     other: User  # another plain member of both
+    #: server A's channel that only the role ``insiders`` (and admins) may view
+    a_secret: Channel
+    insiders: Role
+    insider: User  # a plain member of A with the role insiders
+    trainers: Role  # A's trainer role once ``make_trainer_role`` ran
+    trainer: User  # a member of A with the role trainers (not insiders)
 
     @property
     def sim(self) -> Any:
@@ -74,6 +89,10 @@ class Servers:
 
     async def press(self, message: Message, user: User, label: str) -> Interaction:
         return await self.sim.press_button(self.bot.app, message, user, label)
+
+    async def make_trainer_role(self) -> None:
+        """Make ``trainers`` server A's trainer role."""
+        await self.bot.bot.store.guild(self.a.id).set_trainer_role(self.trainers.id)
 
     async def restart(self) -> None:
         """Stop the bot and start it again on the same database and files."""
@@ -93,6 +112,16 @@ async def two_servers(
     owner = sim.create_user(f"fb-owner{n}")
     a, b = sim.create_guild(f"Feedback A{n}", owner), sim.create_guild(f"Feedback B{n}", owner)
     a_chan, b_chan = sim.create_channel(a, "pics"), sim.create_channel(b, "pics")
+    insiders, trainers = Role(snowflake(), "insiders", 0), Role(snowflake(), "trainers", 0)
+    a.roles[insiders.id], a.roles[trainers.id] = insiders, trainers
+    a_secret = sim.create_channel(
+        a, "secret", {a.everyone.id: (0, VIEW_CHANNEL), insiders.id: (VIEW_CHANNEL, 0)}
+    )
+    insider, trainer = sim.create_user(f"fb-insider{n}"), sim.create_user(f"fb-trainer{n}")
+    sim.add_member(a, insider)
+    sim.add_member(a, trainer)
+    sim.give_role(a, insider, insiders)
+    sim.give_role(a, trainer, trainers)
     admin_a, admin_b = sim.create_user(f"fb-admin-a{n}"), sim.create_user(f"fb-admin-b{n}")
     member, other = sim.create_user(f"fb-member{n}"), sim.create_user(f"fb-other{n}")
     sim.add_member(a, admin_a, ADMINISTRATOR)
@@ -111,12 +140,29 @@ async def two_servers(
         "COOLDOWN_USES": "1000",
         "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "MAX_IMAGES_PER_MESSAGE": "4",
+        "FEEDBACK_COOLDOWN_USES": "1000",
         **(extra_env or {}),
     }
     backend = CheckingBackend()
     running = await launch(world, app, env, backend=backend)
     servers = Servers(
-        world, running, backend, env, a, b, a_chan, b_chan, admin_a, admin_b, member, other
+        world,
+        running,
+        backend,
+        env,
+        a,
+        b,
+        a_chan,
+        b_chan,
+        admin_a,
+        admin_b,
+        member,
+        other,
+        a_secret,
+        insiders,
+        insider,
+        trainers,
+        trainer,
     )
     try:
         yield servers

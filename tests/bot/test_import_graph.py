@@ -1,6 +1,8 @@
 """The shape of ``bot/``: no import cycles (type-only and in-function imports included),
 the core and the database never import a feature, and a feature uses another feature only
-through that feature's package (its ``__init__``), never through its private modules.
+through that feature's package (its ``__init__``), never through its private modules;
+nothing of the bot imports the dashboard (it sits on top, loaded by name); and the backend
+is classified through in one module only, the door's (``classifying``).
 
 The graph is read from the source with ``ast``: every ``import`` and ``from ... import``
 anywhere in a module (under ``if TYPE_CHECKING:``, inside functions) is an edge.
@@ -261,3 +263,20 @@ def test_nothing_of_the_bot_imports_the_dashboard():
     assert "bot.dashboard.app" in graph  # the layout under test
     edges = forbidden_edges(graph, ("bot.core", "bot.db", "bot.cogs"), "bot.dashboard")
     assert not edges, "importing the dashboard:\n" + "\n".join(edges)
+
+
+def test_only_the_classifying_path_calls_the_backend():
+    """By construction: ``backend.classify`` is called in ``bot/core/classifying.py`` only,
+    whose ``classify_images`` needs a turn at the door; a new path cannot go around it."""
+    root = Path(__file__).resolve().parents[2] / "bot"
+    callers = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "classify"
+                and "backend" in ast.unparse(node.func.value)
+            ):
+                callers.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert callers and all(c.startswith("bot/core/classifying.py:") for c in callers), callers

@@ -129,6 +129,20 @@ class UserActions:
         self._sim.notify()
         return channel
 
+    async def delete_channel(self, channel: Channel) -> None:
+        """Delete a server's channel (CHANNEL_DELETE to the connected bots); its messages
+        go with it."""
+        guild = self._sim.guilds[channel.guild_id]
+        guild.channels.pop(channel.id, None)
+        self._sim.channels.pop(channel.id, None)
+        for message in self._sim.messages.values():
+            if message.channel_id == channel.id:
+                message.deleted = True
+        for session in list(self._sim.sessions):
+            if session.ready and session.owns(guild.id):
+                await session.dispatch("CHANNEL_DELETE", channel.payload())
+        self._sim.notify()
+
     def give_role(self, guild: Guild, user: User, role: Role, on: bool = True) -> None:
         """Give ``user`` the role (``on=False``: take it away)."""
         roles = guild.members.setdefault(user.id, [])

@@ -132,3 +132,40 @@ async def test_the_fallback_reports_whichever_engine_serves(tmp_path, tiny_model
     finally:
         await backend.stop()
     assert runtime.processes() == [], "provider processes left behind"
+
+
+async def test_scaled_to_zero_the_door_lets_the_request_that_starts_an_instance_through(
+    tmp_path, tiny_model, sample_images
+):
+    """GOLEM_MIN_INSTANCES=0 without the local fallback: with no instance, the request
+    itself is what starts one. Golem reports one instance at its prior rate, so the door
+    in front of it (the bot's admission) admits the request instead of refusing it for
+    lack of capacity; the instance starts, answers, and its rate then counts."""
+    from bot.core.admission import Admission
+    from tests.golem_backend.test_golem_elastic_gaps import OFFERS, PRICED, actions
+
+    settings = golem_settings(
+        tmp_path, golem_min_instances=0, golem_max_instances=1, golem_batch_size=4, **PRICED
+    )
+    install_model(tiny_model.path, settings)
+    backend, runtime = make_backend(settings, market=HarnessMarket(OFFERS), clock=ManualClock())
+    await backend.start()
+    try:
+        await asyncio.sleep(0.3)  # the autoscaler has looked: nothing is started at zero
+        assert runtime.activities == [] and not backend.serving
+        idle = backend.capacity()
+        assert idle == Capacity(PRIOR_IMAGES_PER_S, 0, 8, 0, measured=False)
+        door = Admission(backend.capacity, max_wait_s=10.0)
+        assert door.expected_wait_s(1, 1) == pytest.approx(1 / PRIOR_IMAGES_PER_S)
+        async with door.enter(server_id=1, member_id=1, path="classify", images=1) as turn:
+            (outcome,) = await backend.classify([sample_images[0]], tenant="guild:1")
+            turn.done()
+        assert isinstance(outcome, Prediction)
+        assert ("up", 1) in actions(backend)
+        serving = backend.capacity()
+        assert serving.units == 1 and serving.measured  # the instance's own rate now
+    finally:
+        await backend.stop()
+    assert runtime.processes() == [], "provider processes left behind"
+    # stopped: nothing serves, nothing is admitted
+    assert backend.capacity() == Capacity(0.0, 0, 0, 0, measured=False)

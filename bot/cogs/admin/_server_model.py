@@ -2,10 +2,12 @@
 auto-retrain, ``/model rollback``, the dashboard). The caller has checked who may.
 
 :func:`run_retrain` is the one way a retrain runs: the scope's lock (one at a time; a
-second is refused with :class:`RetrainRunning`), the work gate (an admin job: never refused
-for load, refused while shutting down), the retrains-per-hour quota (``QuotaExceeded``
-before anything starts), the shared :class:`~bot.core.retraining.Retrainer`, and the
-outcome recorded either way.
+second is refused with :class:`RetrainRunning`), tracked by the admission
+(``bot.admission.tracked()``: never refused for load, refused while shutting down, given
+the shutdown's grace to finish), the retrains-per-hour quota (``QuotaExceeded`` before
+anything starts), the shared :class:`~bot.core.retraining.Retrainer` (a server that forgot
+anything while it trained registers nothing: :class:`~bot.db.scope_models.ScopeForgotten`, whose
+message is the reason recorded and shown), and the outcome recorded either way.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ async def run_retrain(
     lock = bot.retrainer.lock(target.scope_id)
     if lock.locked():
         raise RetrainRunning()
-    async with lock, bot.gate.slot(exclusive_ok=True):
+    async with lock, bot.admission.tracked():
         retrain_id = await target.start_retrain(user_id)  # the hourly quota
         if started is not None:
             await started()

@@ -11,13 +11,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.auto_replies._order import Place, ReplyOrder
 from bot.cogs.classify import answer_embeds, low_confidence_of
 from bot.cogs.feedback import open_answers
 from bot.cogs.rules import ProblemReports, carry_out, plan_message, send_reply
-from bot.core.classifying import classify_attachments
+from bot.core.classifying import admitted, classify_attachments
 from bot.core.client import ClassifierBot
 from bot.core.download import looks_like_image
-from bot.core.errors import Busy, OnCooldown, UserError, explain
+from bot.core.errors import Busy, OnCooldown, ShuttingDown, UserError, explain
 from bot.core.permissions import admin_only
 from bot.core.tenancy import model_of
 from golem_backend import BackendError, ImageError
@@ -30,6 +31,7 @@ class AutoClassifyCog(commands.Cog):
         self.bot = bot
         self.warnings = Warnings(bot.settings.cooldown_window_s)
         self.rule_problems = ProblemReports()
+        self.order = ReplyOrder()  # each channel's replies in the posting order
 
     @app_commands.command(
         name="autoclassify", description="Reply automatically to images posted in this channel"
@@ -77,12 +79,28 @@ class AutoClassifyCog(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         bot = self.bot
-        if message.author.bot or message.guild is None or bot.gate.closing:
+        if message.author.bot or message.guild is None or bot.admission.closing:
             return
         images = [a for a in message.attachments if looks_like_image(a)]
         if not images:
             return
-        scope = bot.store.guild(message.guild.id)
+        place = self.order.join(message.channel.id)  # before any await: the posting order
+        try:
+            await self._answer(message, message.guild, images, place)
+        finally:
+            place.leave()
+
+    async def _answer(
+        self,
+        message: discord.Message,
+        guild: discord.Guild,
+        images: list[discord.Attachment],
+        place: Place,
+    ) -> None:
+        """Classify a watched channel's message through the door and carry out the plan
+        (a reply, or what the server's rules say), after the messages posted before it."""
+        bot = self.bot
+        scope = bot.store.guild(guild.id)
         configured = message.channel.id in bot.settings.autoclassify_channel_ids
         if not configured and not await scope.is_watched(message.channel.id):
             return
@@ -90,43 +108,58 @@ class AutoClassifyCog(commands.Cog):
         note = None
         if len(images) > cap:
             note = f"Only the first {cap} of {len(images)} images were classified."
-        tenant = f"guild:{message.guild.id}"
+        images = images[:cap]
         try:
-            async with bot.gate.slot(tenant):
-                bot.cooldowns.hit(message.author.id)
+            async with admitted(
+                bot,
+                server_id=guild.id,
+                member_id=message.author.id,
+                path="auto_reply",
+                images=len(images),
+            ) as turn:
                 answers = await classify_attachments(
                     bot,
-                    images[:cap],
+                    turn,
+                    images,
                     bot.settings.top_k,
                     model=await model_of(scope),
-                    tenant=tenant,
+                    tenant=scope.tenant,
                 )
-                rules = {rule.label: rule for rule in await scope.rules()}
-                plan = plan_message(rules, [a.prediction for a in answers])
-                shown = [answers[i] for i in plan.reply]
-                low = await low_confidence_of(bot, scope)
-                embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
-                view = (
-                    await open_answers(
-                        bot, message.guild.id, message.channel.id, message.author.id, shown
-                    )
-                    if shown
-                    else None
-                )
-                await carry_out(
+            rules = {rule.label: rule for rule in await scope.rules()}
+            plan = plan_message(rules, [a.prediction for a in answers])
+            shown = [answers[i] for i in plan.reply]
+            low = await low_confidence_of(bot, scope)
+            embeds = answer_embeds(bot, shown, low_confidence=low) if shown else []
+            view = (
+                await open_answers(
                     bot,
-                    message,
-                    answers,
-                    plan,
-                    reply_embeds=embeds,
-                    note=note,
-                    view=view,
-                    reports=self.rule_problems,
+                    guild.id,
+                    message.channel.id,
+                    message.author.id,
+                    shown,
+                    author_id=message.author.id,
                 )
-        except (OnCooldown, Busy) as exc:
+                if shown
+                else None
+            )
+            await place.turn()
+            await carry_out(
+                bot,
+                message,
+                answers,
+                plan,
+                reply_embeds=embeds,
+                note=note,
+                view=view,
+                reports=self.rule_problems,
+            )
+        except (OnCooldown, Busy) as exc:  # refused at the door: at once, rate-limited
             if self.warnings.should_warn(message.author.id):
                 await self._reply_quietly(message, exc.message)
+        except ShuttingDown as exc:
+            await self._reply_quietly(message, exc.message)
         except (UserError, BackendError, ImageError) as exc:
+            await place.turn()
             await self._reply_quietly(message, explain(exc) or str(exc))
         except discord.Forbidden:
             log.warning("no permission to reply in channel %s", message.channel.id)

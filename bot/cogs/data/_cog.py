@@ -96,15 +96,24 @@ class DataCog(commands.Cog):
             ephemeral=True,
         )
 
-    @forget.command(name="mine", description="Forget the images you taught on this server")
+    @forget.command(
+        name="mine", description="Forget the images you taught or posted on this server"
+    )
     async def forget_mine(self, interaction: discord.Interaction) -> None:
+        """What the member taught, asked, voted and sent for review, and every taught
+        image, answer and correction of an image the member posted, whoever taught,
+        classified or corrected it."""
         scope = server_scope(self.bot, interaction)
         out = await asyncio.shield(scope.forget_user(interaction.user.id))
-        queued = f" and {out.reviews} correction(s) you sent for review" if out.reviews else ""
+        queued = (
+            f" and {out.reviews} correction(s) you sent for review or others sent of your images"
+            if out.reviews
+            else ""
+        )
         text = (
-            f"Forgot the {out.images} image(s) you taught on this server{queued}, and your "
-            "answers and votes. Models trained before keep what they learned from them until "
-            "the next /retrain."
+            f"Forgot the {out.images} image(s) you taught or posted on this server{queued}, "
+            "and your answers and votes. Models trained before keep what they learned from "
+            "them until the next /retrain."
             if out.images or out.reviews
             else "You have no taught images on this server."
         )
@@ -144,11 +153,16 @@ class DataCog(commands.Cog):
         await self.bot.store.guild(guild.id).mark_present()
 
     async def purge_once(self) -> int:
+        """Purge the servers left long enough ago, prune answers past the feedback window,
+        and finish the removals a forget recorded but could not do yet (a backup held them
+        back and was killed; the feature cache was busy): they need not wait for the next
+        forget or start. How many servers were purged."""
         days = self.bot.settings.guild_data_retention_days
         purged = await self.bot.store.operator.purge_departed(dt.timedelta(days=days))
         for scope_id in await self.bot.store.operator.scope_ids():
             if scope_id:  # answers past the feedback window, and their kept images
                 await self.bot.store.guild(scope_id).prune_feedback()
+        await self.bot.store.removals.finish_held_back()
         return len(purged)
 
     async def mark_absent_servers(self) -> int:

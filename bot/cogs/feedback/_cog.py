@@ -31,7 +31,7 @@ class FeedbackCog(commands.Cog):
         if not in_server(interaction):
             raise UserError("This command only works in a server where the bot is installed.")
         await require_trainer(self.bot, interaction)
-        content, embed, file, view = await review_page(scope_of(self.bot, interaction))
+        content, embed, file, view = await review_page(scope_of(self.bot, interaction), interaction)
         kwargs: dict[str, object] = {"ephemeral": True}
         if embed is not None and file is not None and view is not None:
             kwargs.update(embed=embed, file=file, view=view)

@@ -8,6 +8,12 @@ new vote replaces the earlier one (the reply says so). Components whose answer h
 expired, was forgotten, or whose model was replaced since are retired: their buttons are
 removed and the member is told why.
 
+An answer remembers its channel and the image's author (who posted it: the member who
+asked, or the author of the message classified): a member who cannot view the channel is
+told the answer takes no feedback, and what a correction queues or teaches stays the
+author's (``/forget mine``). Votes and corrections count towards a per-member cooldown
+(``_cooldown.py``).
+
 The buttons are persistent dynamic items (custom ids ``fb:r:<answer>`` / ``fb:w:<answer>``);
 "Wrong..." opens the label picker (``bot.cogs.teach``) on the target ``a<answer id>``.
 """
@@ -21,14 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.cogs.feedback._cooldown import count_feedback
 from bot.cogs.teach import label_picker, picker_text, server_labels, teach_images
+from bot.core.channel_access import can_view_channel
 from bot.core.components import run_component_action
+from bot.core.custom_ids import DIGITS, row_id
 from bot.core.download import image_extension
 from bot.core.embeds import percent
 from bot.core.errors import UserError
 from bot.core.permissions import can_train
 from bot.core.tenancy import server_scope
-from bot.db import AnswerRecord, ScopedData, StoreWriteError
+from bot.db import AnswerRecord, QuotaExceeded, ScopedData, StoreWriteError
 
 if TYPE_CHECKING:
     from bot.core.classifying import ImageAnswer
@@ -47,15 +56,17 @@ REPLACED = (
 
 # --- the buttons ------------------------------------------------------------------------
 class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"fb:(?P<verb>[rw]):(?P<answer>\d+)"
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"fb:(?P<verb>[rw]):(?P<answer>" + DIGITS + ")",
 ):
-    def __init__(self, verb: str, answer_id: int, label: str | None = None) -> None:
+    def __init__(self, verb: str, answer_id: int | None, label: str | None = None) -> None:
+        """``answer_id`` ``None``: a custom id whose id names no answer (forged)."""
         right = verb == "r"
         super().__init__(
             discord.ui.Button(
                 label=label or ("Right" if right else "Wrong..."),
                 style=discord.ButtonStyle.success if right else discord.ButtonStyle.secondary,
-                custom_id=f"fb:{verb}:{answer_id}",
+                custom_id=f"fb:{verb}:{answer_id or 0}",
             )
         )
         self.verb, self.answer_id = verb, answer_id
@@ -64,7 +75,7 @@ class VoteButton(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> VoteButton:
-        return cls(match["verb"], int(match["answer"]), getattr(item, "label", None))
+        return cls(match["verb"], row_id(match["answer"]), getattr(item, "label", None))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await run_component_action(
@@ -98,8 +109,12 @@ async def open_answers(
     channel_id: int,
     user_id: int,
     answers: list[ImageAnswer],
+    *,
+    author_id: int,
 ) -> discord.ui.View | None:
     """Record a server's answered images and return their "Right"/"Wrong..." buttons.
+    ``user_id`` asked; ``author_id`` posted the images (the same member for /classify,
+    the message's author for "Classify image" and auto-replies).
 
     Outside servers (DMs, user installs) there is no server model to teach: no buttons.
     """
@@ -125,6 +140,7 @@ async def open_answers(
                     confidence=a.prediction.confidence,
                     data=a.data,
                     extension=extension,
+                    author_id=author_id,
                 )
             )
         except StoreWriteError:
@@ -151,12 +167,14 @@ async def retire(interaction: discord.Interaction, text: str) -> None:
 
 
 async def open_answer(
-    bot: ClassifierBot, interaction: discord.Interaction, answer_id: int
+    bot: ClassifierBot, interaction: discord.Interaction, answer_id: int | None
 ) -> AnswerRecord | None:
-    """The answer if it still takes feedback; otherwise its components are retired."""
+    """The answer if it still takes feedback; otherwise its components are retired. An
+    id that names no answer of this server (``None``: not an id at all) and an answer
+    from a channel the member cannot view are "gone" alike (nothing tells them apart)."""
     scope = server_scope(bot, interaction)
-    answer = await scope.answer(answer_id)
-    if answer is None:
+    answer = await scope.answer(answer_id) if answer_id is not None else None
+    if answer is None or not can_view_channel(interaction, answer.channel_id):
         await retire(interaction, GONE.format(hours=bot.store.quotas.feedback_hours))
         return None
     if answer.model_id != await current_model_id(bot, scope):
@@ -167,14 +185,15 @@ async def open_answer(
 
 # --- votes and corrections --------------------------------------------------------------
 async def vote(
-    bot: ClassifierBot, interaction: discord.Interaction, verb: str, answer_id: int
+    bot: ClassifierBot, interaction: discord.Interaction, verb: str, answer_id: int | None
 ) -> None:
     answer = await open_answer(bot, interaction, answer_id)
     if answer is None:
         return
     scope = server_scope(bot, interaction)
     if verb == "r":
-        tally = await scope.vote(answer_id, interaction.user.id, right=True)
+        count_feedback(bot, interaction.user.id)
+        tally = await scope.vote(answer.answer_id, interaction.user.id, right=True)
         if tally is None:  # forgotten meanwhile
             await retire(interaction, GONE.format(hours=bot.store.quotas.feedback_hours))
             return
@@ -188,20 +207,23 @@ async def vote(
     labels = await server_labels(bot, scope)
     what = f"The model said **{answer.label}** ({percent(answer.confidence)})."
     await interaction.response.send_message(
-        picker_text(what, labels, 0), view=label_picker(f"a{answer_id}", labels, 0), ephemeral=True
+        picker_text(what, labels, 0),
+        view=label_picker(f"a{answer.answer_id}", labels, 0),
+        ephemeral=True,
     )
 
 
 async def correct(
-    bot: ClassifierBot, interaction: discord.Interaction, answer_id: int, label: str
+    bot: ClassifierBot, interaction: discord.Interaction, answer_id: int | None, label: str
 ) -> None:
     answer = await open_answer(bot, interaction, answer_id)
     if answer is None:
         return
     scope = server_scope(bot, interaction)
     user = interaction.user
+    count_feedback(bot, user.id)
     right = label == answer.label
-    tally = await scope.vote(answer_id, user.id, right=right, label=None if right else label)
+    tally = await scope.vote(answer.answer_id, user.id, right=right, label=None if right else label)
     if tally is None:
         await retire(interaction, GONE.format(hours=bot.store.quotas.feedback_hours))
         return
@@ -221,7 +243,15 @@ async def correct(
     await interaction.response.defer()  # deferred update: teaching checks the image first
     if await can_train(bot, interaction):
         [result] = await teach_images(
-            bot, scope, label, [(f"answer {answer_id}", data)], user_id=user.id, user_name=str(user)
+            bot,
+            scope,
+            label,
+            [(f"answer {answer.answer_id}", data)],
+            path="correction",
+            member_id=user.id,
+            user_id=user.id,
+            user_name=str(user),
+            author_id=answer.author_id,
         )
         text = (
             f"Thanks! The image is {result.line}; it's used by the next /retrain."
@@ -229,9 +259,14 @@ async def correct(
             else f"I couldn't teach it: {result.line}"
         )
     else:
-        created, waiting = await scope.enqueue_review(
-            answer, label, user_id=user.id, user_name=str(user)
-        )
+        try:
+            created, waiting = await scope.enqueue_review(
+                answer, label, user_id=user.id, user_name=str(user)
+            )
+        except QuotaExceeded as exc:  # the member's share of the queue, or the server's
+            text = f"Your vote (**{label}**) is counted, but it was not queued: {exc.message}"
+            await interaction.edit_original_response(content=text, view=None)
+            return
         text = (
             f"Thanks! Your correction (**{label}**) is in this server's review queue "
             f"({waiting} waiting): an admin or trainer will look at it."
@@ -254,4 +289,4 @@ async def correct_picked(
     bot: ClassifierBot, interaction: discord.Interaction, answer_id: str, label: str
 ) -> None:
     """The label picker's answer for an ``a<answer id>`` target (after "Wrong...")."""
-    await correct(bot, interaction, int(answer_id), label)
+    await correct(bot, interaction, row_id(answer_id), label)

@@ -1,12 +1,18 @@
 """Teaching many images at once: a zip (``/teach zip``, the dashboard), a channel's history
 (``/teach from-channel``) and the dashboard's uploads all go through :func:`teach_many`.
 
-It hands the images to the one teaching path (:func:`teach_images`) in batches of
-:data:`BATCH`, so each backend request stays small and fair to other servers, with the
-work gate around each batch; a batch the bot is too busy for is tried again a few times.
-Images given as loaders (a channel's attachments) are downloaded one batch at a time, so
-memory holds one batch. The first quota a batch hits stops the rest: they are reported as
-over quota, not downloaded, not checked.
+It hands the images to the one teaching path (:func:`teach_images`) in chunks of at most
+:data:`BATCH` images of one label and one author (an image another member posted, in a
+channel, is taught as posted by them, so their ``/forget mine`` reaches it). Each chunk
+is one turn at the door (``bot.core.admission``, on the caller's ``path`` for the
+``member_id`` who asked: the chunk's downloads and the backend's check happen in that
+turn), so each backend request stays small and other servers' requests go between the
+chunks. A chunk the door refuses (``Busy``) is tried again a few times
+(:data:`BUSY_RETRIES_S`, 15 s in all, so a web request or a command's progress never
+waits long), then refused; a refusal because the bot is stopping ends the whole job.
+Images given as attachments (a channel's) are downloaded in their chunk's turn, so memory
+holds one chunk and no link is kept for later. The first quota a chunk hits stops the
+rest: they are reported as over quota, not downloaded, not checked.
 
 The result is a :class:`BulkReport`: one line per entry and the counts (learned,
 duplicates, not images, over quota, other problems).
@@ -28,7 +34,7 @@ from bot.cogs.teach._archive import (
     ArchiveLimits,
     read_label_archive,
 )
-from bot.cogs.teach._teach_images import MAX_TEACH_IMAGES, TeachResult, teach_images
+from bot.cogs.teach._teach_images import MAX_TEACH_IMAGES, Source, TeachResult, teach_images
 from bot.core.errors import Busy
 from bot.db import ScopedData
 
@@ -37,13 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Images per call of the teaching path (one backend request each).
+#: Images per call of the teaching path (one turn at the door, one backend request).
 BATCH = MAX_TEACH_IMAGES
-#: Waits before trying a batch again when the bot is busy (then the rest is refused).
+#: Waits before trying a chunk again when the door refuses it (then the chunk is refused).
 BUSY_RETRIES_S = (1.0, 2.0, 4.0, 8.0)
 
 LEARNED, OVER_QUOTA = "learned", "over_quota"
-Loader = Callable[[], Awaitable[bytes | Exception]]
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -51,7 +56,8 @@ Progress = Callable[[int, int], Awaitable[None]]
 class BulkItem:
     label: str  # normalised
     name: str  # what the report calls it (a file name, an archive path, a message's file)
-    data: bytes | Exception | Loader  # the bytes, why there are none, or how to get them
+    data: Source  # the bytes, the attachment to download in its turn, or why there are none
+    author_id: int | None = None  # who posted it, when not the member teaching (a message's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +125,22 @@ def outcome_of(item: BulkItem, result: TeachResult) -> EntryOutcome:
     return EntryOutcome(item.name, item.label, kind, text.replace("**", ""))
 
 
-async def _load(item: BulkItem) -> tuple[str, bytes | Exception]:
-    data = item.data
-    if callable(data):
-        data = await data()
-    return item.name, data
-
-
 async def teach_many(
     bot: ClassifierBot,
     scope: ScopedData,
     items: Sequence[BulkItem],
     *,
+    path: str,
+    member_id: int,
     user_id: int,
     user_name: str,
     progress: Progress | None = None,
     report: BulkReport | None = None,
 ) -> BulkReport:
-    """Teach ``items`` in batches through :func:`teach_images`; ``progress(done, total)``
-    after each batch. Entries are added to ``report`` (a new one by default)."""
+    """Teach ``items`` through :func:`teach_images` in chunks (one turn at the door on
+    ``path`` for ``member_id`` each), as taught by ``user_id``; ``progress(done, total)``
+    after each :data:`BATCH` items. Entries are added to ``report`` (a new one by
+    default). ``ShuttingDown`` when the bot stops meanwhile (what was taught stays)."""
     report = report if report is not None else BulkReport()
     total = len(items)
     quota: str | None = None
@@ -146,16 +149,17 @@ async def teach_many(
         if quota is not None:
             report.entries += [EntryOutcome(i.name, i.label, OVER_QUOTA, quota) for i in batch]
             continue
-        by_label: dict[str, list[BulkItem]] = {}
+        chunks: dict[tuple[str, int | None], list[BulkItem]] = {}
         for item in batch:
-            by_label.setdefault(item.label, []).append(item)
-        loaded = dict(zip(map(id, batch), await asyncio.gather(*map(_load, batch)), strict=True))
-        for label, group in by_label.items():
+            chunks.setdefault((item.label, item.author_id), []).append(item)
+        for (label, author_id), group in chunks.items():
             if quota is not None:
                 report.entries += [EntryOutcome(i.name, label, OVER_QUOTA, quota) for i in group]
                 continue
-            images = [loaded[id(i)] for i in group]
-            results = await _teach_batch(bot, scope, label, images, user_id, user_name)
+            images = [(i.name, i.data) for i in group]
+            results = await _teach_chunk(
+                bot, scope, label, images, path, member_id, user_id, user_name, author_id
+            )
             for item, result in zip(group, results, strict=True):
                 outcome = outcome_of(item, result)
                 report.entries.append(outcome)
@@ -166,22 +170,32 @@ async def teach_many(
     return report
 
 
-async def _teach_batch(
+async def _teach_chunk(
     bot: ClassifierBot,
     scope: ScopedData,
     label: str,
-    images: list[tuple[str, bytes | Exception]],
+    images: list[tuple[str, Source]],
+    path: str,
+    member_id: int,
     user_id: int,
     user_name: str,
+    author_id: int | None,
 ) -> list[TeachResult]:
-    """One batch through the work gate and the teaching path; when the bot is busy it
-    waits and tries again (:data:`BUSY_RETRIES_S`), then refuses the batch."""
+    """One chunk through the teaching path (one turn at the door); when the door refuses
+    it for load, wait and try again (:data:`BUSY_RETRIES_S`), then refuse the chunk."""
     for wait_s in (*BUSY_RETRIES_S, None):
         try:
-            async with bot.gate.slot(scope.tenant):
-                return await teach_images(
-                    bot, scope, label, images, user_id=user_id, user_name=user_name
-                )
+            return await teach_images(
+                bot,
+                scope,
+                label,
+                images,
+                path=path,
+                member_id=member_id,
+                user_id=user_id,
+                user_name=user_name,
+                author_id=author_id,
+            )
         except Busy as exc:
             if wait_s is None or bot.is_closing:
                 return [TeachResult(name, False, exc.message) for name, _ in images]
@@ -195,14 +209,17 @@ async def teach_archive(
     scope: ScopedData,
     data: bytes,
     *,
+    path: str,
+    member_id: int,
     user_id: int,
     user_name: str,
     progress: Progress | None = None,
     report: BulkReport | None = None,
 ) -> BulkReport:
     """A zip laid out as ``<label>/<image>``: read with the archive's limits (in a thread;
-    :class:`ArchiveRefused` for the whole archive), then taught; entries the archive
-    reader refused are in the report (``report``, or a new one) with their reason."""
+    :class:`ArchiveRefused` for the whole archive), then taught by :func:`teach_many`
+    (``path``, ``member_id``: its turns at the door); entries the archive reader refused
+    are in the report (``report``, or a new one) with their reason."""
     limits = ArchiveLimits.from_settings(bot.settings)
     contents: ArchiveContents = await asyncio.to_thread(read_label_archive, data, limits)
     report = report if report is not None else BulkReport()
@@ -212,5 +229,13 @@ async def teach_archive(
     items = [BulkItem(image.label, image.name, image.data) for image in contents.images]
     del contents  # the images' bytes are held by the items only
     return await teach_many(
-        bot, scope, items, user_id=user_id, user_name=user_name, progress=progress, report=report
+        bot,
+        scope,
+        items,
+        path=path,
+        member_id=member_id,
+        user_id=user_id,
+        user_name=user_name,
+        progress=progress,
+        report=report,
     )

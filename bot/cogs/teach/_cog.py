@@ -25,7 +25,7 @@ from bot.cogs.teach._labels import normalize_label, server_labels
 from bot.cogs.teach._teach_as import message_target
 from bot.cogs.teach._teach_images import (
     MAX_TEACH_IMAGES,
-    download_all,
+    attachment_sources,
     single_report,
     teach_images,
     teach_report,
@@ -38,7 +38,7 @@ from bot.core.components import run_component_action
 from bot.core.download import looks_like_image
 from bot.core.errors import NoImages, UserError
 from bot.core.permissions import OPERATORS_ONLY, is_operator, require_trainer
-from bot.core.tenancy import in_server, labels_of, scope_of, tenant_of
+from bot.core.tenancy import in_server, labels_of, scope_of
 from bot.db import ScopedData
 
 log = logging.getLogger(__name__)
@@ -109,26 +109,27 @@ class TeachCog(commands.Cog):
         scope = await self._scope(interaction)
         extra = (image2, image3, image4, image5, image6, image7, image8, image9, image10)
         attachments = [image, *(a for a in extra if a is not None)]
-        async with bot.gate.slot(tenant_of(interaction)):  # refused during shutdown
-            label = normalize_label(label)
-            if len(attachments) == 1:
-                precheck(bot, image)  # one image: its problem is the answer, before deferring
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            user = interaction.user
-            results = await teach_images(
-                bot,
-                scope,
-                label,
-                await download_all(bot, attachments),
-                user_id=user.id,
-                user_name=str(user),
-            )
-            if len(results) == 1:
-                known = label in (await labels_of(bot, scope))[0]
-                text = single_report(label, results[0], image.filename, known)
-            else:
-                text = await teach_report(bot, scope, label, results)
-            await interaction.followup.send(text, ephemeral=True)
+        label = normalize_label(label)
+        if len(attachments) == 1:
+            precheck(bot, image)  # one image: its problem is the answer, before deferring
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = interaction.user
+        results = await teach_images(
+            bot,
+            scope,
+            label,
+            attachment_sources(attachments),
+            path="teach",
+            member_id=user.id,
+            user_id=user.id,
+            user_name=str(user),
+        )
+        if len(results) == 1:
+            known = label in (await labels_of(bot, scope))[0]
+            text = single_report(label, results[0], image.filename, known)
+        else:
+            text = await teach_report(bot, scope, label, results)
+        await interaction.followup.send(text, ephemeral=True)
 
     @group.command(name="zip", description="Teach a zip of images, a folder per label")
     @app_commands.describe(archive="A .zip laid out as <label>/<image>, e.g. daisy/1.jpg")
@@ -201,8 +202,12 @@ class TeachCog(commands.Cog):
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         data = interaction.data or {}
-        match = NEW_LABEL_MODAL.fullmatch(str(data.get("custom_id", "")))
-        if match is None:
+        custom_id = str(data.get("custom_id", ""))
+        if not custom_id.startswith("ml:"):
+            return  # not the label picker's
+        match = NEW_LABEL_MODAL.fullmatch(custom_id)
+        if match is None:  # a forged custom id: answered, never left hanging
+            await run_component_action(interaction, "modal", refuse_form)
             return
         await run_component_action(
             interaction,
@@ -211,3 +216,7 @@ class TeachCog(commands.Cog):
             target=match["target"],
             raw=modal_value(dict(data)),
         )
+
+
+async def refuse_form(bot: ClassifierBot, interaction: discord.Interaction) -> None:
+    raise UserError("This form is not in use any more.")

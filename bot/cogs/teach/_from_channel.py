@@ -4,8 +4,10 @@ Only a text channel of this server that both the member and the bot can read (Vi
 and Read Message History: the member's permissions there as Discord resolved them with
 the command, the bot's from its own view of the server). The history is read newest first,
 at most ``TEACH_CHANNEL_MAX_MESSAGES`` messages, until ``limit`` image attachments are
-found; each batch of images is downloaded when it is taught (attachment links expire, so
-none is kept for later), and a quota stops the rest. Progress is shown in the command's
+found; each chunk of images is downloaded in its turn at the door when it is taught
+(attachment links expire, so none is kept for later; the path ``teach_channel``), as
+posted by the message's author (their ``/forget mine`` reaches it), and a quota stops the
+rest. Progress is shown in the command's
 one response, edited as it goes; the final report names what was learned, the duplicates,
 the files that were not images and what was over the quota.
 """
@@ -17,13 +19,11 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.cogs.teach._bulk import BulkItem, Loader, teach_many
+from bot.cogs.teach._bulk import BulkItem, teach_many
 from bot.cogs.teach._bulk_replies import ProgressReply, report_reply
-from bot.core.classifying import fetch
 from bot.core.download import looks_like_image
-from bot.core.errors import DownloadError, UserError
+from bot.core.errors import UserError
 from bot.db import ScopedData
-from golem_backend import ImageError
 
 if TYPE_CHECKING:
     from bot.core.client import ClassifierBot
@@ -59,16 +59,6 @@ def readable_channel(
     return channel
 
 
-def _loader(bot: ClassifierBot, attachment: discord.Attachment) -> Loader:
-    async def load() -> bytes | Exception:
-        try:
-            return await fetch(bot, attachment)
-        except (DownloadError, ImageError) as exc:
-            return exc
-
-    return load
-
-
 async def channel_images(
     bot: ClassifierBot,
     channel: discord.TextChannel,
@@ -85,7 +75,7 @@ async def channel_images(
             for attachment in message.attachments:
                 if looks_like_image(attachment) and len(found) < limit:
                     name = f"{attachment.filename} (message {message.id})"
-                    found.append(BulkItem(label, name, _loader(bot, attachment)))
+                    found.append(BulkItem(label, name, attachment, message.author.id))
             if len(found) >= limit:
                 break
             if read % 100 == 0:
@@ -121,7 +111,14 @@ async def teach_from_channel(
         )
     user = interaction.user
     report = await teach_many(
-        bot, scope, items, user_id=user.id, user_name=str(user), progress=progress
+        bot,
+        scope,
+        items,
+        path="teach_channel",
+        member_id=user.id,
+        user_id=user.id,
+        user_name=str(user),
+        progress=progress,
     )
     head = f"From {channel.mention}, newest first, as **{label}**:"
     content, files = report_reply(report, head)

@@ -14,7 +14,9 @@ after a restart:
 A ``<target>`` says what the label is for: a kind letter and ids. ``m<channel
 id>-<message id>`` ("Teach as..." on a message) is this feature's; the feedback feature
 adds ``a<answer id>`` (a correction) and ``r<item id>`` (relabelling a review item) with
-:func:`add_label_target`. Ids are looked up in the interacting server's scope only.
+:func:`add_label_target`. Ids are looked up in the interacting server's scope only; the
+digits are bounded by :mod:`bot.core.custom_ids` and each kind's ``pick`` range-checks
+its ids (a forged one gets the kind's "gone" message).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import discord
 
 from bot.cogs.teach._labels import normalize_label, server_labels
 from bot.core.components import run_component_action
+from bot.core.custom_ids import DIGITS, page_number
 from bot.core.errors import UserError
 from bot.core.permissions import require_trainer
 from bot.core.tenancy import server_scope
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from bot.core.client import ClassifierBot
 
 LABELS_PER_PAGE = 25
-TARGET = r"(?P<target>a\d+|m\d+-\d+|r\d+)"
+TARGET = rf"(?P<target>a{DIGITS}|m{DIGITS}-{DIGITS}|r{DIGITS})"
 NEW_LABEL_MODAL = re.compile(r"ml:" + TARGET)
 
 
@@ -76,7 +79,8 @@ def label_target(bot: discord.Client, target: str) -> LabelTarget:
 
 
 class LabelSelect(
-    discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"lp:" + TARGET + r":(?P<page>\d+)"
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"lp:" + TARGET + r":(?P<page>" + DIGITS + ")",
 ):
     def __init__(self, target: str, page: int, labels: Sequence[str] = ()) -> None:
         options = [discord.SelectOption(label=lb, value=lb) for lb in labels] or [
@@ -95,7 +99,7 @@ class LabelSelect(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> LabelSelect:
-        return cls(match["target"], int(match["page"]))
+        return cls(match["target"], page_number(match["page"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         values = list((interaction.data or {}).get("values") or [])  # type: ignore[union-attr]
@@ -105,7 +109,8 @@ class LabelSelect(
 
 
 class PageButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pg:" + TARGET + r":(?P<page>\d+)"
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pg:" + TARGET + r":(?P<page>" + DIGITS + ")",
 ):
     def __init__(self, target: str, page: int, label: str = "Next", disabled: bool = False) -> None:
         super().__init__(
@@ -122,7 +127,7 @@ class PageButton(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> PageButton:
-        return cls(match["target"], int(match["page"]))
+        return cls(match["target"], page_number(match["page"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await run_component_action(

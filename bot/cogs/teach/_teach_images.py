@@ -1,10 +1,11 @@
-"""The one teaching path: images (downloaded attachments, kept answers, review items)
-checked by the backend's decoder and stored as a server's taught examples, each with a
-line that says what happened to it.
+"""The one teaching path: images (attachments, kept answers, review items) checked by
+the backend's decoder and stored as a server's taught examples, each with a line that
+says what happened to it.
 
 ``/teach`` (up to 10 attachments), the "Teach as..." message menu, a trainer's correction
-and an approved review item all go through :func:`teach_images`, so quotas and the
-verification are the same everywhere.
+and an approved review item all go through :func:`teach_images`, so quotas, the
+verification and the door (``bot.core.admission``: the download and the backend's check
+take a turn there; the database writes come after it) are the same everywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.core.classifying import classify_images, fetch
+from bot.core.classifying import admitted, classify_images, fetch
 from bot.core.discord_limits import CONTENT_MAX, clip
 from bot.core.download import image_extension
 from bot.core.embeds import percent
@@ -52,62 +53,97 @@ def not_an_image(error: BaseException) -> bool:
     return isinstance(error, ImageError) and not isinstance(error, ImageTooLarge)
 
 
-async def download_all(
-    bot: ClassifierBot, attachments: Sequence[discord.Attachment]
-) -> list[tuple[str, bytes | Exception]]:
-    """Each attachment's bytes, or the error that stopped it (too large, not an image...)."""
+#: An image to teach: its bytes, the attachment to download (in the door), or why it
+#: cannot be taught.
+Source = bytes | discord.Attachment | Exception
 
-    async def get(att: discord.Attachment) -> bytes | Exception:
-        try:
-            return await fetch(bot, att)
-        except (DownloadError, ImageError) as exc:
-            return exc
 
-    fetched = await asyncio.gather(*(get(a) for a in attachments))
-    return [(a.filename, data) for a, data in zip(attachments, fetched, strict=True)]
+def attachment_sources(
+    attachments: Sequence[discord.Attachment],
+) -> list[tuple[str, Source]]:
+    """``(file name, attachment)`` for :func:`teach_images`, which downloads them."""
+    return [(a.filename, a) for a in attachments]
+
+
+async def _bytes_of(bot: ClassifierBot, source: Source) -> bytes | Exception:
+    if not isinstance(source, discord.Attachment):
+        return source
+    try:
+        return await fetch(bot, source)
+    except (DownloadError, ImageError) as exc:
+        return exc
 
 
 async def teach_images(
     bot: ClassifierBot,
     scope: ScopedData,
     label: str,
-    images: Sequence[tuple[str, bytes | Exception]],
+    images: Sequence[tuple[str, Source]],
     *,
+    path: str,
+    member_id: int,
     user_id: int,
     user_name: str,
+    author_id: int | None = None,
 ) -> list[TeachResult]:
-    """Verify ``images`` with the backend's decoder (one request) and store the good ones
-    under ``label`` (a normalised label). A quota stops the rest with its message."""
+    """Download ``images`` and verify them with the backend's decoder (one request, one
+    turn at the door on ``path`` for ``member_id``, who asked), then store the good ones
+    under ``label`` (a normalised label) as taught by ``user_id``. A quota stops the rest
+    with its message. A refusal at the door (``Busy``, ``ShuttingDown``) is raised:
+    nothing was taught. ``author_id``: who posted the images when that is not
+    ``user_id`` (another member's message, answer or correction): their ``/forget mine``
+    reaches them too."""
+    if author_id == user_id:
+        author_id = None
     results: dict[int, TeachResult] = {}
-    good = []
-    for i, (name, data) in enumerate(images):
-        if isinstance(data, Exception):
-            results[i] = TeachResult(
-                name, False, explain(data) or "could not be read", not_image=not_an_image(data)
-            )
-        else:
-            good.append(i)
+    todo = [i for i, (_, source) in enumerate(images) if not isinstance(source, Exception)]
+    fetched: dict[int, bytes | Exception] = {
+        i: source for i, (_, source) in enumerate(images) if isinstance(source, Exception)
+    }
+    good: list[int] = []
     outcomes: list[object] = []
-    if good:
-        try:
-            outcomes = list(
-                await classify_images(
-                    bot,
-                    [images[i][1] for i in good],  # type: ignore[misc]
-                    1,
-                    await model_of(scope),
-                    scope.tenant,
-                )
+    if todo:
+        async with admitted(
+            bot,
+            server_id=scope.scope_id or None,
+            member_id=member_id,
+            path=path,
+            images=len(todo),
+            cooldown=False,
+        ) as turn:
+            data = await asyncio.gather(*(_bytes_of(bot, images[i][1]) for i in todo))
+            fetched.update(zip(todo, data, strict=True))
+            good = [i for i in todo if isinstance(fetched[i], bytes)]
+            if good:
+                model = await model_of(scope)
+                try:
+                    outcomes = list(
+                        await classify_images(
+                            bot,
+                            turn,
+                            [fetched[i] for i in good],
+                            1,
+                            model,
+                            scope.tenant,  # type: ignore[misc]
+                        )
+                    )
+                except BackendError as exc:
+                    reason = (
+                        f"I couldn't check this image ({explain(exc)}), so I didn't store it. "
+                        "Please try again in a moment."
+                    )
+                    outcomes = [UserError(reason)] * len(good)
+    for i, error in fetched.items():
+        if isinstance(error, Exception):
+            results[i] = TeachResult(
+                images[i][0],
+                False,
+                explain(error) or "could not be read",
+                not_image=not_an_image(error),
             )
-        except BackendError as exc:
-            reason = (
-                f"I couldn't check this image ({explain(exc)}), so I didn't store it. "
-                "Please try again in a moment."
-            )
-            outcomes = [UserError(reason)] * len(good)
     quota_hit: str | None = None
     for i, outcome in zip(good, outcomes, strict=True):
-        name, data = images[i]
+        name, data = images[i][0], fetched[i]
         assert isinstance(data, bytes)
         if isinstance(outcome, ImageError | UserError):
             results[i] = TeachResult(name, False, outcome.message, not_image=not_an_image(outcome))
@@ -120,7 +156,14 @@ async def teach_images(
             extension = image_extension(data)
             # the file and its record are written together, even if shutdown cancels this
             added, count = await asyncio.shield(
-                scope.add_taught(label, data, extension, user_id=user_id, user_name=user_name)
+                scope.add_taught(
+                    label,
+                    data,
+                    extension,
+                    user_id=user_id,
+                    user_name=user_name,
+                    author_id=author_id,
+                )
             )
         except QuotaExceeded as exc:
             quota_hit = exc.message

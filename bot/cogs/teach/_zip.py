@@ -1,6 +1,7 @@
 """``/teach zip``: a zip attachment laid out as a folder per label, taught through the bulk
-path (:func:`teach_archive`); the archive's limits come from the settings (``ARCHIVE_*``)
-and every entry gets a line in the report."""
+path (:func:`teach_archive`, its chunks through the door on the path ``teach_zip``); the
+archive's limits come from the settings (``ARCHIVE_*``) and every entry gets a line in
+the report."""
 
 from __future__ import annotations
 
@@ -44,7 +45,14 @@ async def teach_zip_attachment(
     )
     user = interaction.user
     report = await teach_archive(
-        bot, scope, data, user_id=user.id, user_name=str(user), progress=progress
+        bot,
+        scope,
+        data,
+        path="teach_zip",
+        member_id=user.id,
+        user_id=user.id,
+        user_name=str(user),
+        progress=progress,
     )
     content, files = report_reply(report, f"`{archive.filename[:60]}`:")
     await interaction.edit_original_response(content=content, attachments=files)

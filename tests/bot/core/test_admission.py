@@ -15,7 +15,15 @@ from hypothesis import event as label_example
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.admission import PATHS, Admission, NoCapacity, QueueFull, Turn
+from bot.core.admission import (
+    BACKLOG_FACTOR,
+    PATHS,
+    Admission,
+    BacklogFull,
+    NoCapacity,
+    QueueFull,
+    Turn,
+)
 from bot.core.errors import Busy, ShuttingDown, explain
 from golem_backend import Capacity
 from golem_backend.throughput import ThroughputMeter
@@ -61,7 +69,7 @@ class Request:
                 door.released.append(self)
                 await self.finish.wait()
             self.outcome = "answered"
-        except (QueueFull, NoCapacity) as exc:
+        except (QueueFull, BacklogFull, NoCapacity) as exc:
             self.outcome, self.error = exc.reason, exc
         except ShuttingDown as exc:
             self.outcome, self.error = "shutting_down", exc
@@ -222,6 +230,43 @@ async def test_images_count_not_requests():
     assert outcomes == [None, None, None, None, None, "queue_full", None]
 
 
+async def test_the_whole_backlog_is_capped_at_twice_the_bound():
+    """100 servers' bursts of 20, one server after another: each request is admitted on
+    the work ahead of it in the fair order (at most the 1 s bound), but later servers go
+    ahead of earlier servers' tails, so the last one admitted would be answered after all
+    of them: without the cap 583 images at 200/s, 2.9 s. Nothing is admitted once the
+    whole backlog would take more than twice the bound: the last answer comes within
+    2 s of work."""
+    rate, bound = 200.0, 1.0
+    door = Door(FixedCapacity(rate=rate, slots=16), max_wait_s=bound)
+    for server in range(100):
+        for member in range(20):
+            door.arrive(server, member=member)
+    await settle()
+    admitted = [r for r in door.requests if r.outcome is None]
+    backlog_full = [r for r in door.requests if r.outcome == "backlog_full"]
+    assert backlog_full, "the cap was never reached"
+    assert all(r.error.expected_wait_s > BACKLOG_FACTOR * bound for r in backlog_full)  # type: ignore[union-attr]
+    assert len(admitted) <= BACKLOG_FACTOR * bound * rate
+    first = explain(backlog_full[0].error)  # type: ignore[arg-type]
+    assert first is not None and first.startswith("I'm busy: about 2 s of images are waiting.")
+    order: list[Request] = []
+    while door.holders():
+        order.append(await door.finish_oldest())
+    assert len(order) == len(admitted)  # the last answer: len(order) / rate s after the burst
+    assert all(r.outcome == "answered" for r in admitted)
+    # the price: once the backlog is full, a server that arrives later is refused even
+    # its first request (one server alone never fills it: its own wait stops at the bound)
+    assert {r.server for r in admitted} == set(range(max(r.server for r in admitted) + 1))
+    # with the backlog gone, a newcomer is admitted at once
+    newcomer = door.arrive(500)
+    await settle()
+    assert newcomer.holding
+    newcomer.finish.set()
+    await settle()
+    assert_empty(door.admission)
+
+
 async def test_nothing_serving_is_refused_as_no_capacity_and_nothing_waits_for_ever():
     capacity = FixedCapacity(rate=0.0, slots=0)
     door = Door(capacity, max_wait_s=10.0)
@@ -346,6 +391,32 @@ async def test_drain_tells_every_waiting_request_and_cuts_off_the_rest():
     assert stats.refused[("classify", "shutting_down")] == 56 + 1
     assert stats.refused[("menu", "shutting_down")] == 1
     assert_empty(door.admission)
+
+
+async def test_tracked_work_is_refused_once_closing_and_cut_off_after_the_grace():
+    """A retrain holds no images but must finish, or be told, before the bot stops."""
+    admission = Admission(FixedCapacity(), max_wait_s=10.0)
+    finished = asyncio.Event()
+
+    async def retrain(seconds: float) -> str:
+        try:
+            async with admission.tracked():
+                await asyncio.sleep(seconds)
+                finished.set()
+                return "finished"
+        except ShuttingDown:
+            return "shutting_down"
+
+    quick, slow = asyncio.create_task(retrain(0.1)), asyncio.create_task(retrain(60))
+    await settle()
+    started = time.monotonic()
+    await admission.drain(grace_s=0.5)
+    assert await quick == "finished" and finished.is_set()  # given the grace
+    assert await slow == "shutting_down"  # cut off after it, and told why
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert await asyncio.create_task(retrain(0)) == "shutting_down"  # refused once closing
+    await settle()
+    assert_empty(admission)
 
 
 # --- a thousand at once ---------------------------------------------------------------------
@@ -574,23 +645,34 @@ async def _scenario(events: list[tuple], drain_at_end: bool) -> None:
     for request in door.requests:
         outcome = request.outcome
         label_example(f"outcome: {outcome}")
-        assert outcome in ("answered", "queue_full", "no_capacity", "shutting_down", "cancelled")
+        assert outcome in (
+            "answered",
+            "queue_full",
+            "backlog_full",
+            "no_capacity",
+            "shutting_down",
+            "cancelled",
+        )
         assert released[request.member] <= 1  # released at most once
         assert request.entered <= 1
         if outcome == "answered":
             assert request.entered == 1 and released[request.member] == 1
         if request.entered:
             assert released[request.member] == 1
-        if outcome in ("queue_full", "no_capacity"):  # refused at the door, nothing more
+        if outcome in ("queue_full", "backlog_full", "no_capacity"):  # refused at the door
             assert request.entered == 0 and released[request.member] == 0
             assert request.turn is None and not request.queued_calls
         if outcome == "queue_full":
             assert request.error.expected_wait_s > 2.0  # type: ignore[union-attr]
+        if outcome == "backlog_full":
+            assert request.error.expected_wait_s > BACKLOG_FACTOR * 2.0  # type: ignore[union-attr]
         assert (outcome == "no_capacity") == (rate_at_arrival[request.member] == 0.0)
     stats = admission.stats()
     assert sum(stats.admitted.values()) == sum(released.values())
     refusals = Counter(
-        r.outcome for r in door.requests if r.outcome in ("queue_full", "no_capacity")
+        r.outcome
+        for r in door.requests
+        if r.outcome in ("queue_full", "backlog_full", "no_capacity")
     )
     for reason, count in refusals.items():
         assert sum(n for (_, why), n in stats.refused.items() if why == reason) == count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pydantic import ValidationError
 
@@ -31,3 +33,32 @@ def test_an_old_env_file_with_a_setting_since_removed_still_starts(tmp_path, mon
     settings = Settings(_env_file=env)  # type: ignore[call-arg]
     assert settings.max_queue_wait_s == 4.0
     assert not hasattr(settings, "a_setting_since_removed")
+
+
+@pytest.mark.parametrize("where", ["env file", "environment"])
+def test_max_concurrent_requests_is_gone_with_a_warning(where, tmp_path, monkeypatch, caplog):
+    """An old .env (or environment) still setting MAX_CONCURRENT_REQUESTS starts, with a
+    warning that says what replaced it."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    env = tmp_path / ".env"
+    lines = ["DISCORD_TOKEN=a.b.c"]
+    if where == "env file":
+        lines.append("MAX_CONCURRENT_REQUESTS=16")
+    else:
+        monkeypatch.setenv("max_concurrent_requests", "8")  # any case, as the others
+    env.write_text("\n".join(lines) + "\n")
+    caplog.set_level(logging.WARNING, logger="bot.core.settings")
+    settings = Settings(_env_file=env)  # type: ignore[call-arg]
+    assert "max_concurrent_requests" not in Settings.model_fields
+    assert not hasattr(settings, "max_concurrent_requests")
+    assert caplog.messages == [
+        "MAX_CONCURRENT_REQUESTS is no longer used and is ignored: requests now queue at the "
+        "door and are refused only past MAX_QUEUE_WAIT_S of expected wait "
+        "(docs/operating.md, Admission); remove it from .env"
+    ]
+    caplog.clear()
+    monkeypatch.delenv("max_concurrent_requests", raising=False)
+    env.write_text("DISCORD_TOKEN=a.b.c\n")
+    Settings(_env_file=env)  # type: ignore[call-arg]
+    assert caplog.messages == []  # nothing said when it is not set

@@ -240,7 +240,7 @@ async def test_shutdown_fails_in_flight_requests_with_a_message(world: World, tm
     await asyncio.wait_for(backend.entered.wait(), 10)
     closing = asyncio.create_task(running.bot.close())
     await asyncio.sleep(0)  # close() runs up to its first await: it stops admitting work
-    assert running.bot.gate.closing
+    assert running.bot.admission.closing
     second = await sim.slash(
         app,
         world.general,
@@ -279,7 +279,7 @@ async def test_shutdown_lets_in_flight_requests_finish(world: World, tmp_path: P
     await asyncio.wait_for(backend.entered.wait(), 10)
     closing = asyncio.create_task(running.bot.close())
     await asyncio.sleep(0)  # close() runs up to its first await: it stops admitting work
-    assert running.bot.gate.closing
+    assert running.bot.admission.closing
     assert not backend.stopped
     backend.gate.set()
     msg = await sim.wait_response(ix)

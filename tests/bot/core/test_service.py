@@ -36,7 +36,7 @@ from tests.bot.harness import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-LABEL_NAMES = {"command", "outcome", "source", "reason", "state"}
+LABEL_NAMES = {"command", "outcome", "source", "reason", "state", "path"}  # fixed sets
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -136,6 +136,10 @@ async def test_metrics_after_real_interactions(main_bot: RunningBot):
     assert delta(f"{p}_classification_seconds_count") == 1
     assert delta(f"{p}_classification_seconds_sum") > 0
     assert delta(f"{p}_download_failures_total", reason="DownloadError") == 1
+    # both went through the door (the second's download failed in its turn)
+    assert delta(f"{p}_admission_wait_seconds_count", path="classify") == 2
+    # the latency buckets resolve milliseconds around the median (11-13 ms)
+    assert (f"{p}_classification_seconds_bucket", (("le", "0.0125"),)) in after
     # bounded cardinality: only the fixed label names, no user or server ids anywhere
     for (_, labels), _v in after.items():
         assert {k for k, _ in labels} <= LABEL_NAMES | {"le"}, labels
@@ -254,11 +258,11 @@ async def test_without_a_public_url_there_is_no_dashboard(world: World, tmp_path
 
 
 async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Path):
-    running, backend = await launch_scripted(
-        world, "Counted", tmp_path, {"MAX_CONCURRENT_REQUESTS": "1"}
-    )
+    """The door's refusals by path and reason; the backend's own stays an alarm at 0."""
+    running, backend = await launch_scripted(world, "Counted", tmp_path, {"MAX_QUEUE_WAIT_S": "1"})
     metrics = running.bot.metrics
     try:
+        backend.images_per_s = 1.0  # one image in flight is a second of work
         backend.gate = asyncio.Event()
         image = world.sim.upload(png_bytes(), "x.png", content_type="image/png")
         held = await running.slash(world.new_member("holder"), "classify", image=image)
@@ -270,7 +274,10 @@ async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Pa
         ix = await running.slash(world.admin, "retrain")
         await running.reply(ix, predicate=lambda m: "Retraining finished" in m.text, timeout_s=20)
         page = samples(metrics.render().decode())
-        assert value(page, "classifier_bot_busy_refusals_total", source="gate") == 1
+        refusals = "classifier_bot_admission_refusals_total"
+        assert value(page, refusals, path="classify", reason="queue_full") == 1
+        assert value(page, "classifier_bot_admission_wait_seconds_count", path="classify") == 1
+        assert value(page, "classifier_bot_busy_refusals_total", source="backend") == 0
         assert value(page, "classifier_bot_retrains_total", outcome="ok") == 1
         assert value(page, "classifier_bot_retrain_seconds_count") == 1
         assert value(page, "classifier_bot_interactions_total", command="retrain", outcome="ok")

@@ -4,14 +4,12 @@ tests/bot/cogs/data; /model rollback and include_default: tests/bot/cogs/admin.)
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.core.permissions import OPERATORS_ONLY
 from golem_backend import BackendBusy, BackendTimeout
 from tests.bot.harness import flower_bytes
-from tests.bot.tenancy_world import Servers, answer, fields, poll
+from tests.bot.tenancy_world import Servers, answer, fields
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -130,32 +128,6 @@ async def test_retrain_quota(servers: Servers):
     msg = await s.run(s.admin_a, s.a_chan, "retrain")
     assert msg.ephemeral and "retrained 1 times in the last hour, the limit is 1" in msg.content
     assert (await s.retrain(s.admin_b, s.b_chan)).embeds  # B has its own
-
-
-@pytest.mark.parametrize("servers", [{"MAX_CONCURRENT_REQUESTS": "4"}], indirect=True)
-async def test_a_flood_from_one_server_leaves_the_other_half_for_the_others(servers: Servers):
-    s = servers
-    s.backend.gate = asyncio.Event()  # hold every classification in flight
-    held = []
-    for i in range(2):
-        att = s.bot.sim.upload(flower_bytes("tulip", i), f"f{i}.jpg")
-        held.append(await s.ix(s.member, s.a_chan, "classify", image=att))
-    await poll(lambda: len(s.backend.calls) == 2)
-    flood = []
-    for i in range(2, 6):
-        att = s.bot.sim.upload(flower_bytes("tulip", i), f"f{i}.jpg")
-        flood.append(await s.ix(s.member, s.a_chan, "classify", image=att))
-    for ix in flood:
-        msg = await s.bot.sim.wait_response(ix)
-        assert msg.ephemeral and "rest of my capacity is kept for other servers" in msg.content
-    other = await s.ix(
-        s.member, s.b_chan, "classify", image=s.bot.sim.upload(flower_bytes("tulip", 9), "b.jpg")
-    )
-    await poll(lambda: len(s.backend.calls) == 3)  # B got a slot
-    s.backend.gate.set()
-    for ix in (*held, other):
-        msg = await s.bot.sim.wait_response(ix)
-        assert msg.embeds and msg.embeds[0]["title"].startswith("daisy"), msg.text
 
 
 async def test_a_server_model_whose_file_is_gone_falls_back_to_the_default(servers: Servers):

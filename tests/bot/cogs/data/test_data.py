@@ -1,11 +1,15 @@
 """A server's data lifecycle through the simulator: /forget mine|label|all (with its
-confirmation), and the purge of a server the bot left (after the retention period only);
-the other server keeps everything."""
+confirmation), the purge of a server the bot left (after the retention period only; the
+other server keeps everything), and the removals the retention task finishes."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
+from bot.db.removals import BACKUP_MARKER
 from tests.bot.tenancy_world import Servers, poll
 from tests.discord_sim.components import find_component
 
@@ -84,3 +88,28 @@ async def test_a_server_that_left_recently_keeps_its_data(servers: Servers):
     await poll(lambda: a.left_at())
     assert await s.bot.bot.get_cog("DataCog").purge_once() == 0  # type: ignore[union-attr]
     assert len(await a.taught()) == 1
+
+
+@pytest.mark.parametrize("servers", [{"RETENTION_CHECK_INTERVAL_S": "0.2"}], indirect=True)
+async def test_removals_a_killed_backup_held_back_are_finished_by_the_retention_task(
+    servers: Servers,
+):
+    """A forget while a backup copies holds its file deletions back; the backup is killed
+    (its marker stays, naming a dead process): the retention task finishes them without
+    waiting for the next forget or start."""
+    s = servers
+    await s.teach(s.admin_a, s.a_chan, "rose", 0)
+    [record] = await s.bot.bot.store.guild(s.a.id).taught()
+    marker = s.bot.settings.data_dir / BACKUP_MARKER
+    backup = await asyncio.create_subprocess_exec("sleep", "120")  # stands for `db backup`
+    try:
+        marker.write_text(f"pid={backup.pid} host={socket.gethostname()}\n")
+        forgot = await s.run(s.admin_a, s.a_chan, "forget label", label="rose")
+        assert forgot.content.startswith("Forgot 1 taught image(s)")
+        await asyncio.sleep(0.6)  # three rounds of the task while the backup runs
+        assert record.path.is_file()  # held back: the backup may still copy it
+    finally:
+        backup.kill()
+        await backup.wait()
+    await poll(lambda: not record.path.exists())
+    marker.unlink()

@@ -88,7 +88,7 @@ async def test_a_members_correction_is_reviewed_approved_and_learned(s: Servers)
     assert str(s.member.id) in fields["Sent by"]
     [image] = review.attachments
     assert image.filename.startswith("review.") and image.data == flower_bytes("tulip", 0)
-    assert labels_of(review) == ["Approve", "Reject", "Relabel"]
+    assert labels_of(review) == ["Approve", "Reject", "Relabel", "Reject all from this member"]
 
     await s.press(review, s.admin_a, "Approve")
     await s.sim.wait_until(lambda: "The review queue is empty" in review.content)

@@ -1,16 +1,19 @@
 """Bulk teaching in Discord, end to end: ``/teach zip`` (a folder per label) and ``/teach
 from-channel`` (a channel's history), honest and hostile: zip bombs, nested archives, path
 traversal, duplicates, non-images, quotas, long reports, huge channels, channels the member
-or the bot cannot read, expired attachment links."""
+or the bot cannot read, expired attachment links; a chunk at a time through the door, and a
+channel's images as posted by their authors."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from tests.bot.door_watch import watch_turns
 from tests.bot.feedback_world import Servers, two_servers
 from tests.bot.harness import World, flower_bytes
 from tests.bot.images import TEXT_AS_PNG
@@ -228,3 +231,49 @@ async def test_real_photos_are_taught_from_a_channel(s: Servers):
         await s.sim.post_message(pics, s.member, "", [att])
     msg = await from_channel(s, pics, label="daisy", limit=2)
     assert "Learned 2 of 2 image(s) (daisy 2)" in msg.content
+
+
+# --- through the door, as posted --------------------------------------------------------------
+async def test_bulk_teaching_goes_through_the_door_a_chunk_at_a_time(s: Servers):
+    """/teach zip and /teach from-channel: each chunk (at most 10 images of one label) is
+    one turn at the door on the command's own path for the member who asked, and one
+    backend request; every turn ends."""
+    admission = s.bot.bot.admission
+    turns = watch_turns(admission)
+    calls_before = len(s.backend.calls)
+    entries = [(f"daisy/{i}.jpg", noisy_image(400 + i)) for i in range(12)]
+    entries += [(f"tulip/{i}.jpg", noisy_image(450 + i)) for i in range(3)]
+    msg = await teach_zip(s, make_zip(entries))
+    assert "Learned 15 of 15 image(s) (daisy 12, tulip 3)" in msg.content
+    pics = await s.sim.open_channel(s.a, "door")
+    await post_images(s, pics, 12, start=500)
+    msg = await from_channel(s, pics, label="door", limit=12)
+    assert "Learned 12 of 12 image(s) (door 12)" in msg.content
+    admin, a = s.admin_a.id, s.a.id
+    assert [(t.path, t.member_id, t.images, t.server_id) for t in turns] == [
+        ("teach_zip", admin, 10, a),
+        ("teach_zip", admin, 2, a),
+        ("teach_zip", admin, 3, a),
+        ("teach_channel", admin, 10, a),
+        ("teach_channel", admin, 2, a),
+    ]
+    assert s.backend.calls[calls_before:] == [10, 2, 3, 10, 2]
+    assert admission.stats().released_images == 0
+
+
+async def test_images_taught_from_a_channel_are_the_posters_to_forget(s: Servers):
+    """A channel's images are taught as posted by their authors: the admin's own stay when
+    the member who posted the others runs /forget mine."""
+    pics = await s.sim.open_channel(s.a, "mixed")
+    await post_images(s, pics, 3, start=600)  # by s.member
+    own = s.sim.upload(noisy_image(700), "own.jpg", content_type="image/jpeg")
+    await s.sim.post_message(pics, s.admin_a, "mine", [own])
+    msg = await from_channel(s, pics, label="mixed")
+    assert "Learned 4 of 4 image(s) (mixed 4)" in msg.content
+    scope = s.bot.bot.store.guild(s.a.id)
+    authors = Counter((r.user_id, r.author_id) for r in await scope.taught())
+    member, admin = s.member.id, s.admin_a.id
+    assert authors == {(admin, member): 3, (admin, None): 1}
+    told = (await s.run(s.member, s.a_chan, "forget mine")).content
+    assert told.startswith("Forgot the 3 image(s) you taught or posted on this server"), told
+    assert [(r.user_id, r.author_id) for r in await scope.taught()] == [(admin, None)]
