@@ -37,7 +37,7 @@ import discord
 from pydantic import ValidationError
 
 from bot.core.client import BackendStartFailed, DatabaseStartFailed, configure_endpoints
-from bot.core.health import HealthEndpointFailed
+from bot.core.health import HealthEndpointFailed, ListenerFailed
 from bot.core.logconfig import setup_logging
 from bot.core.reaching_discord import DiscordUnreachable
 from bot.core.settings import Settings
@@ -125,6 +125,9 @@ def exit_code_for(exc: BaseException | None) -> int:
     if isinstance(exc, HealthEndpointFailed):
         log.error("%s. Choose another port or unset HTTP_PORT.", exc)
         return EXIT_CONFIG
+    if isinstance(exc, ListenerFailed):
+        log.error("%s", exc)
+        return EXIT_CONFIG
     if isinstance(exc, BackendStartFailed):
         log.error("The classifier backend could not start: %s", exc)
         return EXIT_BACKEND
@@ -147,7 +150,8 @@ DISTRIBUTION = "golem-image-classifier-bot"
 EXIT_CODES = """exit codes of run:
   0  stopped cleanly (SIGINT/SIGTERM)
   1  unexpected error (logged with its traceback)
-  2  invalid configuration (the message names the setting; HTTP_PORT that cannot be bound)
+  2  invalid configuration (the message names the setting; HTTP_PORT or DASHBOARD_PORT
+     that cannot be bound)
   3  DISCORD_TOKEN missing, or rejected by Discord
   4  MESSAGE_CONTENT_INTENT=true but the intent is not enabled for the application
   5  the classifier backend or the database could not start

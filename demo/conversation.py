@@ -133,7 +133,7 @@ class Conversation:
         }
         names = ", ".join(name for name, _ in taught)
         ix = await self.command(
-            c.carol, c.cafe, "teach", f"label: cat  images: {names}", label="cat", **options
+            c.carol, c.cafe, "teach images", f"label: cat  images: {names}", label="cat", **options
         )
         await self.answer(ix)
         ix = await self.command(c.carol, c.cafe, "retrain", "")

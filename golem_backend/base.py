@@ -176,9 +176,11 @@ class Backend(abc.ABC):
         ``training_set.out_dir/<model_id>.model``; the default model is not changed. At most
         one retrain per ``tenant`` at a time, ``RETRAIN_CONCURRENCY`` overall, each within
         ``RETRAIN_TIMEOUT_S``. ``TrainReport.extra`` holds ``model_path``,
-        ``per_label_recall``, ``label_counts`` and ``quality``: the model's cross-validated
+        ``per_label_recall``, ``label_counts``, ``quality``: the model's cross-validated
         figures (``accuracy``, ``unknown_rate``, ``ece``, ``per_label``, ``hints``, ...;
-        see :func:`golem_backend.child.quality_summary` and docs/classifier.md).
+        see :func:`golem_backend.child.quality_summary` and docs/classifier.md) and, when
+        cross-validated, ``confusion`` (counts, rows = true label, columns = predicted) in
+        the order of ``confusion_labels``.
         """
 
     def capacity(self) -> Capacity:

@@ -302,6 +302,13 @@ def _train(
         "warnings": tuple(str(w) for w in result.warnings),
         "label_counts": dict(result.label_counts),
         "per_label_recall": dict(result.per_label_recall),
+        # rows = true label, columns = predicted, in the order of ``result.labels``
+        "confusion": (
+            [[int(n) for n in row] for row in result.confusion.tolist()]
+            if result.confusion is not None
+            else None
+        ),
+        "confusion_labels": tuple(str(label) for label in result.labels),
         "quality": quality_summary(metrics, model),
         # Rendered here, in the training process, to keep it off the bot's event loop.
         "confusion_png": (

@@ -99,6 +99,8 @@ def report_from_summary(summary: dict[str, Any], **extra: object) -> TrainReport
             "model_path": str(summary["model_path"]),
             "per_label_recall": dict(summary.get("per_label_recall") or {}),
             "label_counts": dict(summary.get("label_counts") or {}),
+            "confusion": summary.get("confusion"),  # rows = true, columns = predicted
+            "confusion_labels": tuple(summary.get("confusion_labels") or ()),
             "quality": dict(summary.get("quality") or {}),
             **extra,
         },

@@ -284,7 +284,7 @@ class Users:
             up = Upload("teach", path.name, path.read_bytes(), "image/jpeg")
         att = self._attach(up)
         ix = self.sim.slash(
-            self.app, s.general, s.admin, "teach", {"label": s.teach_label, "image": att}
+            self.app, s.general, s.admin, "teach images", {"label": s.teach_label, "image": att}
         )
         await self._interaction("teach", ix, [att])
 

@@ -72,10 +72,13 @@ PATHS: Final = (
     "classify",  # /classify
     "menu",  # the "Classify image" message menu
     "auto_reply",  # images posted in watched channels
-    "teach",  # /teach (checks the images with the backend's decoder)
+    "teach",  # /teach images (checks the images with the backend's decoder)
+    "teach_zip",  # /teach zip, a chunk of its images at a time
+    "teach_channel",  # /teach from-channel, a chunk of the channel's images at a time
+    "dashboard_upload",  # images and zips uploaded on the dashboard, a chunk at a time
     "teach_as",  # the "Teach as..." message menu
     "correction",  # a trainer's correction, taught at once
-    "review_approval",  # an approved /review item
+    "review_approval",  # an approved review item (/review or the dashboard's review grid)
 )
 """Paths through the door (a fixed vocabulary: metrics labels stay bounded)."""
 

@@ -17,7 +17,7 @@ from bot.core.admission_metrics import AdmissionMetrics
 from bot.core.command_sync import CommandSync
 from bot.core.errors import ClassifierTree
 from bot.core.gateway_events import skip_malformed_events
-from bot.core.health import HealthServer
+from bot.core.health import HealthServer, ListenerFailed
 from bot.core.limits import Cooldowns
 from bot.core.metrics import BotMetrics
 from bot.core.reaching_discord import login_or_explain, retry_first_connect
@@ -40,6 +40,7 @@ EXTENSIONS = (
     "bot.cogs.feedback",
     "bot.cogs.labels",
     "bot.cogs.rules",
+    "bot.dashboard",  # serves only when DASHBOARD_PUBLIC_URL is set
 )
 
 
@@ -169,6 +170,11 @@ class ClassifierBot(commands.Bot):
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)
+            except commands.ExtensionFailed as exc:
+                if isinstance(exc.original, ListenerFailed):  # the dashboard's port
+                    raise exc.original from None
+                self.extension_failures[name] = repr(exc)
+                log.exception("failed to load extension %s", name)
             except Exception as exc:
                 self.extension_failures[name] = repr(exc)
                 log.exception("failed to load extension %s", name)

@@ -82,12 +82,31 @@ async def download(
     max_bytes: int,
     timeout_s: float,
 ) -> bytes:
-    """Download ``url`` into memory.
+    """Download the image at ``url`` into memory (:func:`download_file`), then check it is
+    one: ``EmptyImage`` or ``NotAnImage`` (by the bytes, not the file name)."""
+    data = await download_file(
+        session, url, allowed_hosts=allowed_hosts, max_bytes=max_bytes, timeout_s=timeout_s
+    )
+    if not data:
+        raise EmptyImage("That file is empty.")
+    if sniff_image(data[:32]) is None:
+        raise NotAnImage("That file is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF).")
+    return data
+
+
+async def download_file(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    allowed_hosts: Collection[str],
+    max_bytes: int,
+    timeout_s: float,
+) -> bytes:
+    """Download ``url`` into memory, whatever it holds (an image, a zip).
 
     Redirects are followed only to allowed hosts; the body is read in chunks and abandoned
     as soon as it exceeds ``max_bytes``. Raises :class:`DownloadError` (also once shutdown
-    closed the session), ``ImageTooLarge``, ``EmptyImage`` or ``NotAnImage`` (by the
-    bytes, not the file name).
+    closed the session) or ``ImageTooLarge`` (its message names the file, not an image).
     """
     target = check_url(url, allowed_hosts)
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 10.0))
@@ -124,8 +143,4 @@ async def download(
             raise
         # aiohttp raises RuntimeError("Session is closed") once the bot is shutting down
         raise DownloadError("I'm restarting right now. Please try again in a minute.") from None
-    if not data:
-        raise EmptyImage("That file is empty.")
-    if sniff_image(bytes(data[:32])) is None:
-        raise NotAnImage("That file is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF).")
     return bytes(data)

@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 STATUS_TIMEOUT_S = 5.0  # a backend that cannot say how it is, is not ready
 
 
-class HealthEndpointFailed(Exception):
-    """``HTTP_HOST``/``HTTP_PORT`` cannot be bound (port in use, address not local...)."""
+class ListenerFailed(Exception):
+    """An HTTP listener of the bot cannot be bound (port in use, address not local...):
+    the ops endpoint, or the dashboard. The message names the settings to change."""
+
+
+class HealthEndpointFailed(ListenerFailed):
+    """``HTTP_HOST``/``HTTP_PORT`` cannot be bound."""
 
 
 class Served(Gateway, Protocol):

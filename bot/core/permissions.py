@@ -3,7 +3,9 @@
 ``default_permissions(administrator=True)`` only sets what a server sees by default; its
 admins can open a command to everyone. :func:`admin_only` runs on every call regardless.
 Trainers are a server's administrators, the bot's operators, and the members with the
-server's trainer role (``/settings trainer_role:``): they may teach and review.
+server's trainer role (``/settings trainer_role:``): they may teach and review. Who is
+which is decided by :func:`bot.core.member_access.server_role`, the rule the dashboard
+applies to a logged-in member too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import discord
 from discord import app_commands
 
 from bot.core.errors import NotAdmin, UserError
+from bot.core.member_access import ServerRole, server_role
 
 if TYPE_CHECKING:
     from bot.core.client import ClassifierBot
@@ -30,12 +33,28 @@ def is_operator(interaction: discord.Interaction) -> bool:
     return interaction.user.id in settings.admin_user_ids
 
 
+def server_role_of(
+    interaction: discord.Interaction, trainer_role_id: int | None
+) -> ServerRole | None:
+    """What the member who sent ``interaction`` may do here, by the rule the dashboard uses
+    too (:func:`bot.core.member_access.server_role`): their permissions in the channel
+    (Discord computes them, owner and Administrator included), whether they are an
+    operator, and their roles against the server's trainer role."""
+    user = interaction.user
+    guild = interaction.guild
+    in_guild = interaction.guild_id is not None
+    return server_role(
+        owner=guild is not None and guild.owner_id == user.id,
+        permissions=interaction.permissions.value if in_guild else 0,
+        operator=is_operator(interaction),
+        role_ids=[r.id for r in user.roles] if isinstance(user, discord.Member) else (),
+        trainer_role_id=trainer_role_id if in_guild else None,
+    )
+
+
 def is_admin(interaction: discord.Interaction) -> bool:
     """Bot owners (``ADMIN_USER_IDS``) anywhere; server administrators in their server."""
-    settings = interaction.client.settings  # type: ignore[attr-defined]
-    if interaction.user.id in settings.admin_user_ids:
-        return True
-    return interaction.guild is not None and interaction.permissions.administrator
+    return server_role_of(interaction, None) is ServerRole.ADMIN
 
 
 def admin_only() -> Callable[[T], T]:
@@ -61,13 +80,7 @@ async def can_train(bot: ClassifierBot, interaction: discord.Interaction) -> boo
     """An admin, an operator, or a member holding the server's trainer role right now."""
     if is_admin(interaction):
         return True
-    role_id = await trainer_role_id(bot, interaction)
-    member = interaction.user
-    return (
-        role_id is not None
-        and isinstance(member, discord.Member)
-        and member.get_role(role_id) is not None
-    )
+    return server_role_of(interaction, await trainer_role_id(bot, interaction)) is not None
 
 
 async def require_trainer(bot: ClassifierBot, interaction: discord.Interaction) -> None:

@@ -93,6 +93,9 @@ class Settings(BackendSettings):
     archive_max_entries: int = Field(2000, ge=1, le=100_000)
     archive_max_total_bytes: int = Field(256_000_000, ge=1024, le=10**11)
     archive_max_ratio: float = Field(100.0, ge=1, le=10_000)
+    # /teach from-channel: the largest `limit` of images, and how many messages it reads
+    teach_channel_max_images: int = Field(500, ge=1, le=100_000)
+    teach_channel_max_messages: int = Field(5000, ge=1, le=1_000_000)
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -2,15 +2,19 @@
 
 A server is listed when all three hold:
 - Discord lists it among the member's servers (``/users/@me/guilds``, their token);
-- the bot is there: the server has a row in the database that is not marked as left
-  (``store.guild(id).left_at()``; the bot marks the servers it leaves);
+- the bot is there: this process's gateway connection has the server (the dashboard runs
+  in the bot's process; a server of another process's shards is not listed);
 - the member is an administrator (owner, the Administrator permission, or one of the
   bot's operators) or holds the server's trainer role, read from the bot's own view of
   the member (``GET /guilds/{id}/members/{user}`` with the bot's token), decided by
   :func:`bot.core.member_access.server_role`, the rule the commands use.
 
 Discord's answers are reused for ``DASHBOARD_ACCESS_RECHECK_S`` seconds per member (and
-per server for roles); the database is read on every check.
+per server for roles); the bot's presence and the trainer role (the database) are read on
+every check.
+
+The same roles decide which of the server's channels a trainer can view (what review items
+they see and decide, ``bot.core.channel_access``): ``views.channel_viewer``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -80,10 +85,17 @@ class TimedCache(Generic[K, V]):
 
 
 class AccessChecker:
-    def __init__(self, config: DashboardConfig, store: Store, api: DiscordApi) -> None:
+    def __init__(
+        self,
+        config: DashboardConfig,
+        store: Store,
+        api: DiscordApi,
+        bot_present: Callable[[int], bool],
+    ) -> None:
         self.config = config
         self.store = store
         self.api = api
+        self.bot_present = bot_present  # the bot is in this server (this process's shards)
         self._guilds: TimedCache[str, list[PartialGuild]] = TimedCache(config.access_recheck_s)
         self._roles: TimedCache[tuple[int, int], frozenset[int]] = TimedCache(
             config.access_recheck_s
@@ -96,15 +108,9 @@ class AccessChecker:
             return cached
         return self._guilds.put(key, await self.api.my_guilds(session.access_token))
 
-    async def bot_present(self, guild_id: int) -> bool:
-        """The server has data and the bot has not left it."""
-        scope = self.store.guild(guild_id)
-        return await scope.left_at() is None and guild_id in set(
-            await self.store.operator.scope_ids()
-        )
-
-    async def _role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
-        """The member's roles (none when they left or the bot is gone)."""
+    async def role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
+        """The member's roles as the bot reads them (none when they left or the bot is
+        gone); reused for ``DASHBOARD_ACCESS_RECHECK_S``."""
         key = (guild_id, user_id)
         cached = self._roles.get(key)
         if cached is not None:
@@ -126,7 +132,7 @@ class AccessChecker:
         trainer_role_id = (await self.store.guild(guild.id).settings()).trainer_role_id
         if trainer_role_id is None:
             return None
-        role_ids = await self._role_ids(guild.id, session.user_id)
+        role_ids = await self.role_ids(guild.id, session.user_id)
         return server_role(
             owner=guild.owner,
             permissions=guild.permissions,
@@ -137,10 +143,9 @@ class AccessChecker:
 
     async def servers(self, session: Session) -> list[ServerAccess]:
         """Every server the member may manage, by name."""
-        known = set(await self.store.operator.scope_ids())
         found = []
         for guild in await self.member_guilds(session):
-            if guild.id not in known or await self.store.guild(guild.id).left_at() is not None:
+            if not self.bot_present(guild.id):
                 continue
             role = await self.role_in(session, guild)
             if role is not None:
@@ -156,7 +161,7 @@ class AccessChecker:
         theirs, the bot is not there, neither admin nor trainer), :class:`NotAllowed`
         (403) when ``admin`` is asked and they are only a trainer."""
         guild = next((g for g in await self.member_guilds(session) if g.id == guild_id), None)
-        if guild is None or not await self.bot_present(guild_id):
+        if guild is None or not self.bot_present(guild_id):
             raise ServerNotFound()
         role = await self.role_in(session, guild)
         if role is None:

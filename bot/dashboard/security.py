@@ -66,7 +66,10 @@ def security_headers(config: DashboardConfig) -> Callable[..., Awaitable[web.Str
     def apply(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(headers)
         static = request.path.startswith(config.base_path + STATIC_PREFIX)
-        response.headers["Cache-Control"] = "public, max-age=3600" if static else "no-store"
+        if static:
+            response.headers["Cache-Control"] = "public, max-age=3600"
+        else:  # pages are never cached; an image route may allow the member's browser to
+            response.headers.setdefault("Cache-Control", "no-store")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

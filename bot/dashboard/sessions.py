@@ -29,6 +29,8 @@ from bot.dashboard.config import DashboardConfig
 
 SESSION_COOKIE = "dashboard_session"
 LOGIN_COOKIE = "dashboard_login"
+FLASH_COOKIE = "dashboard_flash"
+FLASH_LIFETIME_S = 120.0  # from an action to the page it redirects to
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SessionCookies:
         self.config = config
         self.sessions = CookieCodec(config.session_secret, "session")
         self.logins = CookieCodec(config.session_secret, "login")
+        self.flashes = CookieCodec(config.session_secret, "flash")
 
     def _set(self, response: web.StreamResponse, name: str, value: str, max_age: float) -> None:
         response.set_cookie(
@@ -156,6 +159,30 @@ class SessionCookies:
 
     def end_login(self, response: web.StreamResponse) -> None:
         self._clear(response, LOGIN_COOKIE)
+
+
+class Flash:
+    """What an action did, shown once by the page it redirects to (post/redirect/get)."""
+
+    def __init__(self, cookies: SessionCookies) -> None:
+        self.cookies = cookies
+
+    def put(self, response: web.StreamResponse, text: str, *, ok: bool = True) -> None:
+        data = {"text": text[:2000], "ok": ok}
+        self.cookies._set(
+            response, FLASH_COOKIE, self.cookies.flashes.dumps(data), FLASH_LIFETIME_S
+        )
+
+    def read(self, request: web.Request) -> tuple[str, bool] | None:
+        """The message left by the last action, if any (clear it with :meth:`clear`)."""
+        token = request.cookies.get(FLASH_COOKIE)
+        data = self.cookies.flashes.loads(token, FLASH_LIFETIME_S) if token else None
+        if data is None or not isinstance(data.get("text"), str):
+            return None
+        return data["text"], bool(data.get("ok"))
+
+    def clear(self, response: web.StreamResponse) -> None:
+        self.cookies._clear(response, FLASH_COOKIE)
 
 
 def same_secret(given: str | None, expected: str) -> bool:

@@ -1,27 +1,34 @@
-"""The dashboard's pages: login with Discord, logout, the member's servers, a server.
+"""The dashboard's pages: login with Discord, logout, the member's servers, a server's
+overview; and what every page shares (:func:`render`, :func:`open_server`, :func:`done`).
 
 Every page that shows a member's data starts with :func:`current_session` (or gets the
-session from the CSRF middleware on a POST); every per-server page with
-``checker.require(session, guild_id)``, which answers 404 for any server the member may
-not open. Data then comes only from ``store.guild(access.guild_id)``.
+session from the CSRF middleware on a POST); every per-server page and action with
+:func:`open_server`, which calls ``checker.require(session, guild_id)`` (404 for any
+server the member may not open, 403 for a trainer on an administrator's page) with the
+server id from the URL only. Data then comes only from ``bot.store.guild(access.guild_id)``
+and through the features' functions.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from bot.dashboard.access import AccessChecker
+from bot.core.channel_access import ChannelViewer
+from bot.dashboard.access import AccessChecker, ServerAccess
 from bot.dashboard.config import SCOPES, DashboardConfig
 from bot.dashboard.discord_api import DiscordApi, DiscordUnavailable, LoginRejected
 from bot.dashboard.metrics import DashboardMetrics
 from bot.dashboard.security import CSRF_FIELD, SESSION
-from bot.dashboard.sessions import Session, SessionCookies, same_secret
-from bot.db import Store
+from bot.dashboard.sessions import Flash, Session, SessionCookies, same_secret
+from bot.db import ScopedData, Store
+
+if TYPE_CHECKING:
+    from bot.core.client import ClassifierBot
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ CHECKER: web.AppKey[AccessChecker] = web.AppKey("dashboard_access", AccessChecke
 API: web.AppKey[DiscordApi] = web.AppKey("dashboard_discord_api", DiscordApi)
 STORE: web.AppKey[Store] = web.AppKey("dashboard_store", Store)
 METRICS: web.AppKey[DashboardMetrics] = web.AppKey("dashboard_metrics", DashboardMetrics)
+BOT: web.AppKey[ClassifierBot] = web.AppKey("dashboard_bot")
+FLASH: web.AppKey[Flash] = web.AppKey("dashboard_flash", Flash)
 
 
 class LoginFailed(web.HTTPBadRequest):
@@ -61,15 +70,63 @@ def require_session(request: web.Request) -> Session:
 def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
-    """A page; every page also gets ``user`` (the session or ``None``) and the CSRF field."""
+    """A page; every page also gets ``user`` (the session or ``None``), the CSRF field and
+    the message of the action that led here (``flash``: text, ok), shown once."""
     session = current_session(request)
+    flash = request.app[FLASH]
+    flashed = flash.read(request)
     page = {
         "user": session,
         "csrf_field": CSRF_FIELD,
         "csrf_token": session.csrf_token if session is not None else "",
+        "flash": flashed,
         **context,
     }
-    return aiohttp_jinja2.render_template(template, request, page, status=status)
+    response = aiohttp_jinja2.render_template(template, request, page, status=status)
+    if flashed is not None:
+        flash.clear(response)
+    return response
+
+
+def bot_of(request: web.Request) -> ClassifierBot:
+    return request.app[BOT]
+
+
+async def channel_viewer(request: web.Request, access: ServerAccess) -> ChannelViewer:
+    """Which of the server's channels the logged-in member can view, decided as for a
+    command (``bot.core.channel_access``): administrators and the bot's operators see all;
+    a trainer's permissions in each channel are computed from the server as this process's
+    gateway connection holds it (its roles, channels and overwrites, kept current by
+    Discord's events) and the member's roles as the bot read them for the access check
+    (``GET /guilds/{id}/members/{user}``, reused for ``DASHBOARD_ACCESS_RECHECK_S``)."""
+    guild = bot_of(request).get_guild(access.guild_id)
+    if access.admin:
+        return ChannelViewer(guild, None, sees_all=True)
+    user_id = require_session(request).user_id
+    role_ids = await request.app[CHECKER].role_ids(access.guild_id, user_id)
+    return ChannelViewer.of_member_roles(guild, user_id, role_ids, sees_all=False)
+
+
+async def open_server(
+    request: web.Request, *, admin: bool = False
+) -> tuple[ServerAccess, ScopedData]:
+    """The check every per-server page and action starts with: the logged-in member may
+    open the server named by the URL (``admin``: as an administrator), and its scope."""
+    session = require_session(request)
+    guild_id = int(request.match_info["guild_id"])
+    access = await request.app[CHECKER].require(session, guild_id, admin=admin)
+    return access, bot_of(request).store.guild(access.guild_id)
+
+
+def done(request: web.Request, location: str, text: str, *, ok: bool = True) -> web.HTTPFound:
+    """The answer to an action: back to ``location``, which shows ``text`` once."""
+    response = web.HTTPFound(location)
+    request.app[FLASH].put(response, text, ok=ok)
+    return response
+
+
+def server_url(request: web.Request, name: str, access: ServerAccess, **parts: str) -> str:
+    return url(request, name, guild_id=str(access.guild_id), **parts)
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -153,12 +210,12 @@ async def servers(request: web.Request) -> web.StreamResponse:
 
 
 async def server(request: web.Request) -> web.StreamResponse:
-    """One server's overview: the pattern every per-server page follows."""
-    session = require_session(request)
-    access = await request.app[CHECKER].require(session, int(request.match_info["guild_id"]))
-    scope = request.app[STORE].guild(access.guild_id)
+    """One server's overview: its labels and model at a glance, and the way to its pages."""
+    access, scope = await open_server(request)
     labels = sorted((await scope.label_counts()).items())
     model = await scope.current_model()
+    visible = (await channel_viewer(request, access)).visible_channel_ids()
+    waiting = (await scope.review_queue(channels=visible))[1]
     return render(
         request,
         "server.html",
@@ -167,5 +224,6 @@ async def server(request: web.Request) -> web.StreamResponse:
             "labels": labels,
             "taught": sum(n for _, n in labels),
             "model": model,
+            "waiting": waiting,
         },
     )

@@ -73,10 +73,15 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
             return row.left_at if row else None
 
     async def mark_present(self) -> None:
-        async with self._write() as s:
-            await s.execute(
-                update(GuildRow).where(GuildRow.id == self.scope_id).values(left_at=None)
-            )
+        """The bot is in this server: its row exists (created the first time the bot sees
+        the server, so that a server where nothing was stored yet is known, e.g. to the
+        dashboard) and is not marked as left. Writes only when something changes."""
+        async with self._session() as s:
+            row = await s.get(GuildRow, self.scope_id)
+            if row is not None and row.left_at is None:
+                return
+        async with self._write(changes_serving=False) as s:
+            (await self._ensure_row(s)).left_at = None
 
     # --- watched channels ---------------------------------------------------------------
     async def watched_channels(self) -> set[int]:
@@ -156,6 +161,29 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         async with self._session() as s:
             rows = await s.scalars(query.order_by(TaughtImageRow.id))
             return [self._record(r) for r in rows]
+
+    async def taught_of_label(self, label: str, limit: int, offset: int = 0) -> list[TaughtRecord]:
+        """A page of the label's taught images whose file is there, newest first."""
+        async with self._session() as s:
+            rows = await s.scalars(
+                self._taught()
+                .where(TaughtImageRow.label == label, TaughtImageRow.missing_since.is_(None))
+                .order_by(TaughtImageRow.added_at.desc(), TaughtImageRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [self._record(r) for r in rows]
+
+    async def taught_image(self, sha256: str) -> TaughtRecord | None:
+        """One of this scope's taught files by its content hash (any of its labels), unless
+        the start-up check found it missing."""
+        async with self._session() as s:
+            row = await s.scalar(
+                self._taught()
+                .where(TaughtImageRow.sha256 == sha256, TaughtImageRow.missing_since.is_(None))
+                .order_by(TaughtImageRow.id)
+            )
+            return self._record(row) if row else None
 
     async def missing_files(self) -> dict[str, int]:
         """How many of this scope's rows name a file the start-up check found missing, by
@@ -346,6 +374,14 @@ class ScopedData(ScopeFeedback, ScopeRules, ScopeModels):
         out = await self._forget(TaughtImageRow.label == label)
         reviews = await self.forget_feedback_of_label(label)
         return Forgotten(out.images, out.models, out.files, reviews)
+
+    async def forget_image(self, label: str, sha256: str, *, user_id: int | None = None) -> int:
+        """One taught image of ``label`` (only if ``user_id`` taught it, when given); its
+        file goes when no other label uses it. The number of images removed (0 or 1)."""
+        condition = (TaughtImageRow.label == label) & (TaughtImageRow.sha256 == sha256)
+        if user_id is not None:
+            condition &= TaughtImageRow.user_id == user_id
+        return (await self._forget(condition)).images
 
     async def forget_user(self, user_id: int) -> Forgotten:
         """What the member taught, asked, voted and sent for review, and every taught

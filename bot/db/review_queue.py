@@ -145,6 +145,25 @@ class ScopeReviews(ScopeBase):
             count = await s.scalar(select(func.count()).select_from(ReviewItemRow).where(mine))
             return (self._item(row) if row else None), int(count or 0)
 
+    async def review_items(
+        self, limit: int, offset: int = 0, channels: Collection[int] | None = None
+    ) -> list[ReviewItem]:
+        """A page of waiting corrections, oldest first: the items :meth:`review_queue`
+        counts (with ``channels``, only those answered in them; never one whose image is
+        missing)."""
+        async with self._session() as s:
+            mine = (ReviewItemRow.guild_id == self.scope_id) & ReviewItemRow.missing_since.is_(None)
+            if channels is not None:
+                mine = mine & ReviewItemRow.channel_id.in_(list(channels))
+            rows = await s.scalars(
+                select(ReviewItemRow)
+                .where(mine)
+                .order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [self._item(r) for r in rows]
+
     async def review_item(self, item_id: int) -> ReviewItem | None:
         """This server's waiting item ``item_id``; ``None`` if it is not (or its image is
         missing: it waits until the file is back)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,11 +52,20 @@ class ScopeBase:
         return self._store.sessions()
 
     async def _ensure_row(self, session: AsyncSession) -> GuildRow:
+        """The scope's row, created if missing. Two first writes of a scope may race (the
+        bot seeing the server while a command stores something): the insert does nothing
+        when the other one's row is there already, on SQLite and PostgreSQL alike."""
         row = await session.get(GuildRow, self.scope_id)
         if row is None:
-            row = GuildRow(id=self.scope_id, include_default=True, created_at=utcnow())
-            session.add(row)
-            await session.flush()
+            dialect = session.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            await session.execute(
+                insert(GuildRow)
+                .values(id=self.scope_id, include_default=True, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=[GuildRow.id])
+            )
+            row = await session.get(GuildRow, self.scope_id)
+            assert row is not None
         return row
 
     # --- plumbing -----------------------------------------------------------------------

@@ -1,32 +1,43 @@
-"""A dashboard served by a real aiohttp server, logging in through the Discord simulator's
-OAuth2 endpoints, on a real SQLite database.
+"""The dashboard as it runs: the real bot (``ClassifierBot`` with its real settings, store,
+features and door) connected to the Discord simulator, its dashboard served by the
+bot's own process on ``DASHBOARD_PORT``, logging in through the simulator's OAuth2
+endpoints, on a real SQLite database. The backend is the feedback tests' checking backend:
+the real image decoder, scripted answers and retrains.
 
 The world (who sees what):
 - "Alpha": alice is an administrator (a role with Administrator); bob, carol members.
 - "Bravo": alice owns it.
 - "Charlie": bob holds the trainer role; carol is a member without it; alice is not there.
-- "Delta": alice is an administrator, but the bot left it (its row is marked left).
-- "Echo": alice is an administrator, but the bot has stored nothing there (no row).
+- "Delta": alice is an administrator, but the bot is not there (it left).
+- "Echo": alice is an administrator; the bot is there but has stored nothing yet.
 - "Foxtrot": the bot is there; alice and bob are not members.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from bot.dashboard import DashboardConfig, create_dashboard_app
+from bot.core.client import ClassifierBot, configure_endpoints
+from bot.core.settings import Settings
+from bot.core.sharding import create_bot
+from bot.dashboard import DashboardCog, DashboardConfig
 from bot.db import Store
+from tests.bot.feedback_world import MAX_IMAGE_BYTES, CheckingBackend
+from tests.bot.harness import settings_from_env
 from tests.discord_sim import ADMINISTRATOR, DiscordSimulator
-from tests.discord_sim.model import Application, Guild, Role, User
+from tests.discord_sim.model import Application, Channel, Guild, Role, User
 
 SESSION_SECRET = "a-session-secret-for-tests-only-0123456789"
 
@@ -35,27 +46,64 @@ SESSION_SECRET = "a-session-secret-for-tests-only-0123456789"
 class DashboardWorld:
     sim: DiscordSimulator
     app: Application
-    store: Store
-    config: DashboardConfig
-    dashboard: web.Application
+    bot: ClassifierBot
+    task: asyncio.Task[None]
+    settings: Settings
+    backend: CheckingBackend
     alice: User
     bob: User
     carol: User
     guilds: dict[str, Guild]
     trainer_role: Role
+    channels: dict[str, Channel]
+
+    @property
+    def config(self) -> DashboardConfig:
+        return self.cog.config
+
+    @property
+    def cog(self) -> DashboardCog:
+        cog = self.bot.get_cog("DashboardCog")
+        assert cog is not None, f"no dashboard: {self.bot.extension_failures}"
+        return cog  # type: ignore[return-value]
+
+    def key(self, name: str) -> Any:
+        """The dashboard's ``bot.dashboard.views`` app key ``name``, as the running bot
+        loaded it (discord.py drops an extension's modules from ``sys.modules`` when a bot
+        closes, so a later bot imports them afresh: compare with the live ones)."""
+        return getattr(sys.modules["bot.dashboard.views"], name)
+
+    @property
+    def dashboard(self) -> web.Application:
+        assert self.cog.app is not None
+        return self.cog.app
+
+    @property
+    def store(self) -> Store:
+        return self.bot.store
 
     @property
     def url(self) -> str:
         return self.config.public_url
 
-    def guild_url(self, name: str) -> str:
-        return f"{self.url}/servers/{self.guilds[name].id}"
+    def guild_url(self, name: str, page: str = "") -> str:
+        return f"{self.url}/servers/{self.guilds[name].id}{page}"
+
+    async def stop(self) -> None:
+        await self.bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 30)
 
 
 def free_socket() -> socket.socket:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def free_port() -> int:
+    with free_socket() as sock:
+        return sock.getsockname()[1]
 
 
 @asynccontextmanager
@@ -69,18 +117,9 @@ async def serve(app: web.Application, sock: socket.socket) -> AsyncIterator[None
         await runner.cleanup()
 
 
-async def build_world(
-    sim: DiscordSimulator,
-    store: Store,
-    public_url: str,
-    *,
-    operators: tuple[str, ...] = (),
-    registry: CollectorRegistry | None = None,
-    **config_kw: object,
-) -> DashboardWorld:
-    """``operators``: names of the users who are the bot's operators (ADMIN_USER_IDS)."""
-    app = sim.create_application("Classifier")
-    app.redirect_uris.append(public_url + "/callback")
+def build_guilds(
+    sim: DiscordSimulator, app: Application
+) -> tuple[dict[str, Guild], User, User, User]:
     alice, bob, carol = (sim.create_user(n) for n in ("alice", "bob", "carol"))
     owner = sim.create_user("someone")
     names = ("Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot")
@@ -90,54 +129,86 @@ async def build_world(
     for user in (bob, carol):
         sim.add_member(guilds["Alpha"], user)
         sim.add_member(guilds["Charlie"], user)
+    guilds["Delta"].members.pop(app.user.id)  # the bot left Delta
+    return guilds, alice, bob, carol
+
+
+async def start_world(
+    tmp_path: Path,
+    *,
+    operators: tuple[str, ...] = (),
+    path: str = "",
+    env: dict[str, str] | None = None,
+    sim: DiscordSimulator | None = None,
+) -> DashboardWorld:
+    """A new simulator (unless given) and world, and the bot serving its dashboard at
+    ``http://127.0.0.1:<port><path>``. ``operators``: names of users in ADMIN_USER_IDS."""
+    if sim is None:
+        sim = DiscordSimulator()
+        await sim.start()
+    app = sim.create_application("Classifier")
+    guilds, alice, bob, carol = build_guilds(sim, app)
     trainer = await sim.create_role(guilds["Charlie"], "trainers")
     sim.give_role(guilds["Charlie"], bob, trainer)
-    for name in ("Alpha", "Bravo", "Charlie", "Delta", "Foxtrot"):
-        await store.guild(guilds[name].id).set_include_default(True)  # the bot stored data
-    await store.guild(guilds["Charlie"].id).set_trainer_role(trainer.id)
-    await store.guild(guilds["Delta"].id).mark_left()
-    config = DashboardConfig(
-        public_url=public_url,
-        client_id=app.id,
-        client_secret=app.client_secret,
-        session_secret=SESSION_SECRET,
-        bot_token=app.token,
-        api_base=sim.api_base,
-        operator_ids=frozenset(u.id for u in (alice, bob, carol) if u.name in operators),
-        **config_kw,  # type: ignore[arg-type]
+    channels = {
+        "alpha": sim.create_channel(guilds["Alpha"], "pics"),
+        "alpha-log": sim.create_channel(guilds["Alpha"], "log"),
+        "charlie": sim.create_channel(guilds["Charlie"], "pics"),
+    }
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}{path}"
+    app.redirect_uris.append(public_url + "/callback")
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    operator_ids = ",".join(str(u.id) for u in (alice, bob, carol) if u.name in operators)
+    settings = settings_from_env(
+        {
+            **sim.bot_env(app),
+            "DATA_DIR": str(data),
+            "DATASET_DIR": str(data),
+            "MESSAGE_CONTENT_INTENT": "true",
+            "COOLDOWN_USES": "1000",
+            "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+            "ADMIN_USER_IDS": operator_ids,
+            "DASHBOARD_PUBLIC_URL": public_url,
+            "DASHBOARD_HOST": "127.0.0.1",
+            "DASHBOARD_PORT": str(port),
+            "DISCORD_CLIENT_ID": str(app.id),
+            "DISCORD_CLIENT_SECRET": app.client_secret,
+            "DASHBOARD_SESSION_SECRET": SESSION_SECRET,
+            "DASHBOARD_ACCESS_RECHECK_S": "0",
+            **(env or {}),
+        }
     )
-    dashboard = create_dashboard_app(config, store, registry=registry)
-    return DashboardWorld(sim, app, store, config, dashboard, alice, bob, carol, guilds, trainer)
+    configure_endpoints(settings)
+    backend = CheckingBackend()
+    bot = create_bot(settings, backend=backend)
+    task = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+    connected = asyncio.create_task(sim.wait_connected(app, timeout_s=120, synced=False))
+    finished, _ = await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
+    if connected not in finished:
+        connected.cancel()
+        await bot.close()
+        task.result()
+        raise RuntimeError("the bot stopped before connecting")
+    present = [g for name, g in guilds.items() if name != "Delta"]
+    async with asyncio.timeout(30):
+        while not all(bot.get_guild(g.id) for g in present):  # noqa: ASYNC110 (the bot's cache)
+            await asyncio.sleep(0.02)
+    await bot.store.guild(guilds["Charlie"].id).set_trainer_role(trainer.id)
+    return DashboardWorld(
+        sim, app, bot, task, settings, backend, alice, bob, carol, guilds, trainer, channels
+    )
 
 
 @asynccontextmanager
-async def running_world(
-    tmp_path: Path, *, mount_at: str = "", **world_kw: object
-) -> AsyncIterator[DashboardWorld]:
-    """The world, its dashboard served on a free port (``mount_at``: as a sub-application
-    of another aiohttp app, under that path, beside a ``/healthz`` of the parent)."""
-    sim = DiscordSimulator()
-    await sim.start()
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", tmp_path / "data")
-    await store.open()
-    sock = free_socket()
-    root = f"http://127.0.0.1:{sock.getsockname()[1]}"
+async def running_world(tmp_path: Path, **kw: object) -> AsyncIterator[DashboardWorld]:
+    world = await start_world(tmp_path, **kw)  # type: ignore[arg-type]
     try:
-        world = await build_world(sim, store, root + mount_at, access_recheck_s=0.0, **world_kw)
-        served = world.dashboard
-        if mount_at:
-            served = web.Application()
-            served.add_routes([web.get("/healthz", _healthz)])
-            served.add_subapp(mount_at + "/", world.dashboard)
-        async with serve(served, sock):
-            yield world
+        yield world
     finally:
-        await store.close()
-        await sim.stop()
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"alive": True})
+        await world.stop()
+        await world.sim.stop()
 
 
 def http_client() -> aiohttp.ClientSession:

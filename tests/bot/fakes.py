@@ -148,6 +148,21 @@ class ScriptedBackend(Backend):
                 "model_path": str(path),
                 "per_label_recall": {lb: 0.5 for lb in labels},
                 "label_counts": counts,
+                # half of each label's images answered right, the rest as the next label
+                "confusion": [
+                    [
+                        (counts[t] - counts[t] // 2)
+                        if p == t
+                        else (
+                            counts[t] // 2
+                            if p == labels[(labels.index(t) + 1) % len(labels)]
+                            else 0
+                        )
+                        for p in labels
+                    ]
+                    for t in labels
+                ],
+                "confusion_labels": labels,
             },
         )
 

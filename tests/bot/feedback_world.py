@@ -105,7 +105,7 @@ _counter = iter(range(1000))
 
 
 async def two_servers(
-    world: World, data: Path, env: dict[str, str] | None = None
+    world: World, data: Path, extra_env: dict[str, str] | None = None
 ) -> AsyncIterator[Servers]:
     sim = world.sim
     n = next(_counter)
@@ -141,7 +141,7 @@ async def two_servers(
         "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "MAX_IMAGES_PER_MESSAGE": "4",
         "FEEDBACK_COOLDOWN_USES": "1000",
-        **(env or {}),
+        **(extra_env or {}),
     }
     backend = CheckingBackend()
     running = await launch(world, app, env, backend=backend)

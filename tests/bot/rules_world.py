@@ -78,7 +78,7 @@ class Pair:
 
     async def teach(self, side: Side, label: str, index: int) -> Message:
         att = self.sim.upload(flower_bytes("daisy", index), f"t{index}.jpg")
-        return await self.run(side.admin, side.pics, "teach", label=label, image=att)
+        return await self.run(side.admin, side.pics, "teach images", label=label, image=att)
 
 
 def _side(world: World, n: int, name: str, bot_user_id: int, member: User) -> Side:

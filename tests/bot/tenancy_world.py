@@ -36,7 +36,7 @@ class Servers:
 
     async def teach(self, admin: User, chan: Channel, label: str, index: int) -> Message:
         att = self.bot.sim.upload(flower_bytes("daisy", index), f"t{index}.jpg")
-        return await self.run(admin, chan, "teach", label=label, image=att)
+        return await self.run(admin, chan, "teach images", label=label, image=att)
 
     async def classify(self, chan: Channel, index: int = 0) -> Message:
         att = self.bot.sim.upload(flower_bytes("tulip", index), f"c{index}.jpg")

@@ -126,3 +126,41 @@ async def test_cdn_checks_signatures_and_expiry(sim):
             assert r.status == 404
         async with http.get(expired.url) as r:
             assert r.status == 404
+
+
+async def test_channel_history_is_paged_newest_first_and_needs_the_permissions(sim):
+    from tests.discord_sim.model import READ_MESSAGE_HISTORY, VIEW_CHANNEL
+
+    app = sim.create_application("B", message_content_allowed=False)
+    owner = sim.create_user("o")
+    guild = sim.create_guild("g", owner)
+    channel = sim.create_channel(guild, "c")
+    posted = [await sim.post_message(channel, owner, f"m{i}") for i in range(7)]
+    ids = [m.id for m in posted]
+    url = f"{sim.api_base}/channels/{channel.id}/messages"
+    headers = {"Authorization": f"Bot {app.token}"}
+
+    async def page(**query: object) -> tuple[int, object]:
+        async with http.get(
+            url, params={k: str(v) for k, v in query.items()}, headers=headers
+        ) as r:
+            return r.status, await r.json()
+
+    async with aiohttp.ClientSession() as http:
+        status, body = await page(limit=3)
+        assert status == 200 and [int(m["id"]) for m in body] == ids[:-4:-1]
+        assert all(m["content"] == "" for m in body)  # no Message Content intent
+        _, body = await page(limit=2, before=ids[3])
+        assert [int(m["id"]) for m in body] == [ids[2], ids[1]]
+        _, body = await page(limit=2, after=ids[3])
+        assert [int(m["id"]) for m in body] == [ids[5], ids[4]]
+        _, body = await page(limit=4, around=ids[3])
+        assert [int(m["id"]) for m in body] == [ids[4], ids[3], ids[2], ids[1]]
+        status, body = await page(limit=101)  # the spec's maximum is 100
+        assert status == 400
+        channel.overwrites[app.user.id] = (0, READ_MESSAGE_HISTORY)
+        assert await page(limit=5) == (200, [])
+        channel.overwrites[app.user.id] = (0, VIEW_CHANNEL)
+        status, body = await page(limit=5)
+        assert status == 403 and body["code"] == 50001
+    sim.expect_spec_violations = True  # the limit of 101, on purpose

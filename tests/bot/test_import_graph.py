@@ -1,7 +1,8 @@
 """The shape of ``bot/``: no import cycles (type-only and in-function imports included),
 the core and the database never import a feature, and a feature uses another feature only
 through that feature's package (its ``__init__``), never through its private modules;
-and the backend is classified through in one module only, the door's (``classifying``).
+nothing of the bot imports the dashboard (it sits on top, loaded by name); and the backend
+is classified through in one module only, the door's (``classifying``).
 
 The graph is read from the source with ``ast``: every ``import`` and ``from ... import``
 anywhere in a module (under ``if TYPE_CHECKING:``, inside functions) is an edge.
@@ -253,6 +254,15 @@ def test_features_use_each_other_through_their_packages_only():
 def test_modules_import_modules_not_the_package_they_are_in():
     edges = imports_of_own_package(import_graph(ROOT, "bot"))
     assert not edges, "a module importing its own package's __init__:\n" + "\n".join(edges)
+
+
+def test_nothing_of_the_bot_imports_the_dashboard():
+    """The dashboard sits on top: it uses the features, the core and the database; none of
+    them uses it (the core loads it by name, like a feature)."""
+    graph = import_graph(ROOT, "bot")
+    assert "bot.dashboard.app" in graph  # the layout under test
+    edges = forbidden_edges(graph, ("bot.core", "bot.db", "bot.cogs"), "bot.dashboard")
+    assert not edges, "importing the dashboard:\n" + "\n".join(edges)
 
 
 def test_only_the_classifying_path_calls_the_backend():

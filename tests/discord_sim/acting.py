@@ -114,6 +114,21 @@ class UserActions:
         self._sim.notify()
         return role
 
+    async def open_channel(
+        self, guild: Guild, name: str, overwrites: dict[int, tuple[int, int]] | None = None
+    ) -> Channel:
+        """A new text channel of ``guild`` (CHANNEL_CREATE to the connected bots);
+        ``overwrites``: target id (role or member) -> (allow, deny)."""
+        channel = self._sim.create_channel(guild, name, overwrites)
+        role_ids = {guild.everyone.id, *guild.roles}
+        for session in list(self._sim.sessions):
+            if session.ready and session.owns(guild.id):
+                await session.dispatch(
+                    "CHANNEL_CREATE", {**channel.payload(role_ids), "guild_id": str(guild.id)}
+                )
+        self._sim.notify()
+        return channel
+
     async def delete_channel(self, channel: Channel) -> None:
         """Delete a server's channel (CHANNEL_DELETE to the connected bots); its messages
         go with it."""
@@ -148,6 +163,10 @@ class UserActions:
         guild = self._sim.guilds[channel.guild_id]
         top, _, sub = name.partition(" ")  # "forget label": a subcommand of /forget
         cmd = visible_command(app, guild, channel, user, top, 1)
+
+        def permissions_in(target: Channel) -> int:
+            return guild.channel_permissions(user.id, target)
+
         if sub:
             spec = next(
                 (o for o in cmd.data.get("options", []) if o.get("type") == 1 and o["name"] == sub),
@@ -155,10 +174,10 @@ class UserActions:
             )
             if spec is None:
                 raise CommandRejected(f"/{top} has no subcommand {sub!r}")
-            opts, resolved = build_options(replace(cmd, data=spec), options or {})
+            opts, resolved = build_options(replace(cmd, data=spec), options or {}, permissions_in)
             opts = [{"type": 1, "name": sub, "options": opts}]
         else:
-            opts, resolved = build_options(cmd, options or {})
+            opts, resolved = build_options(cmd, options or {}, permissions_in)
         data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.discord_sim.model import (
@@ -38,10 +39,14 @@ def visible_command(
 
 
 def build_options(
-    cmd: Command, given: dict[str, Any]
+    cmd: Command, given: dict[str, Any], permissions_in: Callable[[Channel], int] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The options' JSON and the ``resolved`` object (``{"attachments": ..., "roles": ...}``).
+
+    A resolved channel carries the invoking member's permissions in it, as Discord computes
+    them (``permissions_in``; without a member, e.g. a user install outside the server,
+    every permission)."""
     schema = {o["name"]: o for o in cmd.data.get("options", [])}
-    """The options' JSON and the ``resolved`` object (``{"attachments": ..., "roles": ...}``)."""
     opts: list[dict[str, Any]] = []
     resolved: dict[str, dict[str, Any]] = {}
     for key in given:
@@ -71,7 +76,9 @@ def build_options(
                 raise CommandRejected(f"{name!r} needs a channel")
             resolved.setdefault("channels", {})[str(value.id)] = {
                 **value.payload(),
-                "permissions": str(ALL_PERMISSIONS),
+                "permissions": str(
+                    permissions_in(value) if permissions_in is not None else ALL_PERMISSIONS
+                ),
             }
             value = str(value.id)
         elif otype == 10:

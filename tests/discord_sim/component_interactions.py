@@ -287,8 +287,15 @@ async def autocomplete(
     """Type into option ``focused`` of ``/name`` (the other options as already filled in);
     the choices the bot offers (callback type 8)."""
     guild = sim.guilds[channel.guild_id]
-    cmd = visible_command(app, guild, channel, user, name, 1)
-    declared = {o["name"]: o for o in cmd.data.get("options", [])}
+    top, _, sub = name.partition(" ")  # "teach images": a subcommand of /teach
+    cmd = visible_command(app, guild, channel, user, top, 1)
+    listed = cmd.data.get("options", [])
+    if sub:
+        spec = next((o for o in listed if o.get("type") == 1 and o["name"] == sub), None)
+        if spec is None:
+            raise CommandRejected(f"/{top} has no subcommand {sub!r}")
+        listed = spec.get("options", [])
+    declared = {o["name"]: o for o in listed}
     if focused not in declared or not declared[focused].get("autocomplete"):
         raise CommandRejected(f"/{name} option {focused!r} does not autocomplete")
     opts = []
@@ -301,11 +308,13 @@ async def autocomplete(
         if key == focused:
             opt["focused"] = True
         opts.append(opt)
-    data: dict[str, Any] = {"id": str(cmd.id), "name": name, "type": 1, "options": opts}
+    if sub:
+        opts = [{"type": 1, "name": sub, "options": opts}]
+    data: dict[str, Any] = {"id": str(cmd.id), "name": top, "type": 1, "options": opts}
     if cmd.guild_id is not None:
         data["guild_id"] = str(cmd.guild_id)
     fields = guild_context(app, guild, channel, user)
-    ix = await dispatch(sim, app, AUTOCOMPLETE, user, name, fields, data)
+    ix = await dispatch(sim, app, AUTOCOMPLETE, user, top, fields, data)
     await sim.wait_until(lambda: ix.choices is not None, timeout_s)
     assert ix.choices is not None
     return ix.choices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from tests.discord_sim.model import (
     Message,
     snowflake,
 )
+from tests.discord_sim.openapi import load_spec
 from tests.discord_sim.validation import BODY, DiscordError, json_response, validate_message
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class MessageRoutes:
     def routes(self, p: str) -> list[web.RouteDef]:
         m = p + "/channels/{channel_id}/messages"
         return [
+            web.get(m, self.list_messages),
             web.post(m, self.create_message),
             web.get(m + "/{message_id}", self.channel_message),
             web.patch(m + "/{message_id}", self.channel_message),
@@ -66,6 +69,59 @@ class MessageRoutes:
         apply_payload(self.sim, msg, payload, files)
         await sim.publish_message(msg)
         return json_response(msg.payload())
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """A channel's history, newest first, as Discord pages it: ``limit`` (1-100, 50 by
+        default) messages ``before``, ``after`` or ``around`` a message id. View Channel is
+        needed (403 Missing Access); without Read Message History the list is empty. The
+        content of other users' messages is stripped for an application without the
+        Message Content intent."""
+        app = bot_app(self.sim, request)
+        sim = self.sim
+        channel = sim.channels.get(int(request.match_info["channel_id"]))
+        if channel is None:
+            raise DiscordError(404, 10003, "Unknown Channel")
+        guild = sim.guilds[channel.guild_id]
+        perms = guild.channel_permissions(app.user.id, channel)
+        if app.user.id not in guild.members or not perms & VIEW_CHANNEL:
+            raise DiscordError(403, 50001, "Missing Access")
+        sim.history_reads.append((channel.id, dict(request.query)))
+        query = request.query
+        limit = int(query.get("limit", 50))
+        if len({"before", "after", "around"} & set(query)) > 1:
+            raise DiscordError(400, 50035, "Invalid Form Body", {"around": "only one of"})
+        found = sorted(
+            (
+                m
+                for m in sim.messages.values()
+                if m.channel_id == channel.id and not m.deleted and not m.ephemeral
+            ),
+            key=lambda m: m.id,
+        )
+        if not perms & READ_MESSAGE_HISTORY:
+            found = []
+        if "before" in query:
+            found = [m for m in found if m.id < int(query["before"])][-limit:]
+        elif "after" in query:
+            found = [m for m in found if m.id > int(query["after"])][:limit]
+        elif "around" in query:
+            around = int(query["around"])
+            older = [m for m in found if m.id < around][-(limit // 2) :] if limit > 1 else []
+            newer = [m for m in found if m.id >= around][: limit - len(older)]
+            found = older + newer
+        else:
+            found = found[-limit:]
+        page = []
+        for m in reversed(found):
+            strip = not app.message_content_allowed and m.author.id != app.user.id
+            page.append({**m.payload(strip_content=strip), "author": m.author.full_payload()})
+        api_path = re.sub(r"^/api/v\d+", "", request.path)
+        errors = load_spec().response_errors("GET", api_path, 200, page)
+        if errors:
+            found_errors = f"GET {request.path} answered against the spec: {errors}"
+            sim.response_violations.append(found_errors)
+            return json_response({"code": 0, "message": found_errors}, status=500)
+        return json_response(page)
 
     async def channel_message(self, request: web.Request) -> web.Response:
         app = bot_app(self.sim, request)

@@ -103,6 +103,8 @@ class DiscordSimulator(FaultInjection, UserActions):
         self.redirects: dict[str, str] = {}
         self.requests: list[tuple[str, str, str]] = []
         self.cdn_requests: list[tuple[str, str]] = []
+        #: (channel id, query) of every read of a channel's history by a bot
+        self.history_reads: list[tuple[int, dict[str, str]]] = []
         self.cdn_aborted = 0
         self.rejected: list[tuple[str, str, int, dict[str, Any]]] = []
         self.rate_limited: list[tuple[str, str]] = []

@@ -316,6 +316,10 @@ async def test_retrain_under_load_swaps_without_failures(
         assert report.labels == ("cat", "dog", "monkey") and report.n_images == 18
         assert report.extra["previous_model_id"] == tiny_model.model_id
         assert report.confusion_png is not None and report.confusion_png.startswith(b"\x89PNG")
+        assert report.extra["confusion_labels"] == report.labels
+        confusion = report.extra["confusion"]
+        assert isinstance(confusion, list) and len(confusion) == 3
+        assert sum(map(sum, confusion)) == report.n_images  # every image, cross-validated once
         assert progress and all(total >= done_ for _, done_, total in progress)
         status = await backend.status()
         assert status.model_id == report.model_id and status.labels == report.labels

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from discord.ext import commands
 
+from bot.cogs.admin._server_model import RetrainRunning, run_retrain
 from bot.core.client import ClassifierBot
 from bot.core.errors import explain
 from bot.db import QuotaExceeded
@@ -134,32 +135,34 @@ class AutoRetrainCog(commands.Cog):
         return retrained
 
     async def _retrain(self, scope_id: int, why: str) -> bool:
-        """Retrain ``scope_id`` as /retrain does (its lock, quota and the backend's queue)."""
-        bot = self.bot
-        scope = bot.store.guild(scope_id)
-        lock = bot.retrainer.lock(scope_id)
-        if lock.locked():  # a retrain is running; the count restarted with it
-            return False
-        async with lock, bot.admission.tracked():
-            try:
-                retrain_id = await scope.start_retrain(AUTO_RETRAIN_USER)  # the hourly quota
-            except QuotaExceeded as exc:
-                self._note(scope_id, False, f"not started: {exc.message}")
-                return False
+        """Retrain ``scope_id`` as /retrain does (:func:`run_retrain`: its lock, quota and
+        the backend's queue)."""
+        scope = self.bot.store.guild(scope_id)
+
+        async def started() -> None:
+            # the images taught so far are in this retrain: only one taught from now on
+            # makes the check run again (a failure is tried again at the next image)
+            self.again.discard(scope_id)
             log.info("server %s: auto-retrain %s", scope_id, why)
-            try:
-                report, _ = await bot.retrainer.train(scope, None)
-            except Exception as exc:
-                reason = explain(exc)
-                if reason is None:
-                    log.exception("the auto-retrain of server %s failed", scope_id)
-                    reason = "an internal error (logged)"
-                await asyncio.shield(scope.finish_retrain(retrain_id, "failed", reason))
-                self._note(scope_id, False, f"failed: {reason}")
-                return False
-            await scope.finish_retrain(retrain_id, "ok", report.model_id)
-            self._note(scope_id, True, f"model {report.model_id} ({why})")
-            return True
+
+        try:
+            report, _ = await run_retrain(
+                self.bot, scope, user_id=AUTO_RETRAIN_USER, started=started
+            )
+        except RetrainRunning:  # a retrain is running; the count restarted with it
+            return False
+        except QuotaExceeded as exc:
+            self._note(scope_id, False, f"not started: {exc.message}")
+            return False
+        except Exception as exc:
+            reason = explain(exc)
+            if reason is None:
+                log.exception("the auto-retrain of server %s failed", scope_id)
+                reason = "an internal error (logged)"
+            self._note(scope_id, False, f"failed: {reason}")
+            return False
+        self._note(scope_id, True, f"model {report.model_id} ({why})")
+        return True
 
     def _note(self, scope_id: int, ok: bool, detail: str) -> None:
         self.outcomes[scope_id] = AutoRetrainOutcome(time.time(), ok, detail)

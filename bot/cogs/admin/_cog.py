@@ -14,14 +14,16 @@ from discord.ext import commands
 
 from bot.cogs.admin._auto_retrain import AutoRetrainCog
 from bot.cogs.admin._retrain_message import ProgressMessage, RetrainMessage, report_embed
-from bot.cogs.admin._server_settings import (
-    check_auto_retrain,
-    parse_low_confidence,
-    settings_text,
+from bot.cogs.admin._server_model import (
+    failure_reason,
+    rollback_model,
+    rollback_text,
+    run_retrain,
 )
+from bot.cogs.admin._server_settings import SettingsChange, change_settings, settings_text
 from bot.cogs.admin._status import server_status_embed, status_embed
 from bot.core.client import ClassifierBot
-from bot.core.errors import APOLOGY, UserError, explain
+from bot.core.errors import UserError
 from bot.core.permissions import OPERATORS_ONLY, admin_only, is_operator
 from bot.core.tenancy import in_server, scope_of, server_scope
 from bot.db import ScopedData
@@ -59,42 +61,38 @@ class AdminCog(commands.Cog):
     ) -> None:
         bot = self.bot
         target = self._target(interaction, scope)
-        lock = bot.retrainer.lock(target.scope_id)
-        if lock.locked():
-            raise UserError("A retrain is already running; its message shows the progress.")
-        async with lock, bot.admission.tracked():
-            retrain_id = await target.start_retrain(interaction.user.id)  # the hourly quota
-            message = RetrainMessage(interaction)
+        message = RetrainMessage(interaction)
+        progress: ProgressMessage | None = None
+        shower: asyncio.Task[None] | None = None
+
+        async def started() -> None:
+            nonlocal progress, shower
             await interaction.response.send_message("Retraining: preparing the dataset…")
             interaction.extras["answered"] = True
             progress = ProgressMessage(message, bot.settings.progress_interval_s)
             shower = asyncio.create_task(progress.run())
-            try:
-                report, taught = await bot.retrainer.train(target, progress.update)
-            except BaseException as exc:
-                reason = explain(exc) if isinstance(exc, Exception) else None
-                if isinstance(exc, asyncio.CancelledError):
-                    reason = "the bot is shutting down"
-                if reason is None:
-                    reason = APOLOGY
+
+        def update(stage: str, done: int, total: int) -> None:  # any thread
+            if progress is not None:
+                progress.update(stage, done, total)
+
+        try:
+            report, taught = await run_retrain(
+                bot, target, user_id=interaction.user.id, progress=update, started=started
+            )
+        except BaseException as exc:
+            if shower is not None:
                 shower.cancel()
-                await asyncio.shield(target.finish_retrain(retrain_id, "failed", reason))
-                if await self._show_quietly(message, f"❌ Retraining failed: {reason}"):
+                failed = f"❌ Retraining failed: {failure_reason(exc)}"
+                if await self._show_quietly(message, failed):
                     interaction.extras["error_shown"] = True  # on_error only logs it
-                raise
-            finally:
+            raise
+        finally:
+            if shower is not None:
                 shower.cancel()
-            await target.finish_retrain(retrain_id, "ok", report.model_id)
-            await message.show(
-                None, embed=report_embed(report, taught=taught), png=report.confusion_png
-            )
-            log.info(
-                "retrained %s: model %s accuracy %s by %s",
-                target.tenant,
-                report.model_id,
-                report.accuracy,
-                interaction.user.id,
-            )
+        await message.show(
+            None, embed=report_embed(report, taught=taught), png=report.confusion_png
+        )
 
     @staticmethod
     async def _show_quietly(message: RetrainMessage, text: str) -> bool:
@@ -155,14 +153,8 @@ class AdminCog(commands.Cog):
     @admin_only()
     async def rollback(self, interaction: discord.Interaction) -> None:
         scope = server_scope(self.bot, interaction)
-        previous = await asyncio.shield(scope.rollback())
-        text = (
-            f"Rolled back: this server now uses model {previous.model_id}."
-            if previous
-            else "Rolled back: this server now uses the default model."
-        )
-        log.info("server %s: model rollback by %s", scope.scope_id, interaction.user.id)
-        await interaction.response.send_message(text, ephemeral=True)
+        previous = await rollback_model(scope, interaction.user.id)
+        await interaction.response.send_message(rollback_text(previous), ephemeral=True)
 
     # --- /settings ------------------------------------------------------------------------
     @app_commands.command(name="settings", description="This server's classifier settings")
@@ -187,25 +179,16 @@ class AdminCog(commands.Cog):
         auto_retrain: int | None = None,
     ) -> None:
         scope = server_scope(self.bot, interaction)
-        if trainer_role is not None and no_trainer_role:
-            raise UserError("Choose either `trainer_role` or `no_trainer_role`, not both.")
-        if trainer_role is not None and trainer_role.is_default():
-            raise UserError(
-                "@everyone can't be the trainer role: every member's correction would be "
-                "taught without review."
-            )
-        threshold = parse_low_confidence(low_confidence) if low_confidence is not None else None
-        after = check_auto_retrain(auto_retrain) if auto_retrain is not None else None
-        if include_default is not None:
-            await scope.set_include_default(include_default)
-        if trainer_role is not None:
-            await scope.set_trainer_role(trainer_role.id)
-        elif no_trainer_role:
-            await scope.set_trainer_role(None)
-        if low_confidence is not None:
-            await scope.set_low_confidence(threshold)
-        if after is not None:
-            await scope.set_auto_retrain(after)
+        guild = interaction.guild
+        assert guild is not None  # server_scope: a server with the bot installed
+        change = SettingsChange(
+            include_default=include_default,
+            trainer_role_id=trainer_role.id if trainer_role is not None else None,
+            clear_trainer_role=bool(no_trainer_role),
+            low_confidence=low_confidence,
+            auto_retrain=auto_retrain,
+        )
+        await change_settings(scope, guild, change, user_id=interaction.user.id)
         text = settings_text(
             await scope.settings(),
             await scope.options(),

@@ -1,12 +1,19 @@
-"""Parsing and showing the per-server options of /settings (thresholds, auto-retrain)."""
+"""The per-server options of /settings and the dashboard's settings page: checking and
+applying a change (:func:`change_settings`, one code path for both), and showing them."""
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
+
+import discord
 
 from bot.core.embeds import percent
 from bot.core.errors import UserError
-from bot.db import GuildSettings, ServerOptions
+from bot.db import GuildSettings, ScopedData, ServerOptions
+
+log = logging.getLogger(__name__)
 
 #: ``/settings auto_retrain:`` at most this many new images (0: off).
 AUTO_RETRAIN_MAX = 10_000
@@ -40,6 +47,58 @@ def check_auto_retrain(value: int) -> int:
             "or 0 to turn it off."
         )
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """What to change; ``None`` leaves a setting as it is."""
+
+    include_default: bool | None = None
+    trainer_role_id: int | None = None
+    clear_trainer_role: bool = False
+    low_confidence: str | None = None  # as typed: "60", "60%" or "default"
+    auto_retrain: int | None = None
+
+
+def check_trainer_role(guild: discord.Guild, role_id: int) -> int:
+    """``role_id`` if it is a role of ``guild`` that may be the trainer role."""
+    if role_id == guild.id:
+        raise InvalidSetting(
+            "@everyone can't be the trainer role: every member's correction would be "
+            "taught without review."
+        )
+    if guild.get_role(role_id) is None:
+        raise InvalidSetting("That role is not one of this server's roles.")
+    return role_id
+
+
+async def change_settings(
+    scope: ScopedData, guild: discord.Guild, change: SettingsChange, *, user_id: int
+) -> None:
+    """Check every value of ``change`` first (:class:`InvalidSetting`: nothing changed),
+    then apply them to the server's settings."""
+    if change.trainer_role_id is not None and change.clear_trainer_role:
+        raise InvalidSetting("Choose either a trainer role or no trainer role, not both.")
+    role_id = (
+        check_trainer_role(guild, change.trainer_role_id)
+        if change.trainer_role_id is not None
+        else None
+    )
+    threshold = (
+        parse_low_confidence(change.low_confidence) if change.low_confidence is not None else None
+    )
+    after = check_auto_retrain(change.auto_retrain) if change.auto_retrain is not None else None
+    if change.include_default is not None:
+        await scope.set_include_default(change.include_default)
+    if role_id is not None:
+        await scope.set_trainer_role(role_id)
+    elif change.clear_trainer_role:
+        await scope.set_trainer_role(None)
+    if change.low_confidence is not None:
+        await scope.set_low_confidence(threshold)
+    if after is not None:
+        await scope.set_auto_retrain(after)
+    log.info("server %s: settings changed by %s: %s", scope.scope_id, user_id, change)
 
 
 def settings_text(

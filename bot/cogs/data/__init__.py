@@ -2,15 +2,17 @@
 the bot leaves it (kept ``GUILD_DATA_RETENTION_DAYS``, then purged in the background,
 with the answers past the feedback window).
 
-Owns ``DataCog`` (``_cog.py``). Nothing here is meant for other features.
+Owns ``DataCog`` (``_cog.py``) and forgetting one taught image (``_images.py``:
+:func:`forget_taught_image`, the dashboard's Delete).
 """
 
 from __future__ import annotations
 
 from bot.cogs.data._cog import DataCog
+from bot.cogs.data._images import ImageNotForgotten, forget_taught_image
 from bot.core.client import ClassifierBot
 
-__all__ = ["DataCog", "setup"]
+__all__ = ["DataCog", "ImageNotForgotten", "forget_taught_image", "setup"]
 
 
 async def setup(bot: ClassifierBot) -> None:

@@ -11,7 +11,10 @@ member" (after a confirmation: every waiting correction the member sent, gone at
 
 The buttons are persistent dynamic items: ``rv:a|x|l:<item>`` (Approve, Reject, Relabel),
 ``rv:u:<item>`` (Reject all from this member: asks), ``rv:c:<item>`` (Cancel: back to the
-queue) and ``rv:m:<member id>`` (the confirmation).
+queue) and ``rv:m:<member id>`` (the confirmation). The decisions themselves
+(``_decisions.py``: :func:`approve_review`, :func:`reject_review`,
+:func:`reject_member_reviews`) need no Discord interaction: the dashboard's review grid
+calls them too.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.cogs.feedback._decisions import (
+    ReviewDecision,
+    approve_review,
+    reject_member_reviews,
+    reject_review,
+    visible_item,
+)
 from bot.cogs.feedback._votes import read_kept
-from bot.cogs.teach import label_picker, picker_text, server_labels, teach_images
-from bot.core.channel_access import can_view_channel, visible_channel_ids
+from bot.cogs.teach import label_picker, picker_text, server_labels
+from bot.core.channel_access import ChannelViewer
 from bot.core.components import run_component_action
 from bot.core.custom_ids import DIGITS, row_id, snowflake
 from bot.core.discord_limits import CONTENT_MAX, clip
@@ -50,8 +60,6 @@ REVIEW_STYLES = {
     "u": discord.ButtonStyle.danger,
     "c": discord.ButtonStyle.secondary,
 }
-HANDLED = "That correction was already handled."
-HIDDEN = "That correction comes from a channel you can't view, so you can't review it."
 
 
 class ReviewButton(
@@ -122,7 +130,7 @@ async def review_page(
 ) -> tuple[str, discord.Embed | None, discord.File | None, discord.ui.View | None]:
     """The oldest waiting correction the reviewer may see, ready to show (or that there
     is none)."""
-    channels = visible_channel_ids(interaction)
+    channels = ChannelViewer.of_interaction(interaction).visible_channel_ids()
     while True:
         item, waiting = await scope.review_queue(channels=channels)
         if item is None:
@@ -177,10 +185,11 @@ async def review(
         await interaction.response.defer()
         await show_review(interaction, scope, "Nothing was rejected.")
         return
-    item = await scope.review_item(item_id) if item_id is not None else None
-    if item is None or not can_view_channel(interaction, item.channel_id):
+    viewer = ChannelViewer.of_interaction(interaction)
+    item = await visible_item(scope, item_id, viewer)
+    if isinstance(item, ReviewDecision):
         await interaction.response.defer()
-        await show_review(interaction, scope, HANDLED if item is None else HIDDEN)
+        await show_review(interaction, scope, item.note)
         return
     if verb == "u":
         await ask_reject_member(interaction, item)
@@ -198,8 +207,8 @@ async def review(
         return
     if verb == "x":
         await interaction.response.defer()
-        await scope.drop_review_item(item.item_id)
-        await show_review(interaction, scope, f"Rejected **{item.proposed_label}**.")
+        decision = await reject_review(scope, item.item_id, viewer=viewer)
+        await show_review(interaction, scope, decision.note)
         return
     await decide(bot, interaction, item.item_id, item.proposed_label)
 
@@ -226,7 +235,7 @@ async def reject_member(
         raise NotAdmin("administrator only")
     scope = server_scope(bot, interaction)
     await interaction.response.defer()
-    rejected = await scope.reject_reviews_of(member_id) if member_id is not None else 0
+    rejected = await reject_member_reviews(scope, member_id)
     who = f"<@{member_id}>" if member_id is not None else "that member"
     await show_review(interaction, scope, f"Rejected {rejected} waiting correction(s) from {who}.")
 
@@ -234,37 +243,19 @@ async def reject_member(
 async def decide(
     bot: ClassifierBot, interaction: discord.Interaction, item_id: int | None, label: str
 ) -> None:
-    """Approve a review item as ``label``: taught through the teaching path, as taught
-    by the member who proposed it and posted by the image's author."""
+    """Approve a review item as ``label`` from /review (a button or the label picker)."""
     await require_trainer(bot, interaction)
     scope = server_scope(bot, interaction)
     await interaction.response.defer()
-    item = await scope.review_item(item_id) if item_id is not None else None
-    if item is None or not can_view_channel(interaction, item.channel_id):
-        await show_review(interaction, scope, HANDLED if item is None else HIDDEN)
-        return
-    data = await read_kept(item.image)
-    if data is None:
-        await scope.drop_review_item(item.item_id)
-        await show_review(interaction, scope, "That correction's image is gone; dropped it.")
-        return
-    [result] = await teach_images(
+    decision = await approve_review(
         bot,
         scope,
+        item_id,
         label,
-        [("image", data)],
-        path="review_approval",
-        member_id=interaction.user.id,
-        user_id=item.user_id,
-        user_name=item.user_name,
-        author_id=item.author_id,
+        reviewer_id=interaction.user.id,
+        viewer=ChannelViewer.of_interaction(interaction),
     )
-    if result.learned or result.duplicate:
-        await scope.drop_review_item(item.item_id)
-        note = f"Approved: the image is {result.line}."
-    else:
-        note = f"Not taught (it stays in the queue): {result.line}"
-    await show_review(interaction, scope, note)
+    await show_review(interaction, scope, decision.note)
 
 
 async def decide_picked(

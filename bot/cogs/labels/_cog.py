@@ -11,7 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown
 
-from bot.cogs.labels._pages import label_lines, label_pages
+from bot.cogs.labels._overview import label_overview
+from bot.cogs.labels._pages import label_pages
 from bot.cogs.teach import normalize_label
 from bot.core.client import ClassifierBot
 from bot.core.confirmation import CONFIRM_TIMEOUT_S, only_the_asker
@@ -74,16 +75,8 @@ class LabelsCog(commands.Cog):
 
     @app_commands.command(name="labels", description="The labels, their taught images and accuracy")
     async def labels(self, interaction: discord.Interaction) -> None:
-        scope = scope_of(self.bot, interaction)
-        model_labels, model_id = await labels_of(self.bot, scope)
-        record = await scope.current_model() if scope.scope_id else None
-        recall = record.metrics.get("per_label_recall") if record else None
-        lines = label_lines(
-            model_labels,
-            await scope.label_counts(),
-            recall if isinstance(recall, dict) else {},
-        )
-        pages = label_pages(lines, model_id)
+        overview = await label_overview(self.bot, scope_of(self.bot, interaction))
+        pages = label_pages(overview.lines, overview.model_id)
         if len(pages) == 1:
             await interaction.response.send_message(embed=pages[0], ephemeral=True)
             return

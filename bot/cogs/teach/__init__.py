@@ -1,12 +1,16 @@
-"""Teach: ``/teach``, the "Teach as..." message menu, the one teaching path and the label
-picker.
+"""Teach: ``/teach images|zip|from-channel``, the "Teach as..." message menu, the one
+teaching path, bulk teaching and the label picker.
 
 Owns ``TeachCog`` (``_cog.py``), :func:`teach_images` (``_teach_images.py``: every image
-taught, whichever way, is checked and stored there), labels as members type them
-(``_labels.py``), the label picker (``_label_picker.py``: its select, page buttons and
-"Something else..." modal) and "Teach as..." once a label is picked (``_teach_as.py``).
+taught, whichever way, is checked and stored there), bulk teaching (``_bulk.py``:
+:func:`teach_many` in batches, :func:`teach_archive` for a zip; ``_zip.py`` and
+``_from_channel.py`` are the two bulk commands, ``_bulk_replies.py`` their progress and
+report in Discord), labels as members type them (``_labels.py``), the label picker
+(``_label_picker.py``: its select, page buttons and "Something else..." modal) and
+"Teach as..." once a label is picked (``_teach_as.py``).
 
-Other features may use: :func:`teach_images` and :class:`TeachResult`,
+Other features and the dashboard may use: :func:`teach_images` and :class:`TeachResult`,
+:func:`teach_many` / :func:`teach_archive` with :class:`BulkItem` and :class:`BulkReport`,
 :func:`normalize_label` and :data:`LABEL_RULES`, :func:`server_labels`, and the label
 picker (:func:`label_picker`, :func:`picker_text`, and :func:`add_label_target` /
 :func:`remove_label_target` with a :class:`LabelTarget` for their own kinds of target),
@@ -21,6 +25,7 @@ from bot.cogs.teach._archive import (
     ArchiveRefused,
     read_label_archive,
 )
+from bot.cogs.teach._bulk import BulkItem, BulkReport, EntryOutcome, teach_archive, teach_many
 from bot.cogs.teach._cog import TeachCog
 from bot.cogs.teach._label_picker import (
     PICKER_ITEMS,
@@ -40,6 +45,9 @@ __all__ = [
     "ArchiveContents",
     "ArchiveLimits",
     "ArchiveRefused",
+    "BulkItem",
+    "BulkReport",
+    "EntryOutcome",
     "LabelTarget",
     "TeachCog",
     "TeachResult",
@@ -51,7 +59,9 @@ __all__ = [
     "remove_label_target",
     "server_labels",
     "setup",
+    "teach_archive",
     "teach_images",
+    "teach_many",
     "teardown",
 ]
 

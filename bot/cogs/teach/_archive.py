@@ -86,11 +86,16 @@ class ArchiveImage:
     data: bytes
 
 
+#: What kind of refusal an entry's is (for the counts of a report).
+DUPLICATE, NOT_IMAGE, REFUSED = "duplicate", "not_image", "refused"
+
+
 @dataclass(frozen=True, slots=True)
 class EntryReport:
     name: str  # the entry's path in the archive (printable)
     label: str | None  # normalised, when the entry had a valid label folder
     reason: str | None  # None: accepted
+    kind: str = REFUSED  # for a refused entry: DUPLICATE, NOT_IMAGE or REFUSED
 
     @property
     def accepted(self) -> bool:
@@ -109,6 +114,10 @@ class ArchiveContents:
 
 class _Refused(Exception):
     """One entry refused (internal: becomes its report line)."""
+
+    def __init__(self, reason: str, kind: str = REFUSED) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def printable(name: str, limit: int = 200) -> str:
@@ -192,15 +201,15 @@ class _Reader:
                     raise _Refused(exc.message) from None
                 key = (label, parts[1].lower())
                 if key in self.names:
-                    raise _Refused("the same name appears twice in this folder")
+                    raise _Refused("the same name appears twice in this folder", DUPLICATE)
                 self.names.add(key)
                 content = self._content(entry)
                 digest = hashlib.sha256(content).hexdigest()
                 if digest in self.digests:
-                    raise _Refused(f"the same image as {self.digests[digest]}")
+                    raise _Refused(f"the same image as {self.digests[digest]}", DUPLICATE)
                 self.digests[digest] = name
             except _Refused as refusal:
-                report.append(EntryReport(name, label, str(refusal)))
+                report.append(EntryReport(name, label, str(refusal), refusal.kind))
                 continue
             images.append(ArchiveImage(label, name, content))
             report.append(EntryReport(name, label, None))
@@ -236,7 +245,7 @@ class _Reader:
                     if len(data) > cap:
                         break
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
-            raise _Refused(f"damaged ({_damage(exc)})") from None
+            raise _Refused(f"damaged ({_damage(exc)})", NOT_IMAGE) from None
         except NotImplementedError:
             raise _Refused("compressed with a method this bot does not read") from None
         except RuntimeError:  # zipfile: "File ... is encrypted, password required"
@@ -258,13 +267,15 @@ def _sniff(head: bytes) -> None:
     """Refuse what the leading bytes say is not an image (archives named first)."""
     for signature, kind in ARCHIVE_SIGNATURES:
         if head.startswith(signature):
-            raise _Refused(f"an archive inside the archive ({kind}); it was not opened")
+            raise _Refused(f"an archive inside the archive ({kind}); it was not opened", NOT_IMAGE)
     if head[257:262] == b"ustar":
-        raise _Refused("an archive inside the archive (tar); it was not opened")
+        raise _Refused("an archive inside the archive (tar); it was not opened", NOT_IMAGE)
     if not head:
-        raise _Refused("empty")
+        raise _Refused("empty", NOT_IMAGE)
     if sniff_format(head) is None:
-        raise _Refused("not an image (JPEG, PNG, GIF, WebP, BMP or TIFF), whatever its name")
+        raise _Refused(
+            "not an image (JPEG, PNG, GIF, WebP, BMP or TIFF), whatever its name", NOT_IMAGE
+        )
 
 
 def _damage(exc: BaseException) -> str:

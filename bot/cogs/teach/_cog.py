@@ -1,7 +1,9 @@
-"""Teaching where the images are: /teach with up to 10 images (the label autocompletes
-from the server's labels) and the "Teach as..." message menu. Both for admins and
-members with the server's trainer role; both go through ``teach_images``. The label
-picker's "Something else..." modal is answered here too, from its custom id."""
+"""Teaching where the images are: ``/teach images`` with up to 10 images (the label
+autocompletes from the server's labels), ``/teach zip`` (a zip with a folder per label),
+``/teach from-channel`` (a channel's history) and the "Teach as..." message menu. All for
+admins and members with the server's trainer role; all go through ``teach_images`` (the
+bulk ones in batches, ``_bulk.py``). The label picker's "Something else..." modal is
+answered here too, from its custom id."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.teach._from_channel import DEFAULT_LIMIT, teach_from_channel
 from bot.cogs.teach._label_picker import (
     NEW_LABEL_MODAL,
     choose_label,
@@ -27,6 +30,8 @@ from bot.cogs.teach._teach_images import (
     teach_images,
     teach_report,
 )
+from bot.cogs.teach._zip import teach_zip_attachment
+from bot.core.channel_option import TextChannelOption
 from bot.core.classifying import precheck
 from bot.core.client import ClassifierBot
 from bot.core.components import run_component_action
@@ -42,6 +47,12 @@ Image = discord.Attachment | None
 
 
 class TeachCog(commands.Cog):
+    group = app_commands.Group(
+        name="teach",
+        description="Add labelled examples for the next retrain (admins, trainers)",
+        default_permissions=discord.Permissions(administrator=True),
+    )
+
     def __init__(self, bot: ClassifierBot) -> None:
         self.bot = bot
         self.menu = app_commands.ContextMenu(
@@ -65,9 +76,7 @@ class TeachCog(commands.Cog):
         await require_trainer(self.bot, interaction)
         return scope_of(self.bot, interaction)
 
-    @app_commands.command(
-        name="teach", description="Add labelled examples for the next retrain (admins, trainers)"
-    )
+    @group.command(name="images", description="Teach up to 10 images as one label")
     @app_commands.describe(
         label="The label (lowercase letters, digits, _ or -)",
         image="An image of that label",
@@ -81,7 +90,6 @@ class TeachCog(commands.Cog):
         image9="Another image",
         image10="Another image",
     )
-    @app_commands.default_permissions(administrator=True)
     async def teach(
         self,
         interaction: discord.Interaction,
@@ -123,7 +131,39 @@ class TeachCog(commands.Cog):
             text = await teach_report(bot, scope, label, results)
         await interaction.followup.send(text, ephemeral=True)
 
+    @group.command(name="zip", description="Teach a zip of images, a folder per label")
+    @app_commands.describe(archive="A .zip laid out as <label>/<image>, e.g. daisy/1.jpg")
+    async def teach_zip(
+        self, interaction: discord.Interaction, archive: discord.Attachment
+    ) -> None:
+        scope = await self._scope(interaction)
+        await teach_zip_attachment(self.bot, interaction, scope, archive)
+
+    @group.command(name="from-channel", description="Teach the images posted in a channel")
+    @app_commands.describe(
+        channel="A text channel you and I can read",
+        label="The label of its images",
+        limit=f"At most this many images, newest first ({DEFAULT_LIMIT} by default)",
+    )
+    async def from_channel(
+        self,
+        interaction: discord.Interaction,
+        channel: app_commands.Transform[app_commands.AppCommandChannel, TextChannelOption],
+        label: app_commands.Range[str, 1, 32],
+        limit: app_commands.Range[int, 1, 100_000] | None = None,
+    ) -> None:
+        if not in_server(interaction):
+            raise UserError("This command only works in a server where the bot is installed.")
+        scope = await self._scope(interaction)
+        label = normalize_label(label)
+        most = self.bot.settings.teach_channel_max_images
+        wanted = min(DEFAULT_LIMIT, most) if limit is None else limit
+        if wanted > most:
+            raise UserError(f"`limit` is at most {most} images.")
+        await teach_from_channel(self.bot, interaction, scope, channel, label, wanted)
+
     @teach.autocomplete("label")
+    @from_channel.autocomplete("label")
     async def label_choices(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:

@@ -25,7 +25,7 @@ from bot.core.embeds import percent
 from bot.core.errors import DownloadError, UserError, explain
 from bot.core.tenancy import labels_of, model_of
 from bot.db import QuotaExceeded, ScopedData
-from golem_backend import BackendError, ImageError, Prediction
+from golem_backend import BackendError, ImageError, ImageTooLarge, Prediction
 
 if TYPE_CHECKING:
     from bot.core.client import ClassifierBot
@@ -44,6 +44,13 @@ class TeachResult:
     guess: Prediction | None = None  # what the current model said (when it was checked)
     count: int = 0  # taught images of the label afterwards
     duplicate: bool = False
+    not_image: bool = False  # refused as not an image (or a damaged one)
+    over_quota: bool = False  # refused by one of the server's quotas
+
+
+def not_an_image(error: BaseException) -> bool:
+    """Refused for what the bytes are (not an image, empty, damaged), not for their size."""
+    return isinstance(error, ImageError) and not isinstance(error, ImageTooLarge)
 
 
 #: An image to teach: its bytes, the attachment to download (in the door), or why it
@@ -128,16 +135,21 @@ async def teach_images(
                     outcomes = [UserError(reason)] * len(good)
     for i, error in fetched.items():
         if isinstance(error, Exception):
-            results[i] = TeachResult(images[i][0], False, explain(error) or "could not be read")
+            results[i] = TeachResult(
+                images[i][0],
+                False,
+                explain(error) or "could not be read",
+                not_image=not_an_image(error),
+            )
     quota_hit: str | None = None
     for i, outcome in zip(good, outcomes, strict=True):
         name, data = images[i][0], fetched[i]
         assert isinstance(data, bytes)
         if isinstance(outcome, ImageError | UserError):
-            results[i] = TeachResult(name, False, outcome.message)
+            results[i] = TeachResult(name, False, outcome.message, not_image=not_an_image(outcome))
             continue
         if quota_hit is not None:
-            results[i] = TeachResult(name, False, quota_hit)
+            results[i] = TeachResult(name, False, quota_hit, over_quota=True)
             continue
         guess = outcome if isinstance(outcome, Prediction) else None
         try:
@@ -155,7 +167,7 @@ async def teach_images(
             )
         except QuotaExceeded as exc:
             quota_hit = exc.message
-            results[i] = TeachResult(name, False, exc.message, guess)
+            results[i] = TeachResult(name, False, exc.message, guess, over_quota=True)
             continue
         except UserError as exc:
             results[i] = TeachResult(name, False, exc.message, guess)

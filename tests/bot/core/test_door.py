@@ -118,7 +118,7 @@ async def test_every_path_that_classifies_goes_through_the_one_door(watched_door
     await sim.wait_bot_message(lambda m: m.reference_id == posted.id)
 
     att = sim.upload(flower_bytes("daisy", 20), "t.jpg")
-    ix = await sim.slash(app, s.general, s.admin, "teach", {"label": "daisy", "image": att})
+    ix = await sim.slash(app, s.general, s.admin, "teach images", {"label": "daisy", "image": att})
     assert (await sim.wait_response(ix)).content.startswith("Learned **daisy**")
 
     ix = await sim.message_command(app, s.general, s.admin, "Teach as...", post)  # Teach as...

@@ -335,7 +335,7 @@ async def test_shutdown_refuses_new_teach_and_waits_for_one_in_flight(world: Wor
         app,
         world.general,
         world.admin,
-        "teach",
+        "teach images",
         {"label": "daisy", "image": sim.upload(flower_bytes("daisy", 7), "a.jpg")},
     )
     await asyncio.wait_for(backend.entered.wait(), 10)
@@ -345,7 +345,7 @@ async def test_shutdown_refuses_new_teach_and_waits_for_one_in_flight(world: Wor
         app,
         world.general,
         world.admin,
-        "teach",
+        "teach images",
         {"label": "daisy", "image": sim.upload(flower_bytes("daisy", 8), "b.jpg")},
     )
     refused = await sim.wait_response(second)

@@ -246,6 +246,17 @@ async def test_a_port_in_use_is_a_clear_configuration_error(world: World, tmp_pa
     assert exit_code_for(HealthEndpointFailed("x")) == 2
 
 
+async def test_without_a_public_url_there_is_no_dashboard(world: World, tmp_path: Path):
+    running, _ = await launch_scripted(world, "NoDashboard", tmp_path)
+    try:
+        assert running.settings.dashboard_public_url is None
+        assert running.bot.get_cog("DashboardCog") is None
+        assert "bot.dashboard" in running.bot.extensions  # loaded, serving nothing
+        assert running.bot.extension_failures == {}
+    finally:
+        await running.stop()
+
+
 async def test_busy_refusals_and_retrains_are_counted(world: World, tmp_path: Path):
     """The door's refusals by path and reason; the backend's own stays an alarm at 0."""
     running, backend = await launch_scripted(world, "Counted", tmp_path, {"MAX_QUEUE_WAIT_S": "1"})

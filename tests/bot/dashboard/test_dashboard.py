@@ -1,5 +1,6 @@
-"""The dashboard over real HTTP: login through the simulator's OAuth2, sessions, CSRF, who
-sees which server, security headers, metrics; hostile requests included."""
+"""The dashboard over real HTTP, served by the real bot's process: login through the
+simulator's OAuth2, sessions, CSRF, who sees which server, security headers, metrics;
+hostile requests included."""
 
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
+from aiohttp import web
 
 from bot.core.member_access import ServerRole
-from bot.dashboard.access import NotAllowed
 from bot.dashboard.sessions import SESSION_COOKIE, CookieCodec
-from bot.dashboard.views import CHECKER
 from tests.bot.dashboard_world import (
     DashboardWorld,
     csrf_token_of,
@@ -26,6 +25,7 @@ from tests.bot.dashboard_world import (
     log_in,
     running_world,
 )
+from tests.bot.tenancy_world import poll
 
 
 @pytest_asyncio.fixture
@@ -55,7 +55,8 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str, aiohttp.
 # --- who sees what ----------
 async def test_an_admin_sees_exactly_the_servers_where_they_are_admin_and_the_bot_is(dash, http):
     await log_in(dash, http, dash.alice)
-    assert await server_names(dash, http) == {"Alpha", "Bravo"}  # not Delta (left), Echo, Foxtrot
+    # Echo too (the bot is there, nothing stored yet); not Delta (the bot left), Foxtrot
+    assert await server_names(dash, http) == {"Alpha", "Bravo", "Echo"}
 
 
 async def test_a_trainer_sees_the_server_of_their_role(dash, http):
@@ -76,7 +77,7 @@ async def test_a_member_without_the_role_sees_nothing_and_cannot_open_it(dash, h
 async def test_another_servers_id_in_a_url_is_not_found(dash, http):
     await log_in(dash, http, dash.alice)
     assert (await get(http, dash.guild_url("Alpha")))[0] == 200
-    for name in ("Charlie", "Delta", "Echo", "Foxtrot"):
+    for name in ("Charlie", "Delta", "Foxtrot"):
         status, page, _ = await get(http, dash.guild_url(name))
         assert status == 404, name
         assert dash.guilds[name].name not in page  # not even its name
@@ -107,9 +108,12 @@ async def test_losing_the_trainer_role_closes_the_server(dash, http):
 
 async def test_a_server_the_bot_leaves_disappears(dash, http):
     await log_in(dash, http, dash.alice)
-    await dash.store.guild(dash.guilds["Alpha"].id).mark_left()
+    assert (await get(http, dash.guild_url("Alpha")))[0] == 200
+    alpha = dash.guilds["Alpha"]
+    await dash.sim.remove_bot(dash.app, alpha)  # GUILD_DELETE
+    await poll(lambda: dash.bot.get_guild(alpha.id) is None)
     assert (await get(http, dash.guild_url("Alpha")))[0] == 404
-    assert await server_names(dash, http) == {"Bravo"}
+    assert await server_names(dash, http) == {"Bravo", "Echo"}
 
 
 async def test_operators_are_admins_where_they_are_members(tmp_path, http):
@@ -120,25 +124,23 @@ async def test_operators_are_admins_where_they_are_members(tmp_path, http):
 
 async def test_a_trainer_is_refused_admin_only_checks(dash, http):
     await log_in(dash, http, dash.bob)
-    checker = dash.dashboard[CHECKER]
+    checker = dash.dashboard[dash.key("CHECKER")]
     session = _session_of(dash, http)
     access = await checker.require(session, dash.guilds["Charlie"].id)
-    assert access.role is ServerRole.TRAINER
-    with pytest.raises(NotAllowed):
+    assert access.role.value == ServerRole.TRAINER.value
+    with pytest.raises(web.HTTPForbidden):
         await checker.require(session, dash.guilds["Charlie"].id, admin=True)
 
 
 def _session_of(dash: DashboardWorld, http: aiohttp.ClientSession):
     from aiohttp.test_utils import make_mocked_request
 
-    from bot.dashboard.views import COOKIES
-
     cookie = next(c for c in http.cookie_jar if c.key == SESSION_COOKIE)
 
     request = make_mocked_request(
         "GET", "/", headers={"Cookie": f"{SESSION_COOKIE}={cookie.value}"}
     )
-    return dash.dashboard[COOKIES].read(request)
+    return dash.dashboard[dash.key("COOKIES")].read(request)
 
 
 # --- login ----------
@@ -376,13 +378,13 @@ async def test_pages_escape_what_discord_sends(dash, http):
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
 
 
-async def test_request_metrics_use_route_templates(tmp_path, http):
-    registry = CollectorRegistry()
-    async with running_world(tmp_path, registry=registry) as dash:
-        await log_in(dash, http, dash.alice)
-        await get(http, dash.guild_url("Alpha"))
-        await get(http, dash.guild_url("Foxtrot"))
-        await get(http, dash.url + "/no/such/page")
+async def test_request_metrics_use_route_templates(dash, http):
+    """On the bot's own registry: the bot's /metrics carries them."""
+    registry = dash.bot.metrics.registry
+    await log_in(dash, http, dash.alice)
+    await get(http, dash.guild_url("Alpha"))
+    await get(http, dash.guild_url("Foxtrot"))
+    await get(http, dash.url + "/no/such/page")
 
     def count(**labels: str) -> float | None:
         return registry.get_sample_value("classifier_bot_dashboard_requests_total", labels)
@@ -396,15 +398,15 @@ async def test_request_metrics_use_route_templates(tmp_path, http):
     )
 
 
-async def test_mounted_under_a_path_inside_another_aiohttp_app(tmp_path, http):
-    async with running_world(tmp_path, mount_at="/dashboard") as dash:
+async def test_served_under_the_path_of_its_public_url(tmp_path, http):
+    async with running_world(tmp_path, path="/dashboard") as dash:
         root = dash.url.removesuffix("/dashboard")
-        assert (await get(http, root + "/healthz"))[0] == 200
+        assert (await get(http, root + "/servers"))[0] == 404  # only under its path
         await log_in(dash, http, dash.alice)
         async with http.get(dash.url + "/servers") as resp:
             page = await resp.text()
         names = set(re.findall(r'<a href="/dashboard/servers/\d+">([^<]+)</a>', page))
-        assert names == {"Alpha", "Bravo"}
+        assert names == {"Alpha", "Bravo", "Echo"}
         cookie = next(c for c in http.cookie_jar if c.key == SESSION_COOKIE)
         assert cookie["path"] == "/dashboard"
 
@@ -439,3 +441,25 @@ def test_the_config_comes_from_the_settings_and_names_discords_oauth2_urls():
         Settings(discord_token="t", dashboard_public_url="https://x.example", discord_client_id=1)
     with pytest.raises(ValidationError, match="without query"):
         Settings(discord_token="t", dashboard_public_url="https://x.example/?a=1")
+
+
+# --- in the bot's process ----------------------------------------------------------------------
+async def test_a_dashboard_port_in_use_stops_the_bot_with_exit_code_2(tmp_path):
+    from bot.__main__ import exit_code_for
+    from bot.core.health import ListenerFailed
+    from tests.bot.dashboard_world import free_socket, start_world
+    from tests.discord_sim import DiscordSimulator
+
+    blocker = free_socket()
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    sim = DiscordSimulator()
+    await sim.start()
+    try:
+        with pytest.raises(ListenerFailed, match=f"DASHBOARD_PORT={port} cannot be bound") as info:
+            await start_world(tmp_path, env={"DASHBOARD_PORT": str(port)}, sim=sim)
+        assert exit_code_for(info.value) == 2
+        assert "unset DASHBOARD_PUBLIC_URL" in str(info.value)
+    finally:
+        blocker.close()
+        await sim.stop()

@@ -208,3 +208,16 @@ async def test_forget_all_and_the_retention_purge_leave_other_servers_alone(stor
     item, waiting = await b.review_queue()
     assert waiting == 1 and item is not None and item.image.is_file()
     assert await b.answer(b_answer.answer_id) is not None
+
+
+async def test_review_items_are_listed_oldest_first_within_their_server(store: Store):
+    a, b = store.guild(A), store.guild(B)
+    first, second = await answer(store, A, "red"), await answer(store, A, "blue")
+    theirs = await answer(store, B, "green")
+    for scope, answer_id, label in ((a, first, "tulip"), (a, second, "rose"), (b, theirs, "x")):
+        record = await scope.answer(answer_id)
+        assert record is not None
+        await scope.enqueue_review(record, label, user_id=7, user_name="m")
+    assert [i.proposed_label for i in await a.review_items(10)] == ["tulip", "rose"]
+    assert [i.proposed_label for i in await a.review_items(1, offset=1)] == ["rose"]
+    assert [i.proposed_label for i in await b.review_items(10)] == ["x"]

@@ -13,7 +13,15 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from bot.core.errors import UserError
-from bot.db import DatabaseTooNew, QuotaExceeded, Quotas, Store, StoreWriteError, guild_data
+from bot.db import (
+    DatabaseTooNew,
+    GuildSettings,
+    QuotaExceeded,
+    Quotas,
+    Store,
+    StoreWriteError,
+    guild_data,
+)
 from tests.bot.databases import ENGINES, database_url
 from tests.bot.harness import ROOT, flower_bytes, png_bytes
 
@@ -256,6 +264,17 @@ async def test_retention_purge_forgets_servers_left_long_ago(store: Store):
     assert await store.operator.purge_departed(dt.timedelta(0)) == {}
 
 
+async def test_a_server_the_bot_sees_is_known_even_with_nothing_stored(store: Store):
+    assert A not in await store.operator.scope_ids()
+    await store.guild(A).mark_present()  # the bot joined, or saw it at start
+    assert A in await store.operator.scope_ids()
+    assert await store.guild(A).left_at() is None
+    assert await store.guild(A).settings() == GuildSettings()  # the defaults
+    await store.guild(A).mark_left()
+    await store.guild(A).mark_present()
+    assert await store.guild(A).left_at() is None
+
+
 async def test_a_database_newer_than_the_code_is_refused(store: Store):
     async with store.sessions() as s, s.begin():
         await s.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
@@ -365,3 +384,39 @@ async def test_sqlite_runs_in_wal_with_normal_sync_and_no_pings(tmp_path: Path) 
     server = make_engine("postgresql+asyncpg://user@127.0.0.1:1/none")
     assert server.pool._pre_ping is True
     await server.dispose()
+
+
+async def test_first_writes_of_a_server_racing_each_other_all_succeed(store: Store):
+    """The bot seeing a server while a command stores its first settings: one row, no
+    error (both create the row if it is missing)."""
+    scope = store.guild(A)
+    await asyncio.gather(
+        *(scope.mark_present() for _ in range(5)),
+        *(scope.set_include_default(False) for _ in range(5)),
+        *(scope.set_trainer_role(7) for _ in range(5)),
+    )
+    assert await store.operator.scope_ids() == [A]
+    assert await scope.settings() == GuildSettings(False, 7)
+
+
+async def test_single_images_are_found_listed_and_forgotten_within_their_server(store: Store):
+    daisy0, daisy1 = flower_bytes("daisy", 0), flower_bytes("daisy", 1)
+    await teach(store, A, "daisy", daisy0, user=7)
+    await teach(store, A, "daisy", daisy1, user=8)
+    await teach(store, A, "tulip", daisy0, user=7)  # the same file under a second label
+    await teach(store, B, "daisy", flower_bytes("daisy", 2), user=7)
+    a, b = store.guild(A), store.guild(B)
+    sha0, sha1 = (hashlib.sha256(d).hexdigest() for d in (daisy0, daisy1))
+    page = await a.taught_of_label("daisy", limit=1)
+    assert [r.sha256 for r in page] == [sha1]  # newest first
+    assert [r.sha256 for r in await a.taught_of_label("daisy", 5, offset=1)] == [sha0]
+    found = await a.taught_image(sha0)
+    assert found is not None and found.path.read_bytes() == daisy0
+    assert await b.taught_image(sha0) is None  # another server's file is not found
+    assert await b.forget_image("daisy", sha0) == 0  # nor removed
+    assert await a.forget_image("daisy", sha1, user_id=7) == 0  # 8 taught it, not 7
+    assert await a.forget_image("daisy", sha0, user_id=7) == 1
+    assert found.path.exists()  # still used by "tulip"
+    assert await a.label_counts() == {"daisy": 1, "tulip": 1}
+    assert await a.forget_image("tulip", sha0) == 1
+    assert not found.path.exists()

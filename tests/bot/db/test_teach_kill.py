@@ -65,7 +65,7 @@ async def test_a_bot_killed_right_after_teach_replied_still_has_the_image(
         children = descendants(proc.pid)
         att = sim.upload(image, "kept.jpg")
         options = {"label": "kept", "image": att}
-        ix = await sim.slash(app, world.general, world.admin, "teach", options)
+        ix = await sim.slash(app, world.general, world.admin, "teach images", options)
         reply = await sim.wait_response(ix, timeout_s=60)
         proc.send_signal(signal.SIGKILL)  # the moment the member read "Learned"
         code, _ = await finish(proc)

@@ -56,7 +56,7 @@ async def test_explicit_check_refuses_non_admins_when_the_server_opens_commands(
         calls = [
             ("status", {}),
             ("retrain", {}),
-            ("teach", {"label": "daisy", "image": att}),
+            ("teach images", {"label": "daisy", "image": att}),
             ("autoclassify", {"mode": "on"}),
         ]
         for name, options in calls:
@@ -112,14 +112,16 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
         for i in range(5):
             att = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, i), f"b{i}.jpg")
             user = w.admin if i % 2 else w.carol
-            ix = await main_bot.slash(user, "teach", label=" BlueBell ", image=att)
+            ix = await main_bot.slash(user, "teach images", label=" BlueBell ", image=att)
             msg = await main_bot.reply(ix)
             assert msg.ephemeral and f"Learned **{new_label}**" in msg.content, msg.content
     finally:
         w.guild.commands_open_to_everyone = False
     # again: already known
     att = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, 0), "again.jpg")
-    msg = await main_bot.reply(await main_bot.slash(w.admin, "teach", label=new_label, image=att))
+    msg = await main_bot.reply(
+        await main_bot.slash(w.admin, "teach images", label=new_label, image=att)
+    )
     assert "already had this image" in msg.content
 
     records = [r for r in await taught(main_bot) if r.label == new_label]

@@ -75,7 +75,9 @@ async def test_forget_label_removes_the_taught_images_from_the_feature_cache(
     for i in range(3):
         data = flower_bytes(NEW_LABEL_SOURCE, i)
         att = w.sim.upload(data, f"b{i}.jpg")
-        reply = await bot.reply(await bot.slash(w.admin, "teach", label="bluebell", image=att))
+        reply = await bot.reply(
+            await bot.slash(w.admin, "teach images", label="bluebell", image=att)
+        )
         assert "Learned **bluebell**" in reply.content, reply.content
         taught.append(hashlib.sha256(data).hexdigest())
 

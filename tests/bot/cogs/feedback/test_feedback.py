@@ -187,7 +187,7 @@ async def test_buttons_retire_when_the_model_is_retrained(s: Servers):
     picker = await wrong(s, old, s.member)
     for i in range(2):
         att = s.sim.upload(flower_bytes("daisy", i), f"t{i}.jpg")
-        await s.run(s.admin_a, s.a_chan, "teach", label="bluebell", image=att)
+        await s.run(s.admin_a, s.a_chan, "teach images", label="bluebell", image=att)
     ix = await s.ix(s.admin_a, s.a_chan, "retrain")
     await s.sim.wait_response(ix, predicate=lambda m: bool(m.embeds))
     told = await s.press(old, s.member, "Right")

@@ -200,7 +200,7 @@ async def test_hostile_rule_options_get_clear_messages(pair: Pair):
         text = await set_rule(p, p.a, label="tulip", action="nothing", threshold=threshold)
         assert text.startswith("The threshold is a confidence in percent, from 0 to 100"), text
     text = (await p.run(p.a.admin, p.a.pics, "rule remove", label="daisy")).content
-    assert text == "There is no rule for **daisy**: /rule list."
+    assert text == "There is no rule for **daisy**."
     assert not await p.bot.bot.store.guild(p.a.guild.id).rules()
     with pytest.raises(CommandRejected):  # hidden from plain members
         await p.ix(p.member, p.a.pics, "rule set", label="tulip", action="delete", threshold=0)

@@ -19,7 +19,7 @@ async def test_teach_rejects_bad_labels(main_bot: RunningBot, label: str):
     w = main_bot.world
     att = w.sim.upload(flower_bytes("daisy"), "d.jpg")
     try:
-        ix = await main_bot.slash(w.admin, "teach", label=label, image=att)
+        ix = await main_bot.slash(w.admin, "teach images", label=label, image=att)
     except CommandRejected:
         assert len(label) > 32  # the client enforces the synced max_length
         return
@@ -38,7 +38,7 @@ async def test_teach_rejects_files_that_are_not_images(main_bot: RunningBot):
         ("cut.jpg", truncated_jpeg(), "damaged"),
     ):
         att = w.sim.upload(data, name)
-        ix = await main_bot.slash(w.admin, "teach", label="daisy", image=att)
+        ix = await main_bot.slash(w.admin, "teach images", label="daisy", image=att)
         msg = await main_bot.reply(ix)
         assert msg.ephemeral and expected in msg.content, msg.content
     assert not [r for r in await taught(main_bot) if r.label == "daisy"]

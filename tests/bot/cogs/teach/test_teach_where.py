@@ -91,7 +91,7 @@ async def test_teach_takes_ten_images_and_says_what_happened_to_each(s: Servers)
     images = good + broken
     options = {"label": "sunflower", "image": images[0]}
     options.update({f"image{i + 1}": att for i, att in enumerate(images) if i})
-    msg = await s.run(s.admin_a, s.a_chan, "teach", **options)
+    msg = await s.run(s.admin_a, s.a_chan, "teach images", **options)
     assert msg.ephemeral and msg.content.startswith("Taught 6 of 10 image(s) as **sunflower**")
     lines = msg.content.split("\n")
     assert sum("learned as **sunflower**" in line for line in lines) == 6
@@ -101,7 +101,9 @@ async def test_teach_takes_ten_images_and_says_what_happened_to_each(s: Servers)
     assert any(line.startswith("- `huge.png`: That file is too large") for line in lines)
     assert len(await s.bot.bot.store.guild(s.a.id).taught()) == 6
     with pytest.raises(CommandRejected):  # the client refuses an 11th image option
-        await s.run(s.admin_a, s.a_chan, "teach", label="x", image=images[0], image11=images[1])
+        await s.run(
+            s.admin_a, s.a_chan, "teach images", label="x", image=images[0], image11=images[1]
+        )
 
 
 async def test_teach_quota_stops_the_rest_with_its_message(world: World, tmp_path: Path):
@@ -112,7 +114,7 @@ async def test_teach_quota_stops_the_rest_with_its_message(world: World, tmp_pat
         images = [s.sim.upload(flower_bytes("tulip", i), f"t{i}.jpg") for i in range(4)]
         options = {"label": "tulip", "image": images[0]}
         options.update({f"image{i + 1}": att for i, att in enumerate(images) if i})
-        msg = await s.run(s.admin_a, s.a_chan, "teach", **options)
+        msg = await s.run(s.admin_a, s.a_chan, "teach images", **options)
         assert msg.content.startswith("Taught 2 of 4")
         assert msg.content.count("the limit is 2") == 2
 
@@ -122,14 +124,16 @@ async def test_label_autocomplete_offers_the_servers_labels(s: Servers):
     for i, label in enumerate(("tulip_red", "rose", "red_rose")):
         await scope.add_taught(label, png_bytes((8, 8), (i, 0, 0)), "png", user_id=1, user_name="x")
     choices = await s.sim.autocomplete(
-        s.bot.app, s.a_chan, s.admin_a, "teach", {"label": "ro"}, "label"
+        s.bot.app, s.a_chan, s.admin_a, "teach images", {"label": "ro"}, "label"
     )
     assert [c["value"] for c in choices] == ["rose", "red_rose"]  # prefix matches first
     choices = await s.sim.autocomplete(
-        s.bot.app, s.a_chan, s.admin_a, "teach", {"label": "TU"}, "label"
+        s.bot.app, s.a_chan, s.admin_a, "teach images", {"label": "TU"}, "label"
     )
     assert [c["value"] for c in choices] == ["tulip", "tulip_red"]
-    in_b = await s.sim.autocomplete(s.bot.app, s.b_chan, s.admin_b, "teach", {"label": ""}, "label")
+    in_b = await s.sim.autocomplete(
+        s.bot.app, s.b_chan, s.admin_b, "teach images", {"label": ""}, "label"
+    )
     assert [c["value"] for c in in_b] == ["daisy", "tulip"]  # A's labels stay in A
 
 
