@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core.model_quality import quality_of
 from bot.core.settings import Settings
 from bot.core.training_sets import build_default_dataset, server_training_set
 from bot.db import ScopedData
@@ -55,8 +56,10 @@ def model_metrics(report: TrainReport) -> dict[str, object]:
     """What the models table keeps of a training report (JSON-safe)."""
     extra = report.extra
     confusion = confusion_of(extra)
+    quality = quality_of(extra.get("quality"))
     return {
         **({"confusion": confusion} if confusion is not None else {}),
+        **({"quality": quality.to_json()} if quality is not None else {}),
         "accuracy": report.accuracy,
         "accuracy_std": report.accuracy_std,
         "n_images": report.n_images,

@@ -7,6 +7,7 @@ import discord
 from discord.utils import escape_markdown
 
 from bot.core.embeds import BLUE, GREEN, RED, duration, percent
+from bot.core.model_quality import quality_lines, quality_of
 from bot.db import GuildSettings, ModelRecord, Quotas, RetrainRecord, Usage
 from bot.db.quotas import size_text
 from golem_backend import BackendStatus, CostSummary, InstanceInfo
@@ -43,7 +44,11 @@ def server_status_embed(
     embed.add_field(
         name=f"Taught labels ({len(label_counts)})", value=counts or "none yet", inline=False
     )
-    if model is not None:
+    quality = quality_of(model.metrics.get("quality")) if model is not None else None
+    if quality is not None:  # what the server can expect, hints included
+        for name, value in quality_lines(quality):
+            embed.add_field(name=name, value=value, inline=len(value) < 40)
+    elif model is not None:  # a model trained before the quality report
         recall = model.metrics.get("per_label_recall")
         if isinstance(recall, dict) and recall:
             lines = ", ".join(

@@ -41,9 +41,9 @@ class RulesCog(commands.Cog):
 
     @rule.command(name="set", description="Set the rule of a label (one rule per label)")
     @app_commands.describe(
-        label="A label, 'unknown', or * for any label (the catch-all)",
+        label="A label, 'unknown', or * for any recognised label (never acts on unknown)",
         action="What to do with the message",
-        threshold="Act when the confidence is at least this, in percent (0-100)",
+        threshold="Act on recognised images at least this sure, in percent (0-100)",
         emoji="For react: a unicode emoji or one of this server's emojis",
         log_channel="For log: the channel to post the image and a jump link to",
     )
@@ -86,8 +86,9 @@ class RulesCog(commands.Cog):
             embed = discord.Embed(title=f"Rules ({len(rules)})", description=text, colour=BLUE)
             page = f"page {n}/{len(texts)} · " if len(texts) > 1 else ""
             embed.set_footer(
-                text=f"{page}A label's own rule wins over * (any label); "
-                "below every threshold I reply."
+                text=f"{page}Rules act only on images I recognise (passing my open-set "
+                "check) at or above their threshold; only an 'unknown' rule acts on the "
+                "rest. A label's own rule wins over * (any recognised label); otherwise I reply."
             )
             pages.append(embed)
         if len(pages) == 1:

@@ -4,10 +4,14 @@ Precedence (one rule per label per server):
 
 1. the rule of the answer's label (``unknown`` for an answer the model does not
    recognise), if the answer's confidence is at or above its threshold;
-2. otherwise the catch-all rule ``*``, if the confidence is at or above its threshold;
+2. otherwise, for an answer that names a label (one that passed the open-set check), the
+   catch-all rule ``*``, if the confidence is at or above its threshold;
 3. otherwise today's behaviour: a reply.
 
-For ``unknown`` the confidence is that of the closest known label, so a rule for
+The catch-all never acts on ``unknown``: a delete or log rule is meant for the server's
+subjects, and an image the model does not recognise (a meme, a cat, a screenshot) must
+not be deleted because it resembles one a little. Only a rule for ``unknown`` itself acts
+on those. For ``unknown`` the confidence is that of the closest known label, so a rule for
 ``unknown`` with threshold 0 acts on every unrecognised image.
 
 A message with several images: if any image's rule says ``delete``, the ``log`` rules
@@ -114,7 +118,8 @@ def rule_label(raw: str) -> str:
 def choose_rule(rules: Mapping[str, LabelRule], prediction: Prediction) -> LabelRule | None:
     """The rule that applies to ``prediction`` (see the module's precedence), or ``None``
     for today's reply."""
-    for key in (prediction.label, ANY_LABEL):
+    keys = (UNKNOWN,) if prediction.label == UNKNOWN else (prediction.label, ANY_LABEL)
+    for key in keys:
         rule = rules.get(key)
         if rule is not None and prediction.confidence >= rule.threshold:
             return rule
@@ -162,7 +167,7 @@ def plan_message(
 
 def describe_rule(rule: LabelRule) -> str:
     """One line for /rule list: ``**tulip** ≥ 80%: react 🌷``."""
-    who = "any label" if rule.label == ANY_LABEL else rule.label
+    who = "any recognised label" if rule.label == ANY_LABEL else rule.label
     what = rule.action.value
     if rule.action is RuleAction.REACT:
         what += f" {rule.emoji}"

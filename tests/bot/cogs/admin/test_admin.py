@@ -151,6 +151,14 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
         or "%" in fields["Accuracy (cross-validated)"]
     )
     assert fields["Images"].startswith(f"{len(TINY_LABELS) * 8 + 5} ")
+    # what the server can expect, from the retrain's cross-validation (issue 18)
+    for name in ("Right on its labels", "Own photos answered unknown", "Calibration error"):
+        assert name in fields, fields
+    right = float(fields["Right on its labels"].rstrip("%"))
+    assert 0.0 <= right <= 100.0
+    assert f"{new_label} " in fields["Recall per label (weakest first)"]
+    hint = f"add about 5 more photos of *{new_label}* (only 5 photos)"
+    assert hint in fields["To improve"], fields["To improve"]
     png = next(a for a in msg.attachments if a.filename == "confusion.png")
     assert png.data is not None and png.data.startswith(b"\x89PNG")
     assert msg.embeds[0]["image"]["url"] == png.url
@@ -163,6 +171,10 @@ async def test_teach_then_retrain_learns_a_new_label(main_bot: RunningBot):
     assert model.path.parent == data_dir / "guilds" / str(w.guild.id) / "models"
     ix = await main_bot.slash(w.alice, "labels")
     assert new_label in (await main_bot.reply(ix)).embeds[0]["description"]
+    status = await main_bot.reply(await main_bot.slash(w.admin, "status"))
+    status_fields = {f["name"]: f["value"] for f in status.embeds[0]["fields"]}
+    for name in ("Right on its labels", "Own photos answered unknown", "To improve"):
+        assert status_fields[name] == fields[name], name  # /status says what /retrain said
     flower = w.sim.upload(flower_bytes(NEW_LABEL_SOURCE, 9), "bb.jpg")
     answer = await main_bot.reply(await main_bot.slash(w.alice, "classify", image=flower))
     assert answer.embeds[0]["footer"]["text"] == f"model {model.model_id}"

@@ -161,7 +161,7 @@ async def test_a_labels_rule_wins_over_the_catch_all(pair: Pair):
     assert list(low.reactions) == list(other.reactions) == ["👀"]
     listed = await p.run(p.a.admin, p.a.pics, "rule list")
     assert listed.embeds[0]["description"].splitlines() == [
-        "**any label** at 0% or more: react 👀",
+        "**any recognised label** at 0% or more: react 👀",
         "**tulip** at 60% or more: react 🌷",
     ]
     removed = await p.run(p.a.admin, p.a.pics, "rule remove", label="any")
@@ -244,3 +244,21 @@ async def test_a_long_rule_list_is_paged_within_discords_limit(pair: Pair):
     seen += first.embeds[0]["description"].splitlines()
     assert [line.split("**")[1].replace("\\", "") for line in seen] == labels  # all, in order
     assert all(line.endswith("react 🌷") for line in seen)  # no line cut
+
+
+async def test_the_catch_all_never_deletes_what_the_model_does_not_recognise(pair: Pair):
+    """A `*` delete rule at 0% acts on recognised images only: an image answered `unknown`
+    (however close to a label) is answered, not deleted; only an `unknown` rule acts on it."""
+    p = pair
+    await p.run(p.a.admin, p.a.pics, "autoclassify", mode="off")
+    text = await set_rule(p, p.a, label="*", action="delete", threshold=0.0)
+    assert text.startswith("New rule: **any recognised label** at 0% or more: delete"), text
+    doomed = await p.post(p.a.mod, p.image("tulip", 0.2))
+    meme = await p.post(p.a.mod, p.image("unknown", 0.99))
+    await p.sim.wait_until(lambda: doomed.deleted)
+    reply = await p.replies_to(meme)
+    assert reply.embeds[0]["description"] == "This doesn't look like anything I was trained on."
+    assert not meme.deleted
+    await set_rule(p, p.a, label="unknown", action="delete", threshold=0.0)
+    gone = await p.post(p.a.mod, p.image("unknown", 0.1))
+    await p.sim.wait_until(lambda: gone.deleted)

@@ -81,6 +81,17 @@ def test_precedence_label_then_catch_all_then_reply():
     assert choose_rule({}, answer("tulip", 1.0)) is None
 
 
+def test_the_catch_all_never_acts_on_unknown():
+    catch_all = {ANY_LABEL: LabelRule(ANY_LABEL, RuleAction.DELETE, 0.0)}
+    for confidence in (0.0, 0.5, 0.99, 1.0):
+        assert choose_rule(catch_all, answer(UNKNOWN, confidence)) is None
+    assert choose_rule(catch_all, answer("tulip", 0.0)) is catch_all[ANY_LABEL]
+    plan = plan_message(catch_all, [answer(UNKNOWN, 0.99), answer("tulip", 0.3)])
+    assert plan.delete and plan.deleted_by is catch_all[ANY_LABEL]
+    only_unknown = plan_message(catch_all, [answer(UNKNOWN, 0.99)])
+    assert not only_unknown.delete and only_unknown.reply == [0]
+
+
 def test_delete_wins_but_logs_first_and_nothing_else():
     plan = plan_message(RULES, [answer(UNKNOWN, 0.2), answer("tulip", 0.9), answer("x", 0.6)])
     assert plan.delete and plan.deleted_by is RULES["tulip"]
