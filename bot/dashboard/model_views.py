@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bot.cogs.admin import RetrainRunning, rollback_model, rollback_text, run_retrain
 from bot.core.errors import APOLOGY, UserError, explain
+from bot.core.model_quality import quality_of
 from bot.dashboard.views import bot_of, done, open_server, render, require_session, server_url
 from bot.db import ModelRecord
 
@@ -97,6 +98,7 @@ def model_view(record: ModelRecord) -> dict[str, Any]:
         )
     return {
         "record": record,
+        "quality": quality_of(metrics.get("quality")),
         "accuracy": metrics.get("accuracy"),
         "accuracy_std": metrics.get("accuracy_std"),
         "n_images": metrics.get("n_images"),

@@ -163,6 +163,21 @@ class ScriptedBackend(Backend):
                     for t in labels
                 ],
                 "confusion_labels": labels,
+                # as provider.quality reports it: a hint for each label short of 10 photos
+                "quality": {
+                    "accuracy": 0.7,
+                    "unknown_rate": 0.05,
+                    "ece": 0.08,
+                    "per_label": {
+                        lb: {"images": counts[lb], "recall": 0.5, "unknown_rate": 0.05}
+                        for lb in labels
+                    },
+                    "hints": [
+                        {"label": lb, "add": 10 - n, "reason": f"only {n} photos"}
+                        for lb, n in counts.items()
+                        if n < 10
+                    ],
+                },
             },
         )
 

@@ -232,6 +232,8 @@ async def test_retrain_with_live_progress_then_the_model_page_and_rollback(dash,
     _, page = await get(http, dash.guild_url("Alpha", "/models"))
     assert final["model_id"] in page and "Accuracy (cross-validated): <strong>75%</strong>" in page
     assert "Confusion matrix" in page and '<td class="hit">2</td>' in page
+    assert "right <strong>70.0%</strong>, own photos answered <em>unknown</em> 5.0%" in page
+    assert "Add about 6 more photos of <strong>daisy</strong> (only 4 photos)." in page
     first_model = final["model_id"]
     await upload(dash, http, "Alpha", [("new.jpg", flower_bytes("daisy", 7))], "daisy")
     dash.backend.retrain_steps = 0
