@@ -1,6 +1,6 @@
 """The benchmark scripts start the way the Makefile and their docstrings say (``--help``).
 
-Running them is the benchmark's job (minutes each, see the README); this only guards the
+Running them is the benchmark's job (minutes each, see docs/benchmarks.md); this only guards the
 entry points, which once broke unnoticed (``python bench/x.py`` cannot import ``bench``).
 """
 

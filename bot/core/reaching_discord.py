@@ -1,5 +1,5 @@
 """Reaching Discord at start: a login that gets no answer, and a gateway that refuses the
-first connection, each end the start with one clear line (exit code 7), not a traceback.
+first connection, each end the start with one clear line (exit code 8), not a traceback.
 
 - Login (``GET /users/@me``, then ``GET /oauth2/applications/@me``): every REST call is
   bounded by ``DISCORD_REQUEST_TIMEOUT_S`` (``request_deadline``); a login that times

@@ -1,7 +1,7 @@
 """The bot's settings: one typed object read from the environment and ``.env``.
 
 ``Settings`` extends the backend's settings, so a single object configures the whole
-product. Every field is documented in ``.env.example`` and the README.
+product. Every field is documented in ``.env.example`` (overview: docs/operating.md).
 """
 
 from __future__ import annotations

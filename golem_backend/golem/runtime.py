@@ -100,7 +100,7 @@ class GolemRuntime:
         if not (s.golem_image_hash or s.golem_image_url):
             raise BackendUnavailable(
                 "GOLEM_IMAGE_HASH is not set: build and push the classifier image "
-                "(`make image`, see the README) and put its hash in .env."
+                "(`make image`, see docs/golem.md) and put its hash in .env."
             )
         if s.golem_image_url and not s.golem_image_hash:
             raise BackendUnavailable(

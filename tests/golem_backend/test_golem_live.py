@@ -1,7 +1,7 @@
 """Opt-in: the Golem backend against the real network (spends test GLM on hoodi).
 
 Runs only with GOLEM_LIVE=1 and a configured requestor: a running yagna with a funded
-hoodi account, YAGNA_APPKEY, GOLEM_IMAGE_HASH of a pushed image (see the README), and
+hoodi account, YAGNA_APPKEY, GOLEM_IMAGE_HASH of a pushed image (see docs/golem.md), and
 ``gftp`` on PATH. Settings come from the environment / .env like the bot's.
 """
 
