@@ -112,7 +112,7 @@ class Settings(BackendSettings):
     # --- web dashboard (bot/dashboard; off unless DASHBOARD_PUBLIC_URL is set) -----------
     dashboard_public_url: str | None = None
     dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = Field(8080, ge=0, le=65535)
+    dashboard_port: int = Field(8081, ge=0, le=65535)
     discord_client_id: int | None = None
     discord_client_secret: SecretStr | None = None
     dashboard_session_secret: SecretStr | None = None
@@ -276,6 +276,11 @@ class Settings(BackendSettings):
         secret = self.dashboard_session_secret
         if secret is not None and len(secret.get_secret_value()) < 32:
             raise ValueError("DASHBOARD_SESSION_SECRET must be at least 32 characters")
+        if self.dashboard_port != 0 and self.dashboard_port == self.http_port:
+            raise ValueError(
+                f"DASHBOARD_PORT and HTTP_PORT are both {self.http_port}: the dashboard and the "
+                "health and metrics endpoint are separate listeners; give them different ports"
+            )
         return self
 
     @model_validator(mode="after")

@@ -1,12 +1,13 @@
 """The dashboard inside the bot's process, on its own listener.
 
-``DASHBOARD_HOST:DASHBOARD_PORT`` (loopback:8080 by default; a TLS reverse proxy in front
-makes it reachable as ``DASHBOARD_PUBLIC_URL``, whose path it serves under, so the proxy
-passes paths unchanged), separate from the ops endpoint
-(``HTTP_HOST:HTTP_PORT``, ``/metrics``, which stays on loopback for the operator). The
-listener starts when the extension loads (after the database is open and the backend has
-started) and stops when the bot closes, after in-flight work drained: a port that cannot be
-bound stops the bot with exit code 2, as ``HTTP_PORT`` does.
+``DASHBOARD_HOST:DASHBOARD_PORT`` (loopback:8081 by default, beside the container's
+HTTP_PORT 8080; a TLS reverse proxy in front makes it reachable as
+``DASHBOARD_PUBLIC_URL``, whose path it serves under, so the proxy passes paths
+unchanged), separate from the ops endpoint (``HTTP_HOST:HTTP_PORT``, ``/metrics``, which
+stays on loopback for the operator). The listener starts when the extension loads (after
+the database is open and the backend has started) and stops when the bot closes, after
+in-flight work drained: a port that cannot be bound stops the bot with exit code 2, as
+``HTTP_PORT`` does.
 """
 
 from __future__ import annotations

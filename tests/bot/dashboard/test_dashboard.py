@@ -439,6 +439,12 @@ def test_the_config_comes_from_the_settings_and_names_discords_oauth2_urls():
         Settings(**{**settings.model_dump(), "dashboard_session_secret": "short"})
     with pytest.raises(ValidationError, match="DISCORD_CLIENT_SECRET"):
         Settings(discord_token="t", dashboard_public_url="https://x.example", discord_client_id=1)
+    # the container's HTTP_PORT is 8080: the dashboard's default is another port, and the
+    # same port for both listeners is refused at start, not found out as a bind failure
+    beside_ops = Settings(**{**settings.model_dump(), "http_port": 8080})
+    assert (beside_ops.http_port, beside_ops.dashboard_port) == (8080, 8081)
+    with pytest.raises(ValidationError, match="DASHBOARD_PORT and HTTP_PORT are both 8080"):
+        Settings(**{**settings.model_dump(), "http_port": 8080, "dashboard_port": 8080})
     with pytest.raises(ValidationError, match="without query"):
         Settings(discord_token="t", dashboard_public_url="https://x.example/?a=1")
 
