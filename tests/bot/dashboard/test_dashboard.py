@@ -7,13 +7,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from aiohttp import web
 
 from bot.core.member_access import ServerRole
@@ -26,18 +23,6 @@ from tests.bot.dashboard_world import (
     running_world,
 )
 from tests.bot.tenancy_world import poll
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path) as world:
-        yield world
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with http_client() as client:
-        yield client
 
 
 async def server_names(dash: DashboardWorld, http: aiohttp.ClientSession) -> set[str]:

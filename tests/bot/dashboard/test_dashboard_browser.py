@@ -3,21 +3,11 @@ in through the Discord simulator's OAuth2 consent page, on a real SQLite databas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Page
 
 from bot.dashboard.sessions import SESSION_COOKIE
-from tests.bot.dashboard_world import DashboardWorld, free_socket, running_world, serve
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path) as world:
-        yield world
+from tests.bot.dashboard_world import DashboardWorld, free_socket, serve
 
 
 async def server_names(page: Page) -> set[str]:

@@ -15,16 +15,10 @@ from pathlib import Path
 import pytest_asyncio
 from playwright.async_api import ConsoleMessage, Page
 
-from tests.bot.dashboard_world import DashboardWorld, running_world
+from tests.bot.dashboard_world import DashboardWorld
 from tests.bot.harness import flower_bytes, png_bytes
 from tests.bot.images import TEXT_AS_PNG
 from tests.bot.zips import make_zip
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path) as world:
-        yield world
 
 
 @pytest_asyncio.fixture

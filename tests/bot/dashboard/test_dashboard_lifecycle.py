@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import aiohttp
-import pytest
-import pytest_asyncio
 
 from bot.cogs.feedback._decisions import HIDDEN
 from bot.db.scope_models import ScopeForgotten
 from tests.bot.dashboard_client import flash_of, get, post, queue_correction, taught, upload
-from tests.bot.dashboard_world import DashboardWorld, http_client, log_in, running_world
+from tests.bot.dashboard_world import http_client, log_in
 from tests.bot.door_watch import watch_turns
 from tests.bot.harness import flower_bytes
 from tests.bot.zips import make_zip, noisy_image
 from tests.discord_sim import VIEW_CHANNEL
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path, env=getattr(request, "param", {})) as world:
-        yield world
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with http_client() as client:
-        yield client
 
 
 async def until(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]

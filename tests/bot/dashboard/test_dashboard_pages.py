@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.bot.dashboard_client import (
     flash_of,
@@ -28,18 +25,6 @@ from tests.bot.dashboard_client import (
 from tests.bot.dashboard_world import DashboardWorld, http_client, log_in, running_world
 from tests.bot.harness import flower_bytes, png_bytes
 from tests.bot.tenancy_world import poll
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path, env=getattr(request, "param", {})) as world:
-        yield world
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with http_client() as client:
-        yield client
 
 
 async def test_a_member_without_the_role_can_neither_see_nor_teach(dash, http):

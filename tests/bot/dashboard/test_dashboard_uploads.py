@@ -7,33 +7,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.bot.dashboard_client import (
     taught,
     token,
     upload,
 )
-from tests.bot.dashboard_world import DashboardWorld, http_client, log_in, running_world
+from tests.bot.dashboard_world import log_in
 from tests.bot.harness import flower_bytes, png_bytes
 from tests.bot.images import TEXT_AS_PNG
 from tests.bot.zips import mixed_zip, noisy_image, overlapping_zip
-
-
-@pytest_asyncio.fixture
-async def dash(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[DashboardWorld]:
-    async with running_world(tmp_path, env=getattr(request, "param", {})) as world:
-        yield world
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with http_client() as client:
-        yield client
 
 
 # --- uploads ------------------------------------------------------------------------------
