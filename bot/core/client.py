@@ -196,6 +196,17 @@ class ClassifierBot(commands.Bot):
             synced = await self.tree.sync()
             log.info("synced %d global commands (may take up to an hour to appear)", len(synced))
 
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        """Events reach the handlers until the client has closed. After that discord.py
+        may still fire one of its own late tasks (the "ready" that waits for the servers'
+        GUILD_CREATEs, when Python 3.11's ``wait_for`` loses the cancellation ``close``
+        sent it): its loop is gone, so it is dropped instead of raising in a task nobody
+        awaits."""
+        if self.loop is discord.utils.MISSING:
+            log.debug("event %s after the client closed: dropped", event_name)
+            return
+        super().dispatch(event_name, *args, **kwargs)
+
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info(
