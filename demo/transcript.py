@@ -44,6 +44,15 @@ def strip_markdown(text: str) -> str:
     return text.replace("**", "").replace("`", "")
 
 
+#: Fields of an embed shown in the transcript; the model's id and the list of every label
+#: are left out (long, and the answers already name the labels).
+MAX_FIELDS = 8
+
+
+def _long_field(name: str) -> bool:
+    return name == "Model" or name.startswith("Labels (")
+
+
 @dataclass
 class Transcript:
     lines: list[str] = field(default_factory=list)
@@ -86,7 +95,8 @@ class Transcript:
             description = strip_markdown(embed.get("description", "")).strip()
             if description:
                 lines.extend(f"  {d}" for d in description.splitlines()[:3])
-            for f in embed.get("fields", [])[:4]:
+            shown_fields = [f for f in embed.get("fields", []) if not _long_field(f["name"])]
+            for f in shown_fields[:MAX_FIELDS]:
                 value = " / ".join(v.strip() for v in strip_markdown(f["value"]).splitlines())
                 lines.append(f"  {f['name']}: {value}")
         shown = buttons(message)

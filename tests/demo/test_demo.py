@@ -43,6 +43,10 @@ async def test_the_demo_plays_its_conversation_with_the_real_bot(tmp_path: Path)
     retrained = after(lines, "carol > /retrain")
     assert "Retraining finished" in retrained[0]
     assert any("Images: 1365 (5 taught)" in line for line in retrained[:6]), retrained[:6]
+    # what the server can expect, and what to do about it (issue 18)
+    report = "\n".join(retrained[:12])
+    assert "Own photos answered unknown: " in report, report
+    assert "To improve: • add about 5 more photos of *cat* (only 5 photos)" in report, report
     assert (
         answers[3] == after(retrained, "alice > /classify image: cat.jpg")[0].split("answer: ")[1]
     )
