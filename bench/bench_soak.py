@@ -107,7 +107,9 @@ class Soak:
         args = self.args
         (self.data_dir / "models").mkdir(parents=True)
         self.tmp_dir.mkdir()
-        shutil.copyfile(tiny_model(), self.data_dir / "models" / "current.model")
+        # no model file is copied in: the bot trains its default model from DATASET_DIR at
+        # start, with the code under test (a cached file from another version of the code
+        # made every server's retrained model name shared vectors the workers lacked)
         print("preparing the files...", flush=True)
         corpus = await asyncio.to_thread(Corpus, MAX_IMAGE_BYTES, ("bluebell", "crocus"))
         self.sim = sim = SoakSimulator()
