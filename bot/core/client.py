@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -213,6 +214,27 @@ class ClassifierBot(commands.Bot):
             "connected as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds)
         )
 
+    async def _finish_event_handlers(self, timeout_s: float) -> None:
+        """Let the event handlers discord.py started (its tasks named ``discord.py:
+        <event>``) finish before the backend and the database close; past ``timeout_s``
+        they are cancelled and awaited. A handler cut off later, when the process exits,
+        would be cancelled in the middle of a database write, and SQLAlchemy logs the
+        rollback it then attempts as an error."""
+        current = asyncio.current_task()
+        running = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not current and not task.done() and task.get_name().startswith("discord.py:")
+        ]
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d event handler(s) still running at shutdown: cancelled", len(late))
+            await asyncio.wait(late, timeout=1.0)
+
     @property
     def gateway_connected(self) -> bool:
         """Every gateway connection of this process is open (read, not tracked through
@@ -260,6 +282,7 @@ class ClassifierBot(commands.Bot):
             if ready_task is not None:
                 ready_task.cancel()
             await super().close()
+            await self._finish_event_handlers(min(self.settings.shutdown_grace_s, 5.0))
             try:
                 await self.backend.stop()
             except Exception:

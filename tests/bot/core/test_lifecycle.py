@@ -364,3 +364,30 @@ async def test_shutdown_refuses_new_teach_and_waits_for_one_in_flight(world: Wor
     assert [r.label for r in records] == ["daisy"]
     images = tmp_path / "guilds" / str(world.guild.id) / "images"
     assert [p.name for p in images.iterdir()] == [records[0].path.name]
+
+
+async def test_shutdown_lets_event_handlers_finish_their_writes(world: World, tmp_path: Path):
+    """An event handler still writing to the database when the bot closes finishes
+    before the database closes (cut off at exit, its rollback under cancellation was
+    logged as an error by SQLAlchemy)."""
+    app = new_app(world, "HandlerBot")
+    running = await launch(
+        world,
+        app,
+        {"DATA_DIR": str(tmp_path), "DEV_GUILD_ID": str(world.guild.id)},
+        backend=ScriptedBackend(),
+    )
+    bot = running.bot
+    finished: list[bool] = []
+
+    async def on_slow_write() -> None:
+        await asyncio.sleep(0.3)
+        await bot.store.guild(world.guild.id).mark_present()
+        finished.append(True)
+
+    bot.add_listener(on_slow_write, "on_slow_write")
+    bot.dispatch("slow_write")
+    await asyncio.sleep(0)  # the handler's task has started
+    await asyncio.wait_for(bot.close(), 15)
+    assert finished == [True]
+    await asyncio.wait_for(running.task, 15)
