@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import discord
 from discord.utils import escape_markdown
 
 #: At most this many labels are kept (as for the confusion matrix).
@@ -166,3 +167,10 @@ def quality_lines(quality: ModelQuality) -> list[tuple[str, str]]:
         cut = text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 1] + "…"
         fields.append(("To improve", cut))
     return fields
+
+
+def add_quality_fields(embed: discord.Embed, quality: ModelQuality) -> None:
+    """The figures and hints as fields of ``embed`` (short ones side by side), as
+    /retrain's report and /status show them."""
+    for name, value in quality_lines(quality):
+        embed.add_field(name=name, value=value, inline=len(value) < 40)

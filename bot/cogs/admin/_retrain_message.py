@@ -19,7 +19,7 @@ from typing import Any
 import discord
 
 from bot.core.embeds import GREEN, bar, duration, percent
-from bot.core.model_quality import quality_lines, quality_of
+from bot.core.model_quality import add_quality_fields, quality_of
 from golem_backend import TrainReport
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,8 @@ def report_embed(report: TrainReport, *, taught: int) -> discord.Embed:
     embed.add_field(name="Images", value=f"{report.n_images} ({taught} taught)")
     embed.add_field(name="Duration", value=duration(report.duration_s))
     quality = quality_of(report.extra.get("quality"))
-    for name, value in quality_lines(quality) if quality is not None else ():
-        embed.add_field(name=name, value=value, inline=len(value) < 40)
+    if quality is not None:
+        add_quality_fields(embed, quality)
     embed.add_field(name="Model", value=report.model_id, inline=False)
     labels = ", ".join(report.labels) or "none"
     embed.add_field(name=f"Labels ({len(report.labels)})", value=labels[:1024], inline=False)

@@ -7,7 +7,7 @@ import discord
 from discord.utils import escape_markdown
 
 from bot.core.embeds import BLUE, GREEN, RED, duration, percent
-from bot.core.model_quality import quality_lines, quality_of
+from bot.core.model_quality import add_quality_fields, quality_of
 from bot.db import GuildSettings, ModelRecord, Quotas, RetrainRecord, Usage
 from bot.db.quotas import size_text
 from golem_backend import BackendStatus, CostSummary, InstanceInfo
@@ -46,8 +46,7 @@ def server_status_embed(
     )
     quality = quality_of(model.metrics.get("quality")) if model is not None else None
     if quality is not None:  # what the server can expect, hints included
-        for name, value in quality_lines(quality):
-            embed.add_field(name=name, value=value, inline=len(value) < 40)
+        add_quality_fields(embed, quality)
     elif model is not None:  # a model trained before the quality report
         recall = model.metrics.get("per_label_recall")
         if isinstance(recall, dict) and recall:
